@@ -1,0 +1,75 @@
+"""One exception tree, typed by what the engine does next rather than by where the error came from.
+
+    AutoscalerError
+    ├── PolicyError            reject the file, keep the last good version, raise a gauge
+    ├── SourceError            the check's input becomes Failed(error_class)
+    │   ├── SourceUnavailable  temporary: connect error, timeout, HTTP 5xx/429; back off
+    │   └── QueryError         permanent until the policy changes: HTTP 400, several series
+    └── TargetError
+        ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
+        ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
+        ├── Conflict           name or volume taken: look up by UUID, adopt if ours
+        └── CapacityLimited    the host lacks headroom: clip, record, not an error state
+"""
+
+from __future__ import annotations
+
+
+class AutoscalerError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class PolicyError(AutoscalerError):
+    """A policy file (or settings file) is invalid; carries every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class SourceError(AutoscalerError):
+    """A metric source could not answer; `error_class` is a bounded label value."""
+
+    error_class = "source"
+
+
+class SourceUnavailable(SourceError):
+    """Temporary: the source did not answer (connection, timeout, 5xx, 429)."""
+
+    error_class = "unavailable"
+
+
+class QueryError(SourceError):
+    """Permanent until the query changes: rejected query or an ambiguous result."""
+
+    error_class = "query"
+
+
+class TargetError(AutoscalerError):
+    """The hypervisor side failed an operation."""
+
+    error_class = "target"
+
+
+class TargetTemporary(TargetError):
+    """Retry later: broken connection, lock timeout, busy storage pool."""
+
+    error_class = "temporary"
+
+
+class TargetPermanent(TargetError):
+    """Will not succeed without an operator: missing golden image, invalid XML."""
+
+    error_class = "permanent"
+
+
+class Conflict(TargetError):
+    """A name or volume is already taken."""
+
+    error_class = "conflict"
+
+
+class CapacityLimited(TargetError):
+    """The host lacks the free memory (plus reserve) for another instance."""
+
+    error_class = "capacity"

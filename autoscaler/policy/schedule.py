@@ -1,0 +1,67 @@
+"""Calendar windows as a pure calculation: is a cron-opened window open at a given instant?
+
+APScheduler's CronTrigger does the cron and time-zone arithmetic (DST included); nothing here
+reads the clock, so the decision core can ask with its own `now`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+from autoscaler.policy import spec
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The floor and ceiling that the open windows impose, with the names of those windows."""
+
+    floor: int | None
+    ceiling: int | None
+    floor_by: str = ""
+    ceiling_by: str = ""
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; ValueError with a readable message when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def trigger(cron: str, tz_name: str) -> CronTrigger:
+    """The compiled trigger for five cron fields in a time zone; ValueError when malformed."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected five cron fields (minute hour day month weekday), got {len(fields)}")
+    return CronTrigger.from_crontab(cron, timezone=zone(tz_name))
+
+
+def is_open(window: spec.Schedule, now: float) -> bool:
+    """Whether the window opened within the last `duration` seconds before `now`."""
+    cron = trigger(window.cron, window.timezone)
+    instant = datetime.fromtimestamp(now, tz=timezone.utc)
+    opened = cron.get_next_fire_time(None, instant - timedelta(seconds=window.duration))
+    return opened is not None and opened <= instant
+
+
+def bounds(windows: tuple[spec.Schedule, ...], now: float) -> Bounds:
+    """The highest floor and lowest ceiling among the windows open at `now`."""
+    floor: int | None = None
+    ceiling: int | None = None
+    floor_by = ceiling_by = ""
+    for index, window in enumerate(windows):
+        if not is_open(window, now):
+            continue
+        label = window.name or f"schedules[{index}]"
+        if window.min is not None and (floor is None or window.min > floor):
+            floor, floor_by = window.min, label
+        if window.max is not None and (ceiling is None or window.max < ceiling):
+            ceiling, ceiling_by = window.max, label
+    return Bounds(floor, ceiling, floor_by, ceiling_by)

@@ -1,0 +1,230 @@
+"""The policy format as frozen models: one definition serves validation, defaults and the JSON Schema.
+
+Every field carries a description, which becomes the editor hint in policies/schema.json.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from autoscaler.policy import durations
+
+Duration = Annotated[
+    float,
+    BeforeValidator(durations.parse_field),
+    WithJsonSchema({"type": "string", "pattern": durations.PATTERN, "examples": ["90s", "5m", "1h"]}),
+]
+"""Seconds, written with a unit in YAML."""
+
+GROUP_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+CHECK_NAME = r"^[a-z0-9_][a-z0-9_-]{0,62}$"
+
+
+class Spec(BaseModel):
+    """Base for every policy model: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+
+class TargetTracking(Spec):
+    """Keep a per-instance average (e.g. CPU utilisation) at a target, as the Kubernetes HPA does."""
+
+    kind: Literal["target_tracking"] = Field(description="desired = ceil(ready * value / target)")
+    target: float = Field(gt=0, description="The value to hold the metric at, e.g. 0.7 for 70 % CPU.")
+    tolerance: float = Field(
+        0.1, ge=0, lt=1, description="Do nothing while |value / target - 1| is within this fraction."
+    )
+
+
+class PerInstance(Spec):
+    """Size the group so that each instance carries a given share of a total (e.g. sessions)."""
+
+    kind: Literal["per_instance"] = Field(description="desired = ceil(total / per_instance)")
+    per_instance: float = Field(gt=0, description="How much of the total one instance should carry.")
+    tolerance: float = Field(
+        0.1, ge=0, lt=1, description="Do nothing while the load per current instance is this close to target."
+    )
+
+
+class Step(Spec):
+    """One band of a threshold strategy and what to do while the metric is inside it."""
+
+    lower: float | None = Field(None, description="Inclusive lower bound of the band; none means -infinity.")
+    upper: float | None = Field(None, description="Exclusive upper bound of the band; none means +infinity.")
+    change: int | None = Field(None, description="Add (or, when negative, remove) this many instances.")
+    percent: float | None = Field(None, description="Change the count by this percentage (negative shrinks).")
+    set: int | None = Field(None, ge=0, description="Set the count to exactly this value.")
+
+
+class Threshold(Spec):
+    """Step scaling: the band that holds the newest value decides the change."""
+
+    kind: Literal["threshold"]
+    steps: tuple[Step, ...] = Field(min_length=1, description="Bands, checked in order; the first match wins.")
+    trigger_samples: int = Field(
+        1, ge=1, description="How many of the newest samples must lie in the band before it applies."
+    )
+
+
+class Fixed(Spec):
+    """Always propose the same count (useful with schedules, or as a floor)."""
+
+    kind: Literal["fixed"]
+    count: int = Field(ge=0, description="The count to propose.")
+
+
+class PassThrough(Spec):
+    """The metric already is the desired count (e.g. computed by a recording rule)."""
+
+    kind: Literal["pass_through"]
+
+
+Strategy = Annotated[
+    TargetTracking | PerInstance | Threshold | Fixed | PassThrough, Field(discriminator="kind")
+]
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+class ScaleUpOnMissing(Spec):
+    """When the data is missing, add this many instances (a fail-safe for load you cannot see)."""
+
+    scale_up: int = Field(ge=1, description="Instances to add per evaluation while data is missing.")
+
+
+class FallbackOnMissing(Spec):
+    """When the data is missing, propose this count (never below the current one)."""
+
+    fallback: int = Field(ge=0, description="The count to propose while data is missing.")
+
+
+OnMissing = Literal["hold"] | ScaleUpOnMissing | FallbackOnMissing
+
+
+class Check(Spec):
+    """One metric query and the strategy that turns its value into a count."""
+
+    name: str = Field(pattern=CHECK_NAME, description="Unique within the group; used in logs and metrics.")
+    source: str = Field(description="A metric source named in the daemon config: prometheus, exporter, libvirt...")
+    query: str = Field("", description="PromQL for prometheus; a metric selector for exporter; 'cpu' for libvirt.")
+    strategy: Strategy
+    max_staleness: Duration = Field(120.0, description="Older samples count as stale, never as current.")
+    on_missing: OnMissing = Field(
+        "hold", description="What missing, stale, NaN or failed data means: hold, {scale_up: N} or {fallback: N}."
+    )
+
+
+# --- behaviour --------------------------------------------------------------------------------
+
+
+class RateLimit(Spec):
+    """At most this many instances, or this percentage of the group, per period (the larger wins)."""
+
+    instances: int | None = Field(None, ge=1, description="Largest change in instances per period.")
+    percent: float | None = Field(None, gt=0, description="Largest change as a percentage of the group per period.")
+    period: Duration = Field(60.0, description="The rolling window the limits apply to.")
+
+
+class Direction(Spec):
+    """How fast one direction may move."""
+
+    stabilization: Duration = Field(
+        0.0, description="Window of past recommendations: up takes their minimum, down their maximum."
+    )
+    cooldown: Duration = Field(0.0, description="After a change in this direction, wait this long before the next.")
+    rate: RateLimit | None = Field(None, description="Rate limit for this direction; none means unlimited.")
+
+
+def _default_up() -> Direction:
+    return Direction(rate=RateLimit(instances=4, percent=100, period=60.0))
+
+
+def _default_down() -> Direction:
+    return Direction(stabilization=300.0, cooldown=300.0, rate=RateLimit(instances=1, period=60.0))
+
+
+class Schedule(Spec):
+    """A calendar window that raises the floor or lowers the ceiling while it is open."""
+
+    name: str = Field("", description="Shown in decisions, e.g. 'office-hours'.")
+    cron: str = Field(description="When the window opens, five cron fields, e.g. '30 7 * * mon-fri'.")
+    timezone: str = Field("UTC", description="IANA time zone for the cron fields, e.g. Europe/Berlin.")
+    duration: Duration = Field(description="How long the window stays open after each opening.")
+    min: int | None = Field(None, ge=0, description="Floor while the window is open.")
+    max: int | None = Field(None, ge=0, description="Ceiling while the window is open.")
+
+
+class Readiness(Spec):
+    """When a new instance starts to count as capacity, and when a member counts as broken."""
+
+    probe: Literal["none", "tcp", "guest_agent", "channel", "serial"] = Field(
+        "none", description="How to tell the guest is up; 'none' trusts the warm-up alone."
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="TCP port for the tcp probe.")
+    channel: str = Field(
+        "org.autoscaler.ready", description="virtio-serial channel name the guest signals on (channel probe)."
+    )
+    timeout: Duration = Field(600.0, description="A clone not ready after this long is removed and counted failed.")
+    interval: Duration = Field(5.0, description="How often the probe runs.")
+    failures: int = Field(3, ge=1, description="Consecutive failed probes after warm-up before replacement.")
+
+
+class Predictive(Spec):
+    """Scale out ahead of a learned daily and weekly pattern; never scale in on a forecast alone."""
+
+    mode: Literal["off", "shadow", "active"] = Field(
+        "off", description="shadow exports the forecast and its error without acting on it."
+    )
+    query: str = Field("", description="Range-queryable expression of the group's total load (the daemon's input).")
+    source: str = Field("prometheus", description="Metric source for the history.")
+    per_instance: float = Field(1.0, gt=0, description="Load one instance should carry at the target.")
+    history: Duration = Field(1209600.0, description="How much history to learn from (default 14 days).")
+    lead: Duration | None = Field(
+        None, description="How far ahead to forecast; default: measured clone-to-ready time plus warm-up."
+    )
+    headroom: float = Field(0.0, ge=0, description="Extra fraction of forecast load to provision for.")
+
+
+class WarmPool(Spec):
+    """Pre-cloned, stopped instances so that a scale-out is a start, not a clone plus a boot."""
+
+    size: int = Field(0, ge=0, description="How many instances to keep ready in the pool.")
+    state: Literal["shutoff", "paused"] = Field("shutoff", description="How pooled instances wait.")
+
+
+class GroupPolicy(Spec):
+    """One group of instances cloned from one golden image, and how to size it."""
+
+    group: str = Field(pattern=GROUP_NAME, description="Group name: lowercase letters, digits and '-', at most 40.")
+    golden: str = Field(description="The golden qcow2 image the clones are linked to (path or volume name).")
+    template: str = Field(description="Shut-off template domain name, or path to a domain XML file.")
+    pool: str = Field("default", description="libvirt storage pool that holds the clones' overlays.")
+    min: int = Field(ge=0, description="Never fewer instances.")
+    max: int = Field(ge=0, description="Never more instances.")
+    evaluation_interval: Duration = Field(30.0, description="How often the group is evaluated.")
+    checks: tuple[Check, ...] = Field((), description="Metric checks; several combine 'safest wins'.")
+    warmup: Duration = Field(60.0, description="A new instance counts as capacity only after this long (and its probe).")
+    min_lifetime: Duration = Field(0.0, description="Instances younger than this are not removed by scale-in.")
+    scale_up: Direction = Field(default_factory=_default_up, description="Behaviour when growing.")
+    scale_down: Direction = Field(default_factory=_default_down, description="Behaviour when shrinking.")
+    schedules: tuple[Schedule, ...] = Field((), description="Calendar floors and ceilings.")
+    scale_in_order: Literal["newest", "oldest", "least_loaded"] = Field(
+        "newest", description="Which instances go first on scale-in (not-ready ones always go first)."
+    )
+    readiness: Readiness = Field(default_factory=Readiness, description="Readiness and health probing.")
+    predictive: Predictive = Field(default_factory=Predictive, description="Forecast-driven scale-out.")
+    warm_pool: WarmPool = Field(default_factory=WarmPool, description="Pre-cloned stopped instances.")
+    dry_run: bool = Field(False, description="Decide and explain, but never act.")
+    paused: bool = Field(False, description="Hold the group as it is; decisions are still recorded.")
+
+
+class PolicyFile(Spec):
+    """A file with several groups."""
+
+    groups: tuple[GroupPolicy, ...] = Field(min_length=1, description="The groups this file defines.")

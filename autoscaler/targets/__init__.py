@@ -1,0 +1,64 @@
+"""The seam between the engine and whatever runs instances: the engine asks, a Target does.
+
+Implementations: `targets.kvm` (libvirt). Tests use an in-memory fake at this seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from autoscaler import model
+from autoscaler.policy import spec
+
+
+class Target(Protocol):
+    """Reads and changes the membership of groups."""
+
+    async def inventory(self, group: str) -> model.GroupInventory:
+        """The group's members as last observed (a cache kept current by events and reconciles)."""
+        ...
+
+    async def scale_out(self, policy: spec.GroupPolicy, count: int) -> model.ScaleResult:
+        """Create `count` new instances of the group; returns what was created."""
+        ...
+
+    async def scale_in(self, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
+        """Remove the named instances of the group (only ones the group owns)."""
+        ...
+
+
+class TargetObserver(Protocol):
+    """What a Target reports for telemetry; `telemetry.metrics.Metrics` implements it."""
+
+    def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
+        """One blocking hypervisor call finished (error_class None on success)."""
+        ...
+
+    def provisioned(self, group: str, phase: str, seconds: float) -> None:
+        """A provisioning phase finished: overlay, define, start or ready (clone request to ready)."""
+        ...
+
+    def reconnected(self, uri: str) -> None:
+        """The connection to a hypervisor was lost and opened again."""
+        ...
+
+    def capacity_refused(self, group: str) -> None:
+        """A clone was refused because the host lacked free memory plus the reserve."""
+        ...
+
+
+class NullObserver:
+    """An observer that records nothing (tests, `autoscaler check`)."""
+
+    def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
+        """Ignore the call."""
+
+    def provisioned(self, group: str, phase: str, seconds: float) -> None:
+        """Ignore the phase."""
+
+    def reconnected(self, uri: str) -> None:
+        """Ignore the reconnect."""
+
+    def capacity_refused(self, group: str) -> None:
+        """Ignore the refusal."""
