@@ -1,0 +1,1 @@
+"""The process around the engine: composition root, ticker, clock and the systemd protocol."""
