@@ -1,0 +1,231 @@
+"""Reads check values straight from an exporter's /metrics page, for hosts without a Prometheus.
+
+The query language is deliberately tiny:
+
+    name{label="v", other=~"re.*"}         sum of the matching series (a gauge, or a counter's total)
+    rate(name{label="v"})                  per-second increase between the last two scrapes,
+                                           summed over series; a counter reset counts the new
+                                           value as the increase, as Prometheus does
+
+No matching series, NaN, or a rate with only one scrape so far is *missing* (no samples), never 0.
+One scrape serves every query asked for the same instant, so the checks of one tick share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import re
+import ssl
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import parser
+
+from autoscaler import errors, model
+
+_QUERY = re.compile(
+    r"^\s*(?:(?P<rate>rate)\s*\(\s*)?(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<labels>.*)\})?\s*"
+)
+_MATCHER = re.compile(
+    r'\s*(?P<label>[a-zA-Z_]\w*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*(?:,|$)'
+)
+THREAD_THRESHOLD = 64 * 1024
+"""Payloads larger than this (bytes) are parsed in a worker thread to keep the loop responsive."""
+
+SeriesKey = tuple[tuple[str, str], ...]
+Scrape = dict[str, dict[SeriesKey, float]]
+"""One parsed scrape: sample name -> series labels -> value."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Selector:
+    """A parsed query: one sample name, label matchers, and whether to take a rate."""
+
+    name: str
+    matchers: tuple[Callable[[Mapping[str, str]], bool], ...]
+    rate: bool
+
+    def series(self, scrape: Scrape) -> dict[SeriesKey, float]:
+        """The series of `scrape` this selector matches."""
+        candidates = scrape.get(self.name, {})
+        return {key: v for key, v in candidates.items() if all(m(dict(key)) for m in self.matchers)}
+
+
+def _matcher(label: str, op: str, value: str) -> Callable[[Mapping[str, str]], bool]:
+    """One label matcher with PromQL semantics (a missing label reads as the empty string)."""
+    text = value.encode().decode("unicode_escape")
+    if op in ("=~", "!~"):
+        pattern = re.compile(text)
+        wanted = op == "=~"
+        return lambda labels: (pattern.fullmatch(labels.get(label, "")) is not None) == wanted
+    wanted = op == "="
+    return lambda labels: (labels.get(label, "") == text) == wanted
+
+
+def _matchers(text: str) -> tuple[Callable[[Mapping[str, str]], bool], ...]:
+    """Parse `label="v", ...` into matchers; QueryError on anything else."""
+    found, position = [], 0
+    while position < len(text.rstrip()):
+        match = _MATCHER.match(text, position)
+        if match is None:
+            raise errors.QueryError(f"cannot parse label matchers at {text[position:]!r}")
+        found.append(_matcher(match["label"], match["op"], match["value"]))
+        position = match.end()
+    return tuple(found)
+
+
+def parse_query(query: str) -> Selector:
+    """Parse `name{...}` or `rate(name{...})`; QueryError when the query is something else."""
+    match = _QUERY.match(query)
+    rest = query[match.end() :] if match else query
+    if match is None or rest.strip() != (")" if match["rate"] else ""):
+        raise errors.QueryError(f"not a metric selector or rate(selector): {query!r}")
+    try:
+        matchers = _matchers(match["labels"] or "")
+    except re.error as exc:
+        raise errors.QueryError(f"bad regular expression in {query!r}: {exc}") from exc
+    return Selector(name=match["name"], matchers=matchers, rate=match["rate"] is not None)
+
+
+def parse_exposition(text: str) -> Scrape:
+    """Index a Prometheus text exposition by sample name and label set."""
+    scrape: Scrape = {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = tuple(sorted(sample.labels.items()))
+            scrape.setdefault(sample.name, {})[key] = float(sample.value)
+    return scrape
+
+
+def increase(previous: Mapping[SeriesKey, float], current: Mapping[SeriesKey, float]) -> float | None:
+    """Summed counter increase over series seen in both scrapes; None when none was seen twice."""
+    both = [key for key in current if key in previous]
+    if not both:
+        return None
+    return sum(current[k] - previous[k] if current[k] >= previous[k] else current[k] for k in both)
+
+
+@contextlib.contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """Turn foreign exceptions raised while scraping `url` into SourceError subclasses."""
+    try:
+        yield
+    except errors.SourceError:
+        raise
+    except TimeoutError as exc:
+        raise errors.SourceUnavailable(f"{url}: timed out") from exc
+    except aiohttp.ClientError as exc:
+        raise errors.SourceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:
+        raise errors.SourceUnavailable(f"{url}: cannot read credentials: {exc}") from exc
+    except (ValueError, TypeError, IndexError) as exc:
+        raise errors.SourceUnavailable(f"{url}: malformed exposition: {exc!r}") from exc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Taken:
+    """A scrape and the instant it stands for."""
+
+    at: float
+    scrape: Scrape
+
+
+class ExporterSource:
+    """A MetricSource that scrapes one exporter directly, at most once per instant."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        bearer_token_file: str | None = None,
+        tls_ca: str | None = None,
+        tls_insecure: bool = False,
+    ) -> None:
+        """`url` is the exporter's full metrics URL (e.g. http://127.0.0.1:9100/metrics)."""
+        self.url = url
+        self.timeout = timeout
+        self._bearer_token_file = bearer_token_file
+        self._ssl: ssl.SSLContext | bool = not tls_insecure
+        if tls_ca is not None and not tls_insecure:
+            self._ssl = ssl.create_default_context(cafile=tls_ca)
+        self._session: aiohttp.ClientSession | None = None
+        self._pending: tuple[float, asyncio.Task[_Taken]] | None = None
+        self._previous: _Taken | None = None
+        self._current: _Taken | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        """The one session, created on first use so that it belongs to the running loop."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        """Ask for the classic text format; add the bearer token (re-read for rotation)."""
+        headers = {"Accept": "text/plain;version=0.0.4"}
+        if self._bearer_token_file is not None:
+            token = Path(self._bearer_token_file).read_text(encoding="utf-8").strip()
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    async def _fetch(self, at: float) -> _Taken:
+        """Scrape and parse once; big payloads are parsed off the loop."""
+        with _translated(self.url):
+            response = await self._client().get(self.url, headers=self._headers(), ssl=self._ssl)
+            async with response:
+                if response.status != 200:
+                    raise errors.SourceUnavailable(f"{self.url}: HTTP {response.status}")
+                text = await response.text()
+            if len(text) > THREAD_THRESHOLD:
+                return _Taken(at, await asyncio.to_thread(parse_exposition, text))
+            return _Taken(at, parse_exposition(text))
+
+    async def scrape(self, at: float) -> Scrape:
+        """The scrape for instant `at`, shared by every query for that instant (and concurrent ones)."""
+        if self._current is not None and self._current.at == at:
+            return self._current.scrape
+        if self._pending is None or self._pending[0] != at:
+            self._pending = (at, asyncio.ensure_future(self._fetch(at)))
+        task = self._pending[1]
+        try:
+            taken = await asyncio.shield(task)
+        finally:
+            if self._pending is not None and self._pending[1] is task and task.done():
+                self._pending = None
+        if self._current is None or taken.at > self._current.at:
+            self._previous, self._current = self._current, taken
+        return taken.scrape
+
+    async def query(self, query: str, at: float) -> model.Samples:
+        """The summed value (or rate) of the selector at `at`; empty when unknown."""
+        selector = parse_query(query)
+        current = selector.series(await self.scrape(at))
+        if not selector.rate:
+            total = sum(current.values())
+            return (model.Sample(total, at),) if current and math.isfinite(total) else ()
+        return self._rate(selector, current, at)
+
+    def _rate(self, selector: Selector, current: Mapping[SeriesKey, float], at: float) -> model.Samples:
+        """Per-second increase between the previous scrape and the one for `at`."""
+        previous = self._previous
+        if previous is None or self._current is None or self._current.at != at or at <= previous.at:
+            return ()
+        grown = increase(selector.series(previous.scrape), current)
+        if grown is None or not math.isfinite(grown):
+            return ()
+        return (model.Sample(grown / (at - previous.at), at),)
+
+    async def close(self) -> None:
+        """Close the HTTP session and forget the scrapes."""
+        if self._pending is not None:
+            self._pending[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError, errors.SourceError):
+                await self._pending[1]
+            self._pending = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
