@@ -1,15 +1,15 @@
 """One exception tree, typed by what the engine does next rather than by where the error came from.
 
-    AutoscalerError
-    ├── PolicyError            reject the file, keep the last good version, raise a gauge
-    ├── SourceError            the check's input becomes Failed(error_class)
-    │   ├── SourceUnavailable  temporary: connect error, timeout, HTTP 5xx/429; back off
-    │   └── QueryError         permanent until the policy changes: HTTP 400, several series
-    └── TargetError
-        ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
-        ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
-        ├── Conflict           name or volume taken: look up by UUID, adopt if ours
-        └── CapacityLimited    the host lacks headroom: clip, record, not an error state
+AutoscalerError
+├── PolicyError            reject the file, keep the last good version, raise a gauge
+├── SourceError            the check's input becomes Failed(error_class)
+│   ├── SourceUnavailable  temporary: connect error, timeout, HTTP 5xx/429; back off
+│   └── QueryError         permanent until the policy changes: HTTP 400, several series
+└── TargetError
+    ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
+    ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
+    ├── Conflict           name or volume taken: look up by UUID, adopt if ours
+    └── CapacityLimited    the host lacks headroom: clip, record, not an error state
 """
 
 from __future__ import annotations

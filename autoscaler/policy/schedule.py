@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
@@ -46,7 +46,7 @@ def trigger(cron: str, tz_name: str) -> CronTrigger:
 def is_open(window: spec.Schedule, now: float) -> bool:
     """Whether the window opened within the last `duration` seconds before `now`."""
     cron = trigger(window.cron, window.timezone)
-    instant = datetime.fromtimestamp(now, tz=timezone.utc)
+    instant = datetime.fromtimestamp(now, tz=UTC)
     opened = cron.get_next_fire_time(None, instant - timedelta(seconds=window.duration))
     return opened is not None and opened <= instant
 

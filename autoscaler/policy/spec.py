@@ -65,7 +65,9 @@ class Threshold(Spec):
     """Step scaling: the band that holds the newest value decides the change."""
 
     kind: Literal["threshold"]
-    steps: tuple[Step, ...] = Field(min_length=1, description="Bands, checked in order; the first match wins.")
+    steps: tuple[Step, ...] = Field(
+        min_length=1, description="Bands, checked in order; the first match wins."
+    )
     trigger_samples: int = Field(
         1, ge=1, description="How many of the newest samples must lie in the band before it applies."
     )
@@ -92,31 +94,63 @@ Strategy = Annotated[
 # --- checks -----------------------------------------------------------------------------------
 
 
-class ScaleUpOnMissing(Spec):
-    """When the data is missing, add this many instances (a fail-safe for load you cannot see)."""
+class OnMissing(Spec):
+    """What a check proposes while its data is missing, stale, NaN or failed: hold unless told otherwise."""
 
-    scale_up: int = Field(ge=1, description="Instances to add per evaluation while data is missing.")
-
-
-class FallbackOnMissing(Spec):
-    """When the data is missing, propose this count (never below the current one)."""
-
-    fallback: int = Field(ge=0, description="The count to propose while data is missing.")
+    scale_up: int | None = Field(None, ge=1, description="Add this many instances per evaluation.")
+    fallback: int | None = Field(
+        None, ge=0, description="Propose this count (a scale-in still never happens)."
+    )
 
 
-OnMissing = Literal["hold"] | ScaleUpOnMissing | FallbackOnMissing
+def _on_missing_shorthand(value: object) -> object:
+    if value == "hold":
+        return {}
+    if isinstance(value, str):
+        raise ValueError(f"expected 'hold', {{scale_up: N}} or {{fallback: N}}, got {value!r}")
+    return value
+
+
+OnMissingRule = Annotated[
+    OnMissing,
+    BeforeValidator(_on_missing_shorthand),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "hold"},
+                {
+                    "type": "object",
+                    "properties": {"scale_up": {"type": "integer", "minimum": 1}},
+                    "required": ["scale_up"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"fallback": {"type": "integer", "minimum": 0}},
+                    "required": ["fallback"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
 
 
 class Check(Spec):
     """One metric query and the strategy that turns its value into a count."""
 
     name: str = Field(pattern=CHECK_NAME, description="Unique within the group; used in logs and metrics.")
-    source: str = Field(description="A metric source named in the daemon config: prometheus, exporter, libvirt...")
-    query: str = Field("", description="PromQL for prometheus; a metric selector for exporter; 'cpu' for libvirt.")
+    source: str = Field(
+        description="A metric source named in the daemon config: prometheus, exporter, libvirt..."
+    )
+    query: str = Field(
+        "", description="PromQL for prometheus; a metric selector for exporter; 'cpu' for libvirt."
+    )
     strategy: Strategy
     max_staleness: Duration = Field(120.0, description="Older samples count as stale, never as current.")
-    on_missing: OnMissing = Field(
-        "hold", description="What missing, stale, NaN or failed data means: hold, {scale_up: N} or {fallback: N}."
+    on_missing: OnMissingRule = Field(
+        default_factory=OnMissing,
+        description="What missing, stale, NaN or failed data means: hold, {scale_up: N} or {fallback: N}.",
     )
 
 
@@ -127,7 +161,9 @@ class RateLimit(Spec):
     """At most this many instances, or this percentage of the group, per period (the larger wins)."""
 
     instances: int | None = Field(None, ge=1, description="Largest change in instances per period.")
-    percent: float | None = Field(None, gt=0, description="Largest change as a percentage of the group per period.")
+    percent: float | None = Field(
+        None, gt=0, description="Largest change as a percentage of the group per period."
+    )
     period: Duration = Field(60.0, description="The rolling window the limits apply to.")
 
 
@@ -137,7 +173,9 @@ class Direction(Spec):
     stabilization: Duration = Field(
         0.0, description="Window of past recommendations: up takes their minimum, down their maximum."
     )
-    cooldown: Duration = Field(0.0, description="After a change in this direction, wait this long before the next.")
+    cooldown: Duration = Field(
+        0.0, description="After a change in this direction, wait this long before the next."
+    )
     rate: RateLimit | None = Field(None, description="Rate limit for this direction; none means unlimited.")
 
 
@@ -170,7 +208,9 @@ class Readiness(Spec):
     channel: str = Field(
         "org.autoscaler.ready", description="virtio-serial channel name the guest signals on (channel probe)."
     )
-    timeout: Duration = Field(600.0, description="A clone not ready after this long is removed and counted failed.")
+    timeout: Duration = Field(
+        600.0, description="A clone not ready after this long is removed and counted failed."
+    )
     interval: Duration = Field(5.0, description="How often the probe runs.")
     failures: int = Field(3, ge=1, description="Consecutive failed probes after warm-up before replacement.")
 
@@ -181,7 +221,9 @@ class Predictive(Spec):
     mode: Literal["off", "shadow", "active"] = Field(
         "off", description="shadow exports the forecast and its error without acting on it."
     )
-    query: str = Field("", description="Range-queryable expression of the group's total load (the daemon's input).")
+    query: str = Field(
+        "", description="Range-queryable expression of the group's total load (the daemon's input)."
+    )
     source: str = Field("prometheus", description="Metric source for the history.")
     per_instance: float = Field(1.0, gt=0, description="Load one instance should carry at the target.")
     history: Duration = Field(1209600.0, description="How much history to learn from (default 14 days).")
@@ -201,7 +243,9 @@ class WarmPool(Spec):
 class GroupPolicy(Spec):
     """One group of instances cloned from one golden image, and how to size it."""
 
-    group: str = Field(pattern=GROUP_NAME, description="Group name: lowercase letters, digits and '-', at most 40.")
+    group: str = Field(
+        pattern=GROUP_NAME, description="Group name: lowercase letters, digits and '-', at most 40."
+    )
     golden: str = Field(description="The golden qcow2 image the clones are linked to (path or volume name).")
     template: str = Field(description="Shut-off template domain name, or path to a domain XML file.")
     pool: str = Field("default", description="libvirt storage pool that holds the clones' overlays.")
@@ -209,8 +253,12 @@ class GroupPolicy(Spec):
     max: int = Field(ge=0, description="Never more instances.")
     evaluation_interval: Duration = Field(30.0, description="How often the group is evaluated.")
     checks: tuple[Check, ...] = Field((), description="Metric checks; several combine 'safest wins'.")
-    warmup: Duration = Field(60.0, description="A new instance counts as capacity only after this long (and its probe).")
-    min_lifetime: Duration = Field(0.0, description="Instances younger than this are not removed by scale-in.")
+    warmup: Duration = Field(
+        60.0, description="A new instance counts as capacity only after this long (and its probe)."
+    )
+    min_lifetime: Duration = Field(
+        0.0, description="Instances younger than this are not removed by scale-in."
+    )
     scale_up: Direction = Field(default_factory=_default_up, description="Behaviour when growing.")
     scale_down: Direction = Field(default_factory=_default_down, description="Behaviour when shrinking.")
     schedules: tuple[Schedule, ...] = Field((), description="Calendar floors and ceilings.")

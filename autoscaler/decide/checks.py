@@ -1,0 +1,61 @@
+"""Each check's input classified and turned into a proposal; missing data is never read as zero."""
+
+from __future__ import annotations
+
+import math
+
+from autoscaler import model
+from autoscaler.decide import strategies
+from autoscaler.policy import durations, spec
+
+
+def classify(check: spec.Check, raw: model.CheckInput | None, now: float) -> model.CheckInput:
+    """Fresh only when a finite sample newer than max_staleness exists; otherwise Missing or Stale."""
+    if raw is None:
+        return model.Missing("no input")
+    if not isinstance(raw, model.Fresh):
+        return raw
+    finite = tuple(sorted((s for s in raw.samples if math.isfinite(s.value)), key=lambda s: s.timestamp))
+    if not finite:
+        return model.Missing("nan" if raw.samples else "empty")
+    age = now - finite[-1].timestamp
+    if age > check.max_staleness:
+        return model.Stale(age)
+    return model.Fresh(finite)
+
+
+def _describe(check_input: model.CheckInput) -> str:
+    if isinstance(check_input, model.Missing):
+        return f"missing ({check_input.reason})"
+    if isinstance(check_input, model.Stale):
+        return f"stale ({durations.format_seconds(round(check_input.age))} old)"
+    if isinstance(check_input, model.Failed):
+        return f"failed ({check_input.error_class})"
+    return "fresh"
+
+
+def on_missing(check: spec.Check, check_input: model.CheckInput, current: int) -> tuple[int, str]:
+    """The count a check proposes when its data is unusable, per its on_missing rule."""
+    what = _describe(check_input)
+    rule = check.on_missing
+    if rule.scale_up is not None:
+        return current + rule.scale_up, f"{what}: on_missing scale_up {rule.scale_up}"
+    if rule.fallback is not None:
+        return rule.fallback, f"{what}: on_missing fallback {rule.fallback}"
+    return current, f"{what}: on_missing hold"
+
+
+def report(
+    check: spec.Check, raw: model.CheckInput | None, current: int, ready: int, now: float
+) -> tuple[model.CheckReport, bool]:
+    """The check's report, and whether its raw strategy result was held by the tolerance band."""
+    if not strategies.needs_samples(check.strategy):
+        proposal = strategies.propose(check.strategy, current, ready, ())
+        return model.CheckReport(check.name, "fresh", None, proposal.count, proposal.detail), False
+    check_input = classify(check, raw, now)
+    if not isinstance(check_input, model.Fresh):
+        count, detail = on_missing(check, check_input, current)
+        return model.CheckReport(check.name, model.input_kind(check_input), None, count, detail), False
+    proposal = strategies.propose(check.strategy, current, ready, check_input.samples)
+    entry = model.CheckReport(check.name, "fresh", proposal.value, proposal.count, proposal.detail)
+    return entry, proposal.tolerated

@@ -1,0 +1,32 @@
+"""Which members a scale-in removes: broken ones first, then not-ready ones, then the policy's order."""
+
+from __future__ import annotations
+
+from autoscaler import model
+from autoscaler.decide import stages
+from autoscaler.policy import spec
+
+_STATE_RANK = {model.InstanceState.FAILED: 0, model.InstanceState.BOOTING: 1, model.InstanceState.READY: 2}
+
+
+def _policy_key(order: str, instance: model.Instance) -> tuple[float, str]:
+    if order == "oldest":
+        return instance.created_at, instance.name
+    if order == "least_loaded":
+        load = instance.load if instance.load is not None else float("inf")
+        return load, instance.name
+    return -instance.created_at, instance.name
+
+
+def choose(
+    policy: spec.GroupPolicy, inventory: model.GroupInventory, count: int, now: float
+) -> tuple[str, ...]:
+    """The names of `count` members to remove, in removal order."""
+    if count <= 0:
+        return ()
+    candidates = stages.removable(policy, inventory, now)
+    ranked = sorted(
+        candidates,
+        key=lambda i: (_STATE_RANK.get(i.state, 2), *_policy_key(policy.scale_in_order, i)),
+    )
+    return tuple(i.name for i in ranked[:count])
