@@ -1,0 +1,268 @@
+"""One connection per libvirt URI, and the only road from asyncio to a blocking libvirt call.
+
+Every call runs in a bounded thread pool (4 workers stay below libvirtd's default of 5 requests
+per client), under a copy of the caller's contextvars, with a timeout that never orphans a thread,
+and with `libvirtError` translated into `autoscaler.errors` in exactly one place: `translate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import libvirt
+
+from autoscaler import errors
+from autoscaler.virt import events
+
+T = TypeVar("T")
+MAX_WORKERS = 4
+
+
+class CallObserver(Protocol):
+    """What the gateway reports; `targets.TargetObserver` satisfies it."""
+
+    def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
+        """One blocking call finished (error_class None on success)."""
+        ...
+
+    def reconnected(self, uri: str) -> None:
+        """The connection was lost and opened again."""
+        ...
+
+
+class _Quiet:
+    """The observer used when none is given."""
+
+    def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
+        """Ignore the call."""
+
+    def reconnected(self, uri: str) -> None:
+        """Ignore the reconnect."""
+
+
+class NotFound(errors.TargetError):
+    """The domain, volume or metadata looked up does not exist (code 42, 50 or 80)."""
+
+    error_class = "not_found"
+
+
+class ConnectionLost(errors.TargetTemporary):
+    """The connection to libvirtd broke; reconnect, then reconcile."""
+
+    error_class = "connection"
+
+
+class _AlreadyDoneError(Exception):
+    """Internal: the operation's goal already holds, so the call counts as success."""
+
+
+# Codes that mean "the goal already holds" for one operation only (libvirt.md §4).
+_DONE = {
+    "shutdown": {
+        libvirt.VIR_ERR_NO_DOMAIN,
+        libvirt.VIR_ERR_OPERATION_INVALID,
+        libvirt.VIR_ERR_INTERNAL_ERROR,
+    },
+    "destroy": {libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_OPERATION_INVALID},
+    "undefine": {libvirt.VIR_ERR_NO_DOMAIN},
+    "vol_delete": {libvirt.VIR_ERR_NO_STORAGE_VOL},
+    "start": {libvirt.VIR_ERR_OPERATION_INVALID},
+}
+_BY_CODE: dict[int, type[errors.TargetError]] = {
+    libvirt.VIR_ERR_SYSTEM_ERROR: ConnectionLost,
+    libvirt.VIR_ERR_NO_DOMAIN: NotFound,
+    libvirt.VIR_ERR_NO_STORAGE_VOL: NotFound,
+    libvirt.VIR_ERR_NO_DOMAIN_METADATA: NotFound,
+    libvirt.VIR_ERR_OPERATION_FAILED: errors.Conflict,
+    libvirt.VIR_ERR_STORAGE_VOL_EXIST: errors.Conflict,
+    libvirt.VIR_ERR_DOM_EXIST: errors.Conflict,
+    libvirt.VIR_ERR_OPERATION_TIMEOUT: errors.TargetTemporary,
+    libvirt.VIR_ERR_AGENT_UNRESPONSIVE: errors.TargetTemporary,
+    libvirt.VIR_ERR_NO_SUPPORT: errors.TargetPermanent,
+    libvirt.VIR_ERR_INVALID_ARG: errors.TargetPermanent,
+    libvirt.VIR_ERR_XML_ERROR: errors.TargetPermanent,
+    libvirt.VIR_ERR_XML_DETAIL: errors.TargetPermanent,
+    libvirt.VIR_ERR_XML_INVALID_SCHEMA: errors.TargetPermanent,
+    libvirt.VIR_ERR_NO_STORAGE_POOL: errors.TargetPermanent,
+    libvirt.VIR_ERR_CONFIG_UNSUPPORTED: errors.TargetPermanent,
+}
+"""Code -> class; unknown codes are temporary. Code 1 is special-cased in `translate`."""
+_RPC_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+
+
+def translate(exc: libvirt.libvirtError, op: str) -> Exception:
+    """The project error for a libvirt error raised by `op` (by code, per libvirt.md §4).
+
+    Code 1 (internal error) is the one exception: its error domain (RPC/REMOTE means a broken
+    connection) and the storage pool's "asynchronous jobs running" message discriminate it.
+    """
+    code, domain, message = exc.get_error_code(), exc.get_error_domain(), f"{op}: {exc}"
+    broken_rpc = code == libvirt.VIR_ERR_INTERNAL_ERROR and domain in _RPC_DOMAINS
+    if broken_rpc:
+        return ConnectionLost(message)
+    if code in _DONE.get(op, ()):
+        return _AlreadyDoneError(message)
+    if code == libvirt.VIR_ERR_INTERNAL_ERROR and "asynchronous jobs running" in message:
+        return errors.TargetTemporary(message)
+    return _BY_CODE.get(code, errors.TargetTemporary)(f"{message} (code {code})")
+
+
+def new_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The bounded pool all gateways of one daemon share."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="libvirt")
+
+
+class Gateway:
+    """The connection to one libvirt URI; use `run`/`call`, never the connection directly."""
+
+    def __init__(
+        self,
+        uri: str,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        *,
+        observer: CallObserver | None = None,
+        timeout: float = 120.0,
+        queue: asyncio.Queue[events.Event] | None = None,
+    ) -> None:
+        self.uri = uri
+        self.timeout = timeout
+        self._executor = executor
+        self._observer: CallObserver = observer or _Quiet()
+        self._queue = queue
+        self._conn: Any = None
+        self._callback_ids: list[int] = []
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open and not known to be broken."""
+        return self._conn is not None
+
+    @property
+    def is_test_driver(self) -> bool:
+        """True for libvirt's test driver, whose free-memory and keepalive answers are not real."""
+        return self.uri.startswith("test:")
+
+    async def open(self) -> None:
+        """Connect, enable keepalive where supported, and subscribe to lifecycle and close events."""
+        events.ensure_event_thread()
+        conn = await self.call(libvirt.open, self.uri, op="open")
+        self._conn = conn
+        await self._subscribe(conn)
+
+    async def _subscribe(self, conn: Any) -> None:
+        """Keepalive plus the event callbacks, when a queue was given."""
+        with contextlib.suppress(errors.TargetPermanent):  # test:// answers "unsupported"
+            await self.call(conn.setKeepAlive, 5, 3, op="keepalive")
+        if self._queue is None:
+            return
+        bridge = events.Bridge(self.uri, asyncio.get_running_loop(), self._queue)
+        lifecycle = libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE
+        cb_id = await self.call(
+            conn.domainEventRegisterAny, None, lifecycle, bridge.on_lifecycle, None, op="subscribe"
+        )
+        self._callback_ids = [cb_id]
+        await self.call(conn.registerCloseCallback, bridge.on_close, None, op="subscribe")
+
+    async def close(self) -> None:
+        """Unsubscribe and close; errors from a connection that is already gone are ignored."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.call(_close_quietly, conn, self._callback_ids, op="close")
+        self._callback_ids = []
+
+    def mark_broken(self) -> None:
+        """Forget the connection after a close event or a ConnectionLost (objects from it are stale)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._executor.submit(_close_quietly, conn, self._callback_ids)
+        self._callback_ids = []
+
+    async def reconnect(self, first_delay: float = 0.5, max_delay: float = 10.0) -> None:
+        """Open again with exponential back-off until it works; the caller then reconciles."""
+        self.mark_broken()
+        delay = first_delay
+        while True:
+            try:
+                await self.open()
+            except errors.TargetError:
+                await asyncio.sleep(delay)
+                delay = min(max_delay, delay * 2)
+                continue
+            self._observer.reconnected(self.uri)
+            return
+
+    async def run(self, fn: Callable[..., T], *args: Any, op: str, seconds: float | None = None) -> T:
+        """`fn(connection, *args)` in the pool; ConnectionLost when no connection is open."""
+        conn = self._conn
+        if conn is None:
+            raise ConnectionLost(f"{op}: not connected to {self.uri}")
+        try:
+            return await self.call(fn, conn, *args, op=op, seconds=seconds)
+        except ConnectionLost:
+            if self._conn is conn:
+                self.mark_broken()
+            raise
+
+    async def call(self, fn: Callable[..., T], *args: Any, op: str, seconds: float | None = None) -> T:
+        """`fn(*args)` in the pool, timed, translated; returns None when the goal already held."""
+        started = time.monotonic()
+        error_class: str | None = None
+        try:
+            return await self._in_pool(fn, args, op, self.timeout if seconds is None else seconds)
+        except _AlreadyDoneError:
+            return None  # type: ignore[return-value]
+        except errors.TargetError as exc:
+            error_class = exc.error_class
+            raise
+        finally:
+            self._observer.libvirt_call(op, time.monotonic() - started, error_class)
+
+    async def _in_pool(self, fn: Callable[..., T], args: tuple[Any, ...], op: str, seconds: float) -> T:
+        """Run in the pool; on timeout or cancellation, wait for the thread before raising."""
+        context = contextvars.copy_context()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, _translated, context, fn, args, op
+        )
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), seconds)
+        except TimeoutError:
+            await _drain(future)
+            raise errors.TargetTemporary(f"{op}: no answer from {self.uri} within {seconds:g}s") from None
+        except asyncio.CancelledError:
+            await _drain(future)
+            raise
+
+
+def _translated(context: contextvars.Context, fn: Callable[..., T], args: tuple[Any, ...], op: str) -> T:
+    """Worker-thread side: run under the caller's context and translate libvirt errors."""
+    try:
+        return context.run(fn, *args)
+    except libvirt.libvirtError as exc:
+        raise translate(exc, op) from exc
+
+
+async def _drain(future: asyncio.Future[Any]) -> None:
+    """Wait until the worker thread has returned, whatever it returned, even if cancelled again."""
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
+        except Exception:  # noqa: S112 (the outcome is irrelevant; only completion matters)
+            continue
+
+
+def _close_quietly(conn: Any, callback_ids: list[int]) -> None:
+    """Deregister callbacks and close a connection that may already be dead."""
+    for cb_id in callback_ids:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.domainEventDeregisterAny(cb_id)
+    for step in (conn.unregisterCloseCallback, conn.close):
+        with contextlib.suppress(libvirt.libvirtError):
+            step()

@@ -1,0 +1,295 @@
+"""The blocking libvirt recipes, each run whole inside one gateway worker (`gateway.run(op, fn)`).
+
+They take the connection first and return plain values, never libvirt objects, so nothing stale
+can outlive a reconnect. Errors propagate as `libvirtError` and are translated by the gateway;
+only the flag fallbacks of undefine and the graceful-then-hard destroy are handled here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import libvirt
+import libvirt_qemu  # type: ignore[import-untyped]
+
+from autoscaler.virt import xml
+
+_RUN_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "running",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DomainView:
+    """One domain as listed: identity, run state and our metadata (None when it is not ours)."""
+
+    uuid: str
+    name: str
+    run: str
+    """running, paused, shutoff, crashed or other."""
+    metadata: str | None
+    memory: int
+    """Maximum memory in bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeView:
+    """One storage volume: name, path and its XML (format, backing store, timestamps)."""
+
+    name: str
+    path: str
+    xml: str
+
+
+@dataclass(frozen=True, slots=True)
+class Golden:
+    """A golden image as libvirt knows it."""
+
+    path: str
+    format: str
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostMemory:
+    """Memory of one host: total, committed to running domains, and free as the kernel says."""
+
+    total: int
+    committed: int
+    reported_free: int | None
+    """None on the test driver, whose free-memory answer is not meaningful."""
+
+    @property
+    def free(self) -> int:
+        """Memory a new domain can rely on: uncommitted, and never more than the kernel reports."""
+        uncommitted = max(0, self.total - self.committed)
+        return uncommitted if self.reported_free is None else min(uncommitted, self.reported_free)
+
+
+def _view(dom: Any) -> DomainView:
+    """A plain view of a domain (three RPCs: state, metadata, max memory)."""
+    state = dom.state()[0]
+    try:
+        metadata = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml.NAMESPACE, 0)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            raise
+        metadata = None
+    return DomainView(
+        dom.UUIDString(), dom.name(), _RUN_STATES.get(state, "other"), metadata, dom.maxMemory() * 1024
+    )
+
+
+def list_domains(conn: Any) -> list[DomainView]:
+    """Every domain of the host, ours or not (the caller decides by metadata)."""
+    views = []
+    for dom in conn.listAllDomains(0):
+        with contextlib.suppress(_Vanished):
+            views.append(_view_or_vanished(dom))
+    return views
+
+
+class _Vanished(Exception):
+    """A domain disappeared between the listing and the look at it."""
+
+
+def _view_or_vanished(dom: Any) -> DomainView:
+    """The view, or _Vanished when the domain went away meanwhile."""
+    try:
+        return _view(dom)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise _Vanished from exc
+        raise
+
+
+def get_domain(conn: Any, uuid: str) -> DomainView:
+    """One domain by UUID (code 42 when it does not exist)."""
+    return _view(conn.lookupByUUIDString(uuid))
+
+
+def find_by_name(conn: Any, name: str) -> DomainView:
+    """One domain by name (code 42 when it does not exist)."""
+    return _view(conn.lookupByName(name))
+
+
+def define(conn: Any, domain_xml: str) -> str:
+    """Define a persistent domain, validated against the schema; returns its UUID."""
+    return str(conn.defineXMLFlags(domain_xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE).UUIDString())
+
+
+def start(conn: Any, uuid: str) -> None:
+    """Start a defined domain (never with AUTODESTROY: a daemon restart must not kill the fleet)."""
+    conn.lookupByUUIDString(uuid).create()
+
+
+def set_metadata(conn: Any, uuid: str, metadata: str) -> None:
+    """Replace our metadata element, in the live and the persistent definition."""
+    dom = conn.lookupByUUIDString(uuid)
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, metadata, xml.PREFIX, xml.NAMESPACE, flags)
+
+
+def run_state(conn: Any, uuid: str) -> str:
+    """running, paused, shutoff, crashed or other."""
+    return _RUN_STATES.get(conn.lookupByUUIDString(uuid).state()[0], "other")
+
+
+def shutdown(conn: Any, uuid: str) -> None:
+    """Ask the guest to power off (ACPI); it may ignore the request, so callers re-send."""
+    conn.lookupByUUIDString(uuid).shutdown()
+
+
+def destroy(conn: Any, uuid: str) -> None:
+    """Stop the domain: SIGTERM first (graceful), then SIGKILL when that did not do it."""
+    dom = conn.lookupByUUIDString(uuid)
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+    if dom.isActive():
+        dom.destroy()
+
+
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM,
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA,
+)
+
+
+def undefine(conn: Any, uuid: str) -> None:
+    """Remove the definition with its artefacts, falling back to fewer flags (code 8)."""
+    dom = conn.lookupByUUIDString(uuid)
+    for flags in _UNDEFINE_FLAGS:
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_INVALID_ARG:
+                raise
+            continue
+        return
+    dom.undefine()
+
+
+def disk_paths(conn: Any, uuid: str) -> list[str]:
+    """Source files of the domain's disks, from its persistent definition."""
+    text = conn.lookupByUUIDString(uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    root = xml.parse(text)
+    return [s.get("file", "") for s in root.findall("devices/disk/source") if s.get("file")]
+
+
+def live_xml(conn: Any, uuid: str) -> str:
+    """The running definition (channel states, serial paths, generated socket paths)."""
+    return str(conn.lookupByUUIDString(uuid).XMLDesc(0))
+
+
+def template_xml(conn: Any, name: str) -> str:
+    """The persistent XML of a template domain, which is only read, never touched."""
+    return str(conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
+def create_volume(conn: Any, pool: str, volume_xml: str) -> str:
+    """Create a volume in a pool (no refresh needed: libvirt knows it at once); returns its path."""
+    return str(conn.storagePoolLookupByName(pool).createXML(volume_xml, 0).path())
+
+
+def delete_volume_by_path(conn: Any, path: str) -> None:
+    """Delete a volume by its path (code 50 when it is already gone)."""
+    conn.storageVolLookupByPath(path).delete(0)
+
+
+def delete_volume(conn: Any, pool: str, name: str) -> None:
+    """Delete a volume by pool and name (code 50 when it is already gone)."""
+    conn.storagePoolLookupByName(pool).storageVolLookupByName(name).delete(0)
+
+
+def list_volumes(conn: Any, pool: str) -> list[VolumeView]:
+    """The volumes of a pool as libvirt last saw them (no refresh: refreshes race volume jobs)."""
+    views = []
+    for vol in conn.storagePoolLookupByName(pool).listAllVolumes(0):
+        views.append(VolumeView(vol.name(), vol.path(), vol.XMLDesc(0)))
+    return views
+
+
+def golden(conn: Any, pool: str, image: str) -> Golden:
+    """The golden image by path (any pool) or by volume name in `pool`; refreshes once if unknown."""
+    lookup = _golden_lookup(conn, pool, image)
+    try:
+        vol = lookup()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+        conn.storagePoolLookupByName(pool).refresh(0)
+        vol = lookup()
+    fmt = xml.volume_format(vol.XMLDesc(0))
+    return Golden(vol.path(), fmt, int(vol.info()[1]))
+
+
+def _golden_lookup(conn: Any, pool: str, image: str) -> Any:
+    """A thunk looking the image up by path or by name."""
+    if image.startswith("/"):
+        return lambda: conn.storageVolLookupByPath(image)
+    return lambda: conn.storagePoolLookupByName(pool).storageVolLookupByName(image)
+
+
+def host_memory(conn: Any, test_driver: bool) -> HostMemory:
+    """Total memory, memory committed to running domains, and the kernel's free memory."""
+    total = int(conn.getInfo()[1]) * 1024 * 1024
+    committed = 0
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        with contextlib.suppress(libvirt.libvirtError):
+            committed += int(dom.maxMemory()) * 1024
+    reported = None if test_driver else int(conn.getFreeMemory())
+    return HostMemory(total, committed, reported)
+
+
+def cpu_times(conn: Any, uuids: list[str]) -> dict[str, tuple[int, int, float]]:
+    """(cpu time ns, vCPUs, monotonic reading time) of each running domain asked for."""
+    readings: dict[str, tuple[int, int, float]] = {}
+    for uuid in uuids:
+        with contextlib.suppress(libvirt.libvirtError):
+            state, _max_mem, _mem, vcpus, cpu_ns = conn.lookupByUUIDString(uuid).info()
+            if state == libvirt.VIR_DOMAIN_RUNNING:
+                readings[uuid] = (int(cpu_ns), int(vcpus), time.monotonic())
+    return readings
+
+
+def agent_ping(conn: Any, uuid: str, seconds: int) -> bool:
+    """True when the guest agent answers guest-ping within `seconds`."""
+    dom = conn.lookupByUUIDString(uuid)
+    answer = libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": "guest-ping"}), seconds, 0)
+    return answer is not None and "return" in json.loads(answer)
+
+
+def guest_addresses(conn: Any, uuid: str) -> list[str]:
+    """IPv4 addresses of the guest, from DHCP leases, then ARP, then the guest agent."""
+    dom = conn.lookupByUUIDString(uuid)
+    sources = (
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+    )
+    for source in sources:
+        with contextlib.suppress(libvirt.libvirtError):
+            found = [
+                addr["addr"]
+                for iface in dom.interfaceAddresses(source).values()
+                for addr in iface.get("addrs") or []
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4
+            ]
+            if found:
+                return found
+    return []
