@@ -1,0 +1,207 @@
+"""Metrics on a fresh registry: values read back with get_sample_value, and promtool's lint passes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import autoscaler
+from autoscaler import model
+from autoscaler.telemetry import groups, metrics
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def m(registry: CollectorRegistry) -> metrics.Metrics:
+    return metrics.Metrics(registry)
+
+
+def web_inventory() -> model.GroupInventory:
+    def vm(name: str, state: model.InstanceState) -> model.Instance:
+        return model.Instance(name=name, uuid=name, state=state, created_at=0.0)
+
+    states = [model.InstanceState.READY] * 3 + [model.InstanceState.BOOTING, model.InstanceState.DRAINING]
+    return model.GroupInventory("web", tuple(vm(f"web-{i}", s) for i, s in enumerate(states)))
+
+
+def populate(m: metrics.Metrics) -> None:
+    """Touch every metric the daemon defines, with realistic label values."""
+    m.publish(
+        "web",
+        groups.GroupSnapshot.of(
+            web_inventory(),
+            desired=6,
+            low=2,
+            high=12,
+            state="cooldown",
+            cooldown_remaining=42.0,
+            last_evaluation=1e9,
+        ),
+    )
+    m.evaluated("web", "ok", 0.004)
+    trail = (model.Stage("propose", 4, 9, "rps"), model.Stage("rate_limit", 9, 6, "max_step"))
+    m.decided(model.Decision("web", 1e9, 4, 6, (), trail, reason="scale_out"))
+    m.scaled("web", "up", model.ScaleResult(done=("a", "b"), failed=1, errors=("boom",)))
+    m.cloned("web", 3.2)
+    m.destroyed("web", 0.4)
+    m.replaced("web", "unhealthy")
+    m.handler_restarted("web")
+    m.forecast("web", predicted=120.0, observed=100.0)
+    m.queried("web", "rps_per_vm", "prometheus", 0.02, error_class="unavailable")
+    m.check_input("web", "rps_per_vm", model.Missing())
+    m.policy_reloaded("ok", at=1e9)
+    m.policy_load_errors({"bad.yaml": 2})
+    m.libvirt_call("define", 0.05, "temporary")
+    m.provisioned("web", "overlay", 0.3)
+    m.reconnected("qemu:///system")
+    m.capacity_refused("web")
+    m.loop_lagged(0.003)
+
+
+def test_group_snapshot_is_exported_at_scrape_time(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    populate(m)
+    get = registry.get_sample_value
+    assert get("autoscaler_group_current_instances", {"group": "web"}) == 4
+    assert get("autoscaler_group_ready_instances", {"group": "web"}) == 3
+    assert get("autoscaler_group_desired_instances", {"group": "web"}) == 6
+    assert get("autoscaler_group_max_instances", {"group": "web"}) == 12
+    assert get("autoscaler_group_instances", {"group": "web", "state": "booting"}) == 1
+    assert get("autoscaler_group_instances", {"group": "web", "state": "draining"}) == 1
+    assert get("autoscaler_group_state", {"group": "web", "state": "cooldown"}) == 1
+    assert get("autoscaler_group_state", {"group": "web", "state": "idle"}) == 0
+    assert get("autoscaler_group_cooldown_remaining_seconds", {"group": "web"}) == 42
+    assert get("autoscaler_group_last_evaluation_timestamp_seconds", {"group": "web"}) == 1e9
+
+
+def test_publish_replaces_and_forget_removes(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    m.publish("web", groups.GroupSnapshot(current=1, ready=1, desired=1, min=1, max=3))
+    m.publish("web", groups.GroupSnapshot(current=2, ready=1, desired=3, min=1, max=3, state="scaling"))
+    assert registry.get_sample_value("autoscaler_group_current_instances", {"group": "web"}) == 2
+    m.forecast("web", 5.0)
+    m.forget("web")
+    assert registry.get_sample_value("autoscaler_group_current_instances", {"group": "web"}) is None
+    assert registry.get_sample_value("autoscaler_forecast_predicted", {"group": "web"}) is None
+    m.forget("never-published")
+
+
+def test_unknown_group_state_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown group state"):
+        groups.GroupSnapshot(current=1, ready=1, desired=1, min=1, max=1, state="sleeping")
+
+
+def test_decision_counts_direction_reason_and_clipping_stages(
+    registry: CollectorRegistry, m: metrics.Metrics
+) -> None:
+    populate(m)
+    get = registry.get_sample_value
+    assert get("autoscaler_decisions_total", {"group": "web", "direction": "up", "reason": "scale_out"}) == 1
+    assert get("autoscaler_decision_clipped_total", {"group": "web", "stage": "rate_limit"}) == 1
+    assert get("autoscaler_decision_clipped_total", {"group": "web", "stage": "propose"}) is None
+
+
+def test_unbounded_values_collapse_to_other(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    m.replaced("web", "Domain web-7f3a (uuid 1234...) crashed: Input/output error")
+    assert (
+        registry.get_sample_value("autoscaler_replacements_total", {"group": "web", "reason": "other"}) == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "error_class", "expected"),
+    [
+        (model.ScaleResult(done=("a",)), None, "success"),
+        (model.ScaleResult(done=("a",), failed=1), None, "partial"),
+        (model.ScaleResult(failed=2), None, "failure"),
+        (model.ScaleResult(), None, "noop"),
+        (None, "temporary", "error"),
+    ],
+)
+def test_scale_outcome(result: model.ScaleResult | None, error_class: str | None, expected: str) -> None:
+    assert metrics.scale_outcome(result, error_class) == expected
+
+
+def test_scaled_counts_operations_and_instances(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    populate(m)
+    get = registry.get_sample_value
+    assert (
+        get("autoscaler_scale_operations_total", {"group": "web", "direction": "up", "result": "partial"})
+        == 1
+    )
+    assert get("autoscaler_scale_instances_total", {"group": "web", "direction": "up", "result": "ok"}) == 2
+    assert (
+        get("autoscaler_scale_instances_total", {"group": "web", "direction": "up", "result": "failed"}) == 1
+    )
+
+
+def test_observer_and_source_metrics(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    populate(m)
+    get = registry.get_sample_value
+    assert get("autoscaler_libvirt_errors_total", {"op": "define", "error_class": "temporary"}) == 1
+    assert get("autoscaler_libvirt_call_duration_seconds_count", {"op": "define"}) == 1
+    assert get("autoscaler_libvirt_reconnects_total") == 1
+    assert get("autoscaler_capacity_refusals_total", {"group": "web"}) == 1
+    assert (
+        get(
+            "autoscaler_provision_phase_duration_seconds_bucket",
+            {"group": "web", "phase": "overlay", "le": "0.5"},
+        )
+        == 1
+    )
+    assert get("autoscaler_source_errors_total", {"source": "prometheus", "error_class": "unavailable"}) == 1
+    assert (
+        get("autoscaler_check_inputs_total", {"group": "web", "check": "rps_per_vm", "result": "missing"})
+        == 1
+    )
+    assert get("autoscaler_forecast_error_ratio", {"group": "web"}) == pytest.approx(0.2)
+
+
+def test_clone_buckets_span_5ms_to_600s(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    m.cloned("web", 599.0)
+    get = registry.get_sample_value
+    assert get("autoscaler_clone_duration_seconds_bucket", {"group": "web", "le": "0.005"}) == 0
+    assert get("autoscaler_clone_duration_seconds_bucket", {"group": "web", "le": "600.0"}) == 1
+
+
+def test_policy_errors_gauge_is_replaced_per_reload(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    m.policy_load_errors({"a.yaml": 2, "b.yaml": 1})
+    m.policy_load_errors({"b.yaml": 3, "c.yaml": 0})
+    get = registry.get_sample_value
+    assert get("autoscaler_policy_load_errors", {"file": "a.yaml"}) is None
+    assert get("autoscaler_policy_load_errors", {"file": "b.yaml"}) == 3
+    assert get("autoscaler_policy_load_errors", {"file": "c.yaml"}) is None
+    m.policy_reloaded("error", at=5.0)
+    assert get("autoscaler_policy_last_reload_success_timestamp_seconds") == 0
+    m.policy_reloaded("ok", at=5.0)
+    assert get("autoscaler_policy_last_reload_success_timestamp_seconds") == 5.0
+
+
+def test_build_info(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    labels = {"version": autoscaler.__version__}
+    samples = [s for f in registry.collect() for s in f.samples if s.name == "autoscaler_build_info"]
+    assert len(samples) == 1
+    assert labels.items() <= samples[0].labels.items()
+
+
+def test_every_name_is_prefixed(m: metrics.Metrics) -> None:
+    populate(m)
+    text = m.exposition().decode()
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert len(names) >= 30
+    assert all(name.startswith("autoscaler_") for name in names)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian: prometheus)")
+def test_promtool_check_metrics_passes(m: metrics.Metrics) -> None:
+    populate(m)
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=m.exposition(), capture_output=True, check=False, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+    assert checked.stdout.decode().strip() == ""
