@@ -28,13 +28,19 @@ def combine(current: int, reports: Sequence[model.CheckReport]) -> StageResult:
     """Safest wins: the largest proposal; a scale-in only when every check is fresh and agrees."""
     if not reports:
         return current, None
-    best = max(reports, key=lambda r: r.proposal)
-    if best.proposal >= current:
-        return best.proposal, None
+    best = max(r.proposal for r in reports)
+    if best > current:
+        return best, None
     unusable = [r.name for r in reports if r.kind != "fresh"]
-    if unusable:
+    wants_in = best < current or any(r.kind == "fresh" and r.proposal < current for r in reports)
+    if unusable and wants_in:
         return current, f"scale-in blocked: {', '.join(unusable)} not fresh"
-    return best.proposal, None
+    return best, None
+
+
+def smallest_fresh(reports: Sequence[model.CheckReport]) -> int | None:
+    """The lowest count a fresh check asked for (what a blocked scale-in was held back from)."""
+    return min((r.proposal for r in reports if r.kind == "fresh"), default=None)
 
 
 def forecast_floor(desired: int, forecast: int | None) -> StageResult:

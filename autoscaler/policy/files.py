@@ -78,6 +78,12 @@ def _child(node: yaml.Node, key: str | int) -> tuple[yaml.Node, yaml.Node] | Non
     return None
 
 
+def _is_kind_tag(node: yaml.Node, part: str | int) -> bool:
+    """Whether `part` is pydantic's union tag: the value of the mapping's own `kind` key."""
+    found = _child(node, "kind")
+    return found is not None and isinstance(found[1], yaml.ScalarNode) and found[1].value == part
+
+
 def _render(path: Iterable[str | int]) -> str:
     text = ""
     for part in path:
@@ -92,7 +98,11 @@ def _locate(root: yaml.Node, loc: Loc, at_key: bool) -> tuple[yaml.Node, str]:
     that is absent (a missing field) still names the path.
     """
     node, mark_node, path = root, root, []
+    tag_skipped_at: yaml.Node | None = None
     for index, part in enumerate(loc):
+        if tag_skipped_at is not node and _is_kind_tag(node, part):
+            tag_skipped_at = node
+            continue
         found = _child(node, part)
         last = index == len(loc) - 1
         if found is None:
@@ -283,6 +293,13 @@ def _problem(file: str, root: yaml.Node, loc: Loc, message: str, at_key: bool = 
     return Problem(file, node.start_mark.line + 1, node.start_mark.column + 1, path, message)
 
 
+def _from_pydantic(file: str, root: yaml.Node, error: typing.Any, model: type[pydantic.BaseModel]) -> Problem:
+    loc = tuple(error["loc"])
+    if error["type"] == "union_tag_invalid":
+        loc = (*loc, "kind")
+    return _problem(file, root, loc, _message(error, model), at_key=error["type"] == "extra_forbidden")
+
+
 def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.GroupPolicy], list[Problem]]:
     model: type[spec.GroupPolicy | spec.PolicyFile] = (
         spec.PolicyFile if isinstance(data, dict) and "groups" in data else spec.GroupPolicy
@@ -292,12 +309,7 @@ def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.Group
     try:
         parsed = model.model_validate(data, context={"from_file": True})
     except pydantic.ValidationError as exc:
-        errors = exc.errors()
-        found = [
-            _problem(file, node, tuple(e["loc"]), _message(e, model), e["type"] == "extra_forbidden")
-            for e in errors
-        ]
-        return [], sorted(found, key=lambda p: (p.line, p.column))
+        return [], [_from_pydantic(file, node, error, model) for error in exc.errors()]
     groups = list(parsed.groups) if isinstance(parsed, spec.PolicyFile) else [parsed]
     prefix: Loc = ("groups",) if isinstance(parsed, spec.PolicyFile) else ()
     problems = [
@@ -325,6 +337,7 @@ def load_text(text: str, file: str) -> tuple[list[LoadedGroup], list[Problem]]:
         groups += [LoadedGroup(g, file, line, revision(g)) for g in found]
     if not documents and not problems:
         problems.append(Problem(file, 1, 1, "", "the file defines no group"))
+    problems.sort(key=lambda p: (p.line, p.column))
     return ([], problems) if problems else (groups, [])
 
 
