@@ -1,0 +1,60 @@
+"""The offline commands as an operator runs them: check, explain (text and JSON) and schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autoscaler import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+WEBMAIL = str(ROOT / "policies" / "webmail.yaml")
+WEDNESDAY_0900_BERLIN = "2026-11-25T09:00:00+01:00"
+
+
+def write_values(tmp_path: Path, values: object) -> str:
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+def test_explain_prints_checks_stages_and_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = write_values(tmp_path, {"cpu": 0.9, "sessions": 4000})
+    argv = ["explain", WEBMAIL, "--group", "webmail", "--current", "6", "--values", values]
+    assert cli.main([*argv, "--at", WEDNESDAY_0900_BERLIN]) == 0
+    out = capsys.readouterr().out
+    assert "cpu" in out
+    assert "sessions" in out
+    assert "-> 16" in out  # sessions: ceil(4000 / 250)
+    assert "rate_limit" in out  # +4 or +100 % per minute: at most 12
+    assert "result: 12" in out
+    assert "reason: scale up 6 -> 12" in out
+
+
+def test_explain_json_is_the_machine_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = write_values(tmp_path, {"cpu": None, "sessions": {"value": 500, "age": "10m"}})
+    argv = ["explain", WEBMAIL, "--group", "webmail", "--current", "10", "--values", values, "--json"]
+    assert cli.main([*argv, "--at", "2026-11-25T03:00:00+01:00"]) == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert [c["kind"] for c in decision["checks"]] == ["missing", "stale"]
+    assert decision["desired"] >= 10  # missing data never shrinks the group
+
+
+def test_explain_unknown_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["explain", WEBMAIL, "--group", "nope", "--current", "1"]) == 1
+    assert "no group 'nope'" in capsys.readouterr().err
+
+
+def test_console_script_and_module_agree() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "check", str(ROOT / "policies")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("ok: 3 groups")
