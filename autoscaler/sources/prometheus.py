@@ -144,7 +144,7 @@ class PrometheusSource:
         """POST a form to an API endpoint and return its `data` object."""
         url = f"{self.url}{path}"
         with _translated(url):
-            form["timeout"] = f"{self.timeout}s"
+            form["timeout"] = f"{max(int(self.timeout * 1000), 1)}ms"
             response = await self._client().post(url, data=form, headers=self._headers(), ssl=self._ssl)
             async with response:
                 body = await response.json(content_type=None)

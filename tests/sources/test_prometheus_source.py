@@ -59,6 +59,7 @@ async def test_vector_gives_value_and_sample_timestamp(
     assert path == "/api/v1/query"
     assert form["query"] == 'sum(up{group="web"})'
     assert float(form["time"]) == 1700000000.5
+    assert form["timeout"] == "2000ms"  # Prometheus rejects "2.0s"
 
 
 async def test_scalar(api: tuple[RecordedApi, str], source: prometheus.PrometheusSource) -> None:
