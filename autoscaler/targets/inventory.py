@@ -1,0 +1,140 @@
+"""The cache of our domains that `inventory(group)` reads, and how a cached domain maps to a state.
+
+libvirt is the source of truth: this cache only mirrors it (reconciles refill it, lifecycle
+events patch it), so nothing here is lost by a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from autoscaler import model
+from autoscaler.policy import spec
+from autoscaler.virt import xml
+
+RUNNING = frozenset({"running", "paused"})
+
+
+@dataclass(slots=True)
+class Record:
+    """One of our domains as last seen, plus what this process learned by watching it."""
+
+    uuid: str
+    name: str
+    host: str
+    owner: xml.Ownership
+    run: str
+    """running, paused, shutoff, crashed or other."""
+    memory: int
+    probe_failures: int = 0
+    """Consecutive failed readiness probes since the last success."""
+    last_probe: float = 0.0
+    """Monotonic time of the last probe."""
+    failed: bool = False
+    """Failed its probes after warm-up, or never became ready in time."""
+    load: float | None = None
+
+    @property
+    def group(self) -> str:
+        """The group named in the metadata."""
+        return self.owner.group
+
+
+def instance_state(record: Record, in_flight: bool) -> model.InstanceState:
+    """The inventory state of a cached domain (see the rules in the module's callers)."""
+    if record.owner.phase is xml.Phase.DRAINING:
+        return model.InstanceState.DRAINING
+    if record.failed:
+        return model.InstanceState.FAILED
+    if record.run not in RUNNING:
+        return model.InstanceState.BOOTING if in_flight else model.InstanceState.FAILED
+    if record.owner.phase is xml.Phase.ACTIVE:
+        return model.InstanceState.READY
+    return model.InstanceState.BOOTING
+
+
+def to_instance(record: Record, in_flight: bool) -> model.Instance:
+    """The engine's view of a cached domain."""
+    return model.Instance(
+        name=record.name,
+        uuid=record.uuid,
+        state=instance_state(record, in_flight),
+        created_at=record.owner.created,
+        ready_at=record.owner.ready,
+        load=record.load,
+        host=record.host,
+    )
+
+
+class Cache:
+    """Our domains per host, and which hosts have been reconciled since they (re)connected."""
+
+    def __init__(self, hosts: list[str]) -> None:
+        self.hosts = list(hosts)
+        self._records: dict[str, dict[str, Record]] = {h: {} for h in hosts}
+        self._reconciled: set[str] = set()
+
+    def replace_host(self, host: str, records: list[Record]) -> None:
+        """Install a full listing of one host, keeping what was learned by probing."""
+        old = self._records[host]
+        self._records[host] = {r.uuid: _merged(old.get(r.uuid), r) for r in records}
+        self._reconciled.add(host)
+
+    def upsert(self, record: Record) -> None:
+        """Add or refresh one domain."""
+        records = self._records[record.host]
+        records[record.uuid] = _merged(records.get(record.uuid), record)
+
+    def drop(self, host: str, uuid: str) -> None:
+        """Forget a domain that is gone."""
+        self._records[host].pop(uuid, None)
+
+    def get(self, host: str, uuid: str) -> Record | None:
+        """The cached domain, if any."""
+        return self._records[host].get(uuid)
+
+    def group(self, group: str) -> list[Record]:
+        """All cached members of a group, on every host."""
+        return [r for records in self._records.values() for r in records.values() if r.group == group]
+
+    def all(self) -> list[Record]:
+        """Every cached domain of every group."""
+        return [r for records in self._records.values() for r in records.values()]
+
+    def find(self, group: str, name: str) -> Record | None:
+        """A member of the group by domain name."""
+        return next((r for r in self.group(group) if r.name == name), None)
+
+    def names(self, host: str) -> set[str]:
+        """Names of our domains on a host."""
+        return {r.name for r in self._records[host].values()}
+
+    def unreconciled(self, host: str) -> None:
+        """The host reconnected: its listing must be redone before ticks may trust it."""
+        self._reconciled.discard(host)
+
+    @property
+    def ready(self) -> bool:
+        """True when every host has been reconciled since its last (re)connect."""
+        return self._reconciled.issuperset(self.hosts)
+
+
+def _merged(previous: Record | None, fresh: Record) -> Record:
+    """A fresh listing with the probe history and load learned about the same domain."""
+    if previous is None:
+        return fresh
+    return dataclasses.replace(
+        fresh,
+        probe_failures=previous.probe_failures,
+        last_probe=previous.last_probe,
+        failed=previous.failed and fresh.run in RUNNING,
+        load=previous.load,
+    )
+
+
+def revision(policy: spec.GroupPolicy) -> str:
+    """A short fingerprint of a policy version, stored as the clone's generation."""
+    import hashlib
+
+    return hashlib.sha256(policy.model_dump_json().encode()).hexdigest()[:12]

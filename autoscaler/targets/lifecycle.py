@@ -1,0 +1,157 @@
+"""The clone and destroy sequences, step by step, in an order a crash can interrupt anywhere.
+
+Clone (libvirt.md §5): UUID and name first, then the overlay named with the UUID, then the
+domain defined with phase=creating, then started; phase=active only once ready. Destroy (§4):
+phase=draining, graceful shutdown re-sent until a timeout, destroy, undefine with flag
+fallbacks, delete the overlay. Every step is idempotent, so the reconciler can re-run any of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os.path
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from autoscaler import errors
+from autoscaler.targets import TargetObserver
+from autoscaler.targets.inventory import Record
+from autoscaler.virt import gateway, ops, xml
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything decided before the first step of one clone."""
+
+    uuid: str
+    name: str
+    host: str
+    pool: str
+    golden: ops.Golden
+    template: str
+    """The template's domain XML."""
+    owner: xml.Ownership
+
+
+@dataclass(frozen=True, slots=True)
+class StopTimings:
+    """How patiently a domain is stopped."""
+
+    shutdown_timeout: float = 30.0
+    """Wait this long for the guest to power off before destroying it."""
+    resend_interval: float = 3.0
+    """Re-send the ACPI request this often (a booting guest ignores the first one)."""
+    poll_interval: float = 0.2
+    """How often the run state is polled while waiting."""
+
+
+async def create_overlay(gw: gateway.Gateway, plan: Plan) -> str:
+    """Step 2: the qcow2 overlay, its backing format explicit; returns its path."""
+    name = xml.overlay_name(plan.owner.group, plan.uuid)
+    volume = xml.volume_xml(name, plan.golden.capacity, plan.golden.path, plan.golden.format)
+    return await gw.run(ops.create_volume, plan.pool, volume, op="vol_create")
+
+
+async def define(gw: gateway.Gateway, plan: Plan, overlay_path: str) -> None:
+    """Step 3: the persistent domain with phase=creating in its metadata."""
+    clone = xml.CloneSpec(
+        plan.name, plan.uuid, overlay_path, plan.golden.path, plan.golden.format, plan.owner
+    )
+    try:
+        domain_xml = xml.clone_domain_xml(plan.template, clone)
+    except ValueError as exc:
+        raise errors.TargetPermanent(f"template unusable: {exc}") from exc
+    await gw.run(ops.define, domain_xml, op="define")
+
+
+async def start(gw: gateway.Gateway, plan: Plan) -> None:
+    """Step 4: boot it."""
+    await gw.run(ops.start, plan.uuid, op="start")
+
+
+async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver) -> Record:
+    """All steps of one clone, timing each phase; on failure the steps done so far are undone."""
+    group = plan.owner.group
+    overlay = ""
+    try:
+        overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan))
+        await _timed(observer, group, "define", define(gw, plan, overlay))
+        await _timed(observer, group, "start", start(gw, plan))
+        view = await gw.run(ops.get_domain, plan.uuid, op="lookup")
+    except BaseException:
+        with contextlib.suppress(errors.TargetError):
+            await _undo(gw, plan, overlay)
+        raise
+    return Record(plan.uuid, plan.name, plan.host, plan.owner, view.run, view.memory)
+
+
+async def _timed(observer: TargetObserver, group: str, phase: str, step: Awaitable[T]) -> T:
+    """Await one step and report how long it took."""
+    started = time.monotonic()
+    result = await step
+    observer.provisioned(group, phase, time.monotonic() - started)
+    return result
+
+
+async def _undo(gw: gateway.Gateway, plan: Plan, overlay: str) -> None:
+    """Compensate a failed clone in reverse: destroy, undefine, delete the overlay."""
+    with contextlib.suppress(gateway.NotFound):
+        await gw.run(ops.destroy, plan.uuid, op="destroy")
+    with contextlib.suppress(gateway.NotFound):
+        await gw.run(ops.undefine, plan.uuid, op="undefine")
+    if overlay:
+        await gw.run(ops.delete_volume_by_path, overlay, op="vol_delete")
+
+
+async def set_phase(gw: gateway.Gateway, uuid: str, owner: xml.Ownership) -> None:
+    """Persist a new phase (creating -> active, or -> draining) in the domain's metadata."""
+    await gw.run(ops.set_metadata, uuid, xml.metadata_xml(owner), op="metadata")
+
+
+async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, pool: str | None) -> None:
+    """The whole idempotent destroy sequence for one of our domains (the record is updated)."""
+    overlays: list[str] = []
+    try:
+        if record.owner.phase is not xml.Phase.DRAINING:
+            record.owner = record.owner.with_phase(xml.Phase.DRAINING)
+            await set_phase(gw, record.uuid, record.owner)
+        disks = await gw.run(ops.disk_paths, record.uuid, op="lookup")
+        overlays = [path for path in disks if _is_our_overlay(path, record)]
+        await stop(gw, record.uuid, timings)
+        await gw.run(ops.undefine, record.uuid, op="undefine")
+    except gateway.NotFound:
+        pass  # the domain is gone already: only its overlay may be left
+    for path in overlays:
+        await gw.run(ops.delete_volume_by_path, path, op="vol_delete")
+    if not overlays and pool is not None:
+        await _delete_named(gw, pool, xml.overlay_name(record.group, record.uuid))
+
+
+async def _delete_named(gw: gateway.Gateway, pool: str, name: str) -> None:
+    """Delete a volume by name in a pool, when it exists."""
+    with contextlib.suppress(gateway.NotFound):
+        await gw.run(ops.delete_volume, pool, name, op="vol_delete")
+
+
+def _is_our_overlay(path: str, record: Record) -> bool:
+    """Only the overlay named after this domain's UUID is ever deleted with it."""
+    return os.path.basename(path) == xml.overlay_name(record.group, record.uuid)
+
+
+async def stop(gw: gateway.Gateway, uuid: str, timings: StopTimings) -> None:
+    """Ask politely (re-sending), then force; returns once the domain is not running."""
+    deadline = time.monotonic() + timings.shutdown_timeout
+    next_send = 0.0
+    while time.monotonic() < deadline:
+        if await gw.run(ops.run_state, uuid, op="state") not in ("running", "paused"):
+            return
+        if time.monotonic() >= next_send:
+            await gw.run(ops.shutdown, uuid, op="shutdown")
+            next_send = time.monotonic() + timings.resend_interval
+        await asyncio.sleep(timings.poll_interval)
+    await gw.run(ops.destroy, uuid, op="destroy")

@@ -1,0 +1,84 @@
+"""Private test:/// hosts for the KVM target tests: a copy of the fixture per test, with its own memory."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable
+
+from autoscaler.policy import spec
+from autoscaler.targets import kvm, lifecycle
+from autoscaler.targets import reconcile as reconciling
+
+FIXTURE = pathlib.Path(__file__).parent.parent / "fixtures" / "libvirt" / "host.xml"
+MiB = 1024 * 1024
+
+
+def host_uri(directory: pathlib.Path, name: str = "host", memory_mib: int = 4096) -> str:
+    """A test:/// URI over a private copy of the fixture, with `memory_mib` of host memory."""
+    text = FIXTURE.read_text().replace("<memory>4194304</memory>", f"<memory>{memory_mib * 1024}</memory>")
+    path = directory / f"{name}.xml"
+    path.write_text(text)
+    return f"test://{path}"
+
+
+def web_policy(**changes: object) -> spec.GroupPolicy:
+    """The 'web' group of the fixture: 512 MiB clones of golden-web.qcow2."""
+    fields: dict[str, object] = {
+        "group": "web",
+        "golden": "golden-web.qcow2",
+        "template": "web-template",
+        "pool": "default",
+        "min": 0,
+        "max": 20,
+        "warmup": 0.0,
+        "readiness": spec.Readiness(interval=0.05, timeout=30.0),
+    }
+    fields.update(changes)
+    return spec.GroupPolicy.model_validate(fields)
+
+
+def fast_settings(**changes: object) -> kvm.KvmSettings:
+    """Short intervals so background work happens within a test's deadline."""
+    base = kvm.KvmSettings(
+        memory_reserve=256 * MiB,
+        watch_interval=0.02,
+        stats_interval=0.05,
+        memory_interval=0.05,
+        stop=lifecycle.StopTimings(shutdown_timeout=2.0, resend_interval=0.5, poll_interval=0.02),
+        grace=reconciling.Grace(creating_stopped=0.0, creating_running=0.0, overlay=0.0),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class RecordingObserver:
+    """Records what the target reports (a fake at our own TargetObserver seam)."""
+
+    calls: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)
+    phases: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
+    reconnects: list[str] = dataclasses.field(default_factory=list)
+    refused: list[str] = dataclasses.field(default_factory=list)
+
+    def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
+        self.calls.append((op, error_class))
+
+    def provisioned(self, group: str, phase: str, seconds: float) -> None:
+        self.phases.append((group, phase, seconds))
+
+    def reconnected(self, uri: str) -> None:
+        self.reconnects.append(uri)
+
+    def capacity_refused(self, group: str) -> None:
+        self.refused.append(group)
+
+
+async def eventually(predicate: Callable[[], object], deadline: float = 5.0) -> None:
+    """Wait until `predicate()` is true, failing after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {deadline}s")
+        await asyncio.sleep(0.01)
