@@ -37,11 +37,14 @@ async def volumes(target: kvm.KvmTarget, uri: str | None = None) -> set[str]:
 async def test_scale_out_clones_with_metadata_and_becomes_ready(target: kvm.KvmTarget) -> None:
     result = await target.scale_out(web_policy(), 2)
 
-    assert len(result.done) == 2 and result.failed == 0
+    assert len(result.done) == 2
+    assert result.failed == 0
     seen = await domains(target)
     for name in result.done:
         owner = xml.parse_metadata(seen[name].metadata or "")
-        assert owner is not None and owner.group == "web" and seen[name].run == "running"
+        assert owner is not None
+        assert owner.group == "web"
+        assert seen[name].run == "running"
         assert f"{xml.overlay_name('web', seen[name].uuid)}" in await volumes(target)
     await eventually(lambda: all(r.owner.ready for r in target._cache.group("web")))
     inventory = await target.inventory("web")
@@ -60,7 +63,8 @@ async def test_scale_in_removes_domain_and_overlay(target: kvm.KvmTarget) -> Non
 
     assert result.done == (done[0],)
     seen = await domains(target)
-    assert done[0] not in seen and done[1] in seen
+    assert done[0] not in seen
+    assert done[1] in seen
     assert not any(v.startswith(f"as-web-{done[0][7:]}") for v in await volumes(target))
     assert [i.name for i in (await target.inventory("web")).instances] == [done[1]]
 
@@ -69,9 +73,11 @@ async def test_foreign_look_alike_is_never_touched(target: kvm.KvmTarget) -> Non
     result = await target.scale_in(web_policy(), [FOREIGN, "web-template"])
     await target.reconcile()
 
-    assert result.done == () and result.failed == 2
+    assert result.done == ()
+    assert result.failed == 2
     seen = await domains(target)
-    assert seen[FOREIGN].run == "running" and seen["web-template"].run == "running"
+    assert seen[FOREIGN].run == "running"
+    assert seen["web-template"].run == "running"
     assert (await target.inventory("web")).instances == ()
 
 
@@ -86,7 +92,8 @@ async def test_generated_name_taken_by_foreign_domain_gets_new_uuid(tmp_path: pa
         result = await target.scale_out(web_policy(), 1)
         seen = await domains(target)
         assert result.done == ("as-web-0badcafe",)
-        assert seen[FOREIGN].uuid == FOREIGN_UUID and seen[FOREIGN].metadata is None
+        assert seen[FOREIGN].uuid == FOREIGN_UUID
+        assert seen[FOREIGN].metadata is None
         left = await volumes(target)
         assert left == {"golden-web.qcow2", xml.overlay_name("web", fresh)}
     finally:
@@ -116,7 +123,8 @@ async def test_places_on_host_with_most_free_memory_and_spreads(tmp_path: pathli
         assert first.done[0] in await domains(target, large)
         await target.scale_out(web_policy(), 4)
         hosts = [i.host for i in (await target.inventory("web")).instances]
-        assert hosts.count(small) >= 1 and hosts.count(large) >= 3
+        assert hosts.count(small) >= 1
+        assert hosts.count(large) >= 3
     finally:
         await target.close()
 
@@ -129,7 +137,8 @@ async def test_admission_refuses_when_memory_plus_reserve_is_short(tmp_path: pat
     await target.start()
     try:
         result = await target.scale_out(web_policy(), 3)
-        assert len(result.done) == 1 and result.failed == 2
+        assert len(result.done) == 1
+        assert result.failed == 2
         assert observer.refused == ["web", "web"]
         assert (await target.inventory("web")).headroom == 0
         with pytest.raises(errors.CapacityLimited):
