@@ -1,0 +1,1 @@
+"""The self-contained demo: a replayed office-day load to scale against, without any real service."""
