@@ -1,0 +1,95 @@
+"""`autoscaler simulate` end to end on a generated trace and policy file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from autoscaler.simulate import cli
+
+POLICY = """\
+group: web
+golden: /var/lib/autoscaler/golden/web.qcow2
+template: web-template
+min: 1
+max: 40
+evaluation_interval: 30s
+warmup: 60s
+checks:
+  - name: cpu
+    source: prometheus
+    query: avg(cpu)
+    strategy: {kind: target_tracking, target: 0.7}
+predictive:
+  mode: active
+warm_pool:
+  size: 2
+  state: paused
+"""
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cli.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    policy = tmp_path / "web.yaml"
+    policy.write_text(POLICY)
+    trace = tmp_path / "load.csv"
+    lines = ["timestamp,value"]
+    for day in range(1, 4):  # Mon 1 - Wed 3 January 2024, five-minute rows, a 07:00-12:00 plateau
+        for minute in range(0, 1440, 5):
+            value = 300.0 if 7 * 60 <= minute < 12 * 60 else 40.0
+            if not (day == 2 and 480 <= minute < 510):  # a half-hour gap on Tuesday morning
+                lines.append(f"2024-01-0{day}T{minute // 60:02d}:{minute % 60:02d}:00+02:00,{value}")
+    trace.write_text("\n".join(lines) + "\n")
+    return policy, trace
+
+
+def test_simulate_writes_figures_and_a_plot(files: tuple[Path, Path], tmp_path: Path) -> None:
+    policy, trace = files
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
+    argv = ["simulate", "--policy", str(policy), "--group", "web", "--trace", str(trace)]
+    argv += [
+        "--capacity-per-instance",
+        "20",
+        "--boot-time",
+        "60s",
+        "--baseline",
+        "hpa",
+        "--baseline",
+        "oracle",
+    ]
+    argv += ["--json", str(out), "--plot", str(png)]
+    args = _parse(argv)
+    assert args.handler(args) == 0
+    report = json.loads(out.read_text())
+    keys = {"theta_u", "theta_o", "tau_u", "tau_o", "instability", "instance_hours", "slo_violation_minutes"}
+    assert keys <= report.keys()
+    assert keys <= report["morning"].keys()
+    assert report["steps"] == 3 * 288 - 6
+    assert report["morning"]["steps"] == 3 * 48 - 6  # the gap is inside Tuesday's morning
+    assert set(report["baselines"]) == {"hpa", "oracle"}
+    assert report["baselines"]["oracle"]["theta_u"] == 0.0
+    assert report["forecast"]["mode"] == "active"
+    assert report["instance_hours"] >= report["baselines"]["oracle"]["instance_hours"]
+    assert png.stat().st_size > 10_000
+
+
+def test_unknown_group_is_a_usage_error(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    policy, trace = files
+    args = _parse(["simulate", "--policy", str(policy), "--group", "db", "--trace", str(trace)])
+    assert args.handler(args) == 2
+    assert "group 'db' not in the policy file" in capsys.readouterr().err
+
+
+def test_missing_capacity_without_sidecar_is_a_usage_error(files: tuple[Path, Path]) -> None:
+    policy, trace = files
+    args = _parse(["simulate", "--policy", str(policy), "--trace", str(trace)])
+    assert args.handler(args) == 2

@@ -1,0 +1,87 @@
+"""Replays through the real decision core: gaps are never zeros, the warm pool shortens scale-out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autoscaler import simulate
+from autoscaler.policy import spec
+from autoscaler.simulate import engine, metrics, policy_run
+from tests.simulate import helpers
+
+SETUP = simulate.Setup(capacity=10.0, boot_time=60.0)
+
+
+def test_a_gap_is_held_not_read_as_zero() -> None:
+    high = [70.0] * 10
+    gap: list[float | None] = [None] * 10
+    trace = helpers.make_trace([*high, *gap, *high])
+    run = simulate.run_policy(trace, helpers.policy(), SETUP)
+    assert run.supply.tolist() == [10] * 20  # 20 present rows, never scaled in
+    zeros = helpers.make_trace([*high, *([0.0] * 10), *high])
+    shrunk = simulate.run_policy(zeros, helpers.policy(), SETUP)
+    assert shrunk.supply.min() == 1  # the same policy does scale in on real zeros
+
+
+def test_a_stale_reading_becomes_stale_input() -> None:
+    check = helpers.policy().checks[0]
+    reading = engine.Reading(35.0, 1000.0)
+    fresh = policy_run.observe(check, reading, ready=5, capacity=10.0, now=1060.0)
+    stale = policy_run.observe(check, reading, ready=5, capacity=10.0, now=1000.0 + check.max_staleness + 1)
+    assert fresh == policy_run.model.Fresh((policy_run.model.Sample(0.7, 1000.0),))
+    assert isinstance(stale, policy_run.model.Stale)
+    assert isinstance(policy_run.observe(check, None, 5, 10.0, 1.0), policy_run.model.Missing)
+    assert isinstance(policy_run.observe(check, reading, 0, 10.0, 1060.0), policy_run.model.Missing)
+
+
+def test_reactive_policy_follows_a_step_one_boot_later() -> None:
+    trace = helpers.make_trace([7.0] * 5 + [70.0] * 10)
+    run = simulate.run_policy(trace, helpers.policy(), SETUP)
+    # the default scale-up rate allows +4 or +100 % per minute: 1 -> 5 -> 10
+    assert run.supply[5] == 1
+    assert run.supply.tolist()[-1] == 10
+
+
+def _step_load() -> list[float | None]:
+    return [7.0] * 30 + [35.0] * 30
+
+
+def test_warm_pool_serves_a_scale_out_at_once_and_costs_its_fraction() -> None:
+    trace = helpers.make_trace(_step_load(), step=60)
+    slow = simulate.Setup(capacity=10.0, boot_time=180.0)
+    plain = helpers.policy(evaluation_interval=15.0, warmup=0.0)
+    pooled = plain.model_copy(update={"warm_pool": spec.WarmPool(size=4, state="paused")})
+    without = simulate.run_policy(trace, plain, slow)
+    with_pool = simulate.run_policy(trace, pooled, slow)
+    quality = [metrics.figures(trace, r.supply, r.alive, 10.0, 0.7) for r in (without, with_pool)]
+    assert quality[0].slo_violation_minutes == 3  # the jump's minute, then two more while booting
+    assert quality[1].slo_violation_minutes == 1  # resumed in 2 s: only the jump's own minute
+    assert quality[1].instance_hours > quality[0].instance_hours  # four paused members at full cost
+    free = simulate.Setup(capacity=10.0, boot_time=180.0, pool_cost=0.0)
+    cheap = simulate.run_policy(trace, pooled, free)
+    assert np.array_equal(cheap.supply, with_pool.supply)
+    assert cheap.alive.sum() < with_pool.alive.sum()
+
+
+def test_shadow_forecast_is_scored_but_never_acted_on() -> None:
+    day = [7.0] * 60 * 8 + [70.0] * 60 * 4 + [7.0] * 60 * 12  # one-minute rows, a 08:00-12:00 plateau
+    trace = helpers.make_trace(day * 3)
+    reactive = simulate.run_policy(trace, helpers.policy(), SETUP)
+    shadow = helpers.policy(predictive=spec.Predictive(mode="shadow"))
+    shadowed = simulate.run_policy(trace, shadow, SETUP)
+    assert np.array_equal(reactive.supply, shadowed.supply)
+    report = shadowed.extra["forecast"]
+    assert isinstance(report, dict)
+    assert report["mode"] == "shadow"
+    assert report["forecasts"] > 0
+
+
+def test_active_forecast_is_ready_before_the_ramp() -> None:
+    day = [7.0] * 60 * 8 + [70.0] * 60 * 4 + [7.0] * 60 * 12
+    trace = helpers.make_trace(day * 3)
+    ramp = 2 * 1440 + 8 * 60  # 08:00 on the third day
+    reactive = simulate.run_policy(trace, helpers.policy(), SETUP)
+    ahead = simulate.run_policy(trace, helpers.policy(predictive=spec.Predictive(mode="active")), SETUP)
+    assert reactive.supply[ramp] < 10
+    assert ahead.supply[ramp] == 10
+    assert ahead.supply[ramp - 30] == 1  # not hours early: one lead time
