@@ -1,0 +1,109 @@
+"""What a group remembers survives restarts: its GroupMemory and operator pause, as one JSON file.
+
+Without it a restarted daemon would forget a scale-out it made seconds ago and act again at once
+(the rule that a restart starts in cooldown after a recent change). Files are written atomically
+(temp file, fsync, rename) in a worker thread, so a crash leaves the old or the new version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoscaler import model
+
+FORMAT = 1
+"""Version of the file layout; a file of another version is ignored (the group starts afresh)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Everything persisted for one group."""
+
+    memory: model.GroupMemory
+    """The decision core's memory."""
+    paused: str | None = None
+    """The operator's pause reason, or None when not paused by an operator."""
+
+
+def encode(saved: Saved) -> dict[str, Any]:
+    """The JSON-ready form of `saved`."""
+    memory = saved.memory
+    return {
+        "format": FORMAT,
+        "recommendations": [list(pair) for pair in memory.recommendations],
+        "changes": [[change.at, change.delta] for change in memory.changes],
+        "last_up_at": memory.last_up_at,
+        "last_down_at": memory.last_down_at,
+        "paused": saved.paused,
+    }
+
+
+def decode(data: dict[str, Any]) -> Saved | None:
+    """The saved state in `data`, or None when it is of another format or malformed."""
+    if data.get("format") != FORMAT:
+        return None
+    try:
+        memory = model.GroupMemory(
+            recommendations=tuple((float(t), int(c)) for t, c in data["recommendations"]),
+            changes=tuple(model.Change(float(at), int(delta)) for at, delta in data["changes"]),
+            last_up_at=_optional_float(data.get("last_up_at")),
+            last_down_at=_optional_float(data.get("last_down_at")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    paused = data.get("paused")
+    return Saved(memory, paused if isinstance(paused, str) else None)
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _read(path: Path) -> Saved | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return decode(data) if isinstance(data, dict) else None
+
+
+class MemoryStore:
+    """One JSON file per group under a state directory (systemd's StateDirectory in production)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory) / "groups"
+
+    def path(self, group: str) -> Path:
+        """The file that holds `group`'s state (group names are validated: safe as file names)."""
+        return self.directory / f"{group}.json"
+
+    async def load(self, group: str) -> Saved | None:
+        """The group's saved state, or None when there is none (or it is unreadable)."""
+        return await asyncio.to_thread(_read, self.path(group))
+
+    async def save(self, group: str, saved: Saved) -> None:
+        """Replace the group's saved state atomically."""
+        text = json.dumps(encode(saved), sort_keys=True)
+        await asyncio.to_thread(_write_atomically, self.path(group), text)

@@ -1,0 +1,112 @@
+"""Predictive scaling in the daemon: learn from range-query history, forecast, and score the forecast.
+
+History is fetched at a modest cadence (a range query over days is not cheap), the forecast is the
+pure `autoscaler.forecast` function, and its result is a floor passed to the core in active mode
+only; in shadow mode it is exported with its measured error and never acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol, cast
+
+import structlog
+
+from autoscaler import errors, forecast, model, sources
+from autoscaler.forecast import shadow
+from autoscaler.policy import spec
+
+MAX_POINTS = 10_000
+"""Prometheus refuses range queries of more than 11,000 points per series."""
+log = structlog.get_logger("autoscaler.engine")
+
+
+class ForecastObserver(Protocol):
+    """What the forecaster reports; `telemetry.metrics.Metrics` has this method."""
+
+    def forecast(self, group: str, predicted: float, observed: float | None = None) -> None:
+        """The forecast load for now and, when known, the load observed."""
+        ...
+
+
+def _utc_offset(now: float) -> float:
+    offset = datetime.fromtimestamp(now).astimezone().utcoffset()
+    return 0.0 if offset is None else offset.total_seconds()
+
+
+def lead_time(policy: spec.GroupPolicy) -> float:
+    """How far ahead to forecast: the policy's lead, else warm-up plus one evaluation interval."""
+    predictive = policy.predictive
+    return predictive.lead if predictive.lead is not None else policy.warmup + policy.evaluation_interval
+
+
+class Forecaster:
+    """One group's history cache, shadow score book and latest forecast."""
+
+    def __init__(self, refresh: float, timeout: float) -> None:
+        self.refresh = refresh
+        self.timeout = timeout
+        self.history: model.Samples = ()
+        self.fetched_at: float | None = None
+        self.book = shadow.Book()
+        self.last_load: float | None = None
+        """The newest forecast load (None before the first or without enough history)."""
+
+    async def floor(
+        self,
+        policy: spec.GroupPolicy,
+        known: Mapping[str, sources.MetricSource],
+        now: float,
+        observer: ForecastObserver,
+    ) -> int | None:
+        """The forecast floor for the core (active mode), or None (off, shadow, or no forecast yet)."""
+        predictive = policy.predictive
+        if predictive.mode == "off":
+            return None
+        await self._refresh(policy, known.get(predictive.source), now)
+        load = self._predict(policy, now)
+        if load is None:
+            return None
+        observed = self.history[-1].value if self.history else None
+        self.book = self.book.expect(now + lead_time(policy), now + lead_time(policy), load)
+        if observed is not None:
+            self.book = self.book.settle(now, observed)
+        observer.forecast(policy.group, load, observed)
+        if predictive.mode != "active":
+            return None
+        return forecast.instances(load, predictive.per_instance, predictive.headroom)
+
+    def _predict(self, policy: spec.GroupPolicy, now: float) -> float | None:
+        self.last_load = forecast.predict(
+            self.history,
+            now=now,
+            lead=lead_time(policy),
+            span=policy.evaluation_interval,
+            step=_step(policy.predictive.history),
+            utc_offset=_utc_offset(now),
+        )
+        return self.last_load
+
+    async def _refresh(self, policy: spec.GroupPolicy, source: object, now: float) -> None:
+        if self.fetched_at is not None and now - self.fetched_at < self.refresh:
+            return
+        self.fetched_at = now
+        if not hasattr(source, "query_range"):
+            log.warning("forecast_history_unavailable", source=policy.predictive.source)
+            return
+        history = cast(sources.HistorySource, source)
+        predictive = policy.predictive
+        step = _step(predictive.history)
+        try:
+            async with asyncio.timeout(self.timeout):
+                self.history = await history.query_range(
+                    predictive.query, now - predictive.history, now, step
+                )
+        except (errors.SourceError, TimeoutError) as exc:
+            log.warning("forecast_history_failed", error=str(exc) or type(exc).__name__)
+
+
+def _step(history: float) -> float:
+    return max(60.0, history / MAX_POINTS)

@@ -1,0 +1,256 @@
+"""The handler's state machine in virtual time: act, cool down, back off, pause, never act in dry run."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from autoscaler import errors, model
+from autoscaler.engine import handler, limiter
+from tests import fakes
+from tests.engine.conftest import World, loaded, make_policy
+
+State = handler.State
+
+
+async def test_scales_out_then_cools_down_then_idles(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert (entry.decision.desired, entry.outcome) == (5, "acted")
+    assert len(world.target.names("web")) == 5
+    assert web.state is State.COOLDOWN
+    world.clock.advance(61)
+    await web.tick()
+    assert web.state is State.IDLE
+
+
+async def test_cooldown_decides_and_journals_but_does_not_act(world: World) -> None:
+    world.target.boot_time = 0.0
+    world.target.add("web", 2)
+    world.load(50.0)
+    web = world.handler()
+    await web.tick()
+    world.load(10.0)
+    world.clock.advance(5)
+    entry = await web.tick()
+    assert entry is not None
+    assert (entry.decision.desired, entry.outcome, entry.state) == (1, "held_cooldown", "cooldown")
+    assert len(world.target.names("web")) == 5
+    world.clock.advance(60)
+    after = await web.tick()
+    assert after is not None
+    assert after.outcome == "acted"
+    assert len(world.target.names("web")) == 1
+
+
+async def test_temporary_error_backs_off_and_doubles(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.TargetTemporary("lock timeout"), errors.TargetTemporary("again")]
+    web = world.handler()
+    first = await web.tick()
+    assert first is not None
+    assert (first.outcome, web.state) == ("backoff", State.BACKOFF)
+    assert web.until == world.clock.now() + 10
+    held = await web.tick()
+    assert held is not None
+    assert held.outcome == "held_backoff"
+    world.clock.advance(10)
+    await web.tick()
+    assert web.until == world.clock.now() + 20
+    world.clock.advance(20)
+    last = await web.tick()
+    assert last is not None
+    assert last.outcome == "acted"
+    assert (
+        world.sample(
+            "autoscaler_scale_operations_total", {"group": "web", "direction": "up", "result": "error"}
+        )
+        == 2
+    )
+
+
+async def test_permanent_error_disables_until_a_new_policy(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.TargetPermanent("golden image missing")]
+    web = world.handler()
+    await web.tick()
+    assert web.state is State.DISABLED
+    assert await web.tick() is None
+    assert world.sample("autoscaler_evaluations_total", {"group": "web", "result": "skipped"}) == 1
+    web.update(loaded(make_policy(max=19)))
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "acted"
+
+
+async def test_capacity_limited_is_recorded_not_an_error_state(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.CapacityLimited("no host has 512 MiB free")]
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert (entry.outcome, web.state) == ("capacity_limited", State.IDLE)
+
+
+async def test_partial_success_cools_down_for_what_succeeded(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(60.0)
+    world.target.fail_clones = 1
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "partial"
+    assert "injected" in entry.detail
+    assert web.state is State.COOLDOWN
+    assert [c.delta for c in web.memory.changes] == [3]
+    labels = {"group": "web", "direction": "up"}
+    assert world.sample("autoscaler_scale_instances_total", {**labels, "result": "failed"}) == 1
+
+
+async def test_operator_pause_holds_and_resume_acts(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    web = world.handler()
+    web.pause("maintenance")
+    entry = await web.tick()
+    assert entry is not None
+    assert (entry.outcome, entry.state) == ("held_paused", "paused")
+    assert world.target.calls == []
+    web.resume()
+    resumed = await web.tick()
+    assert resumed is not None
+    assert resumed.outcome == "acted"
+
+
+async def test_dry_run_and_policy_pause_never_act(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(90.0)
+    for policy, outcome in ((make_policy(dry_run=True), "dry_run"), (make_policy(paused=True), "paused")):
+        entry = await world.handler(policy).tick()
+        assert entry is not None
+        assert (entry.decision.desired, entry.outcome) == (9, outcome)
+    assert world.target.calls == []
+
+
+async def test_skips_until_the_inventory_is_reconciled(world: World) -> None:
+    world.target.reconciled = False
+    world.load(50.0)
+    web = world.handler()
+    assert await web.tick() is None
+    assert web.state is State.STARTING
+    assert world.sample("autoscaler_evaluations_total", {"group": "web", "result": "skipped"}) == 1
+    world.target.reconciled = True
+    assert await web.tick() is not None
+
+
+async def test_restart_starts_in_cooldown_after_a_recent_change(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    await world.handler().tick()
+    world.clock.advance(20)
+    again = world.handler()
+    entry = await again.tick()
+    assert entry is not None
+    assert again.state is State.COOLDOWN
+    assert again.memory.last_up_at == world.clock.now() - 20
+
+
+async def test_memory_and_pause_survive_a_restart(world: World) -> None:
+    world.target.add("web", 2, age=7200)
+    world.load(50.0)
+    web = world.handler()
+    await web.tick()
+    web.pause("change freeze")
+    await web.persist()
+    saved = await world.deps.store.load("web")
+    assert saved is not None
+    assert saved.memory == web.memory
+    assert saved.paused == "change freeze"
+    world.clock.advance(3600)
+    again = world.handler()
+    entry = await again.tick()
+    assert entry is not None
+    assert (entry.state, again.paused) == ("paused", "change freeze")
+
+
+async def test_slot_timeout_returns_to_idle(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    tight = limiter.Limiter(slots=1, timeout=0.01)
+    web = handler.GroupHandler(loaded(make_policy()), dataclasses.replace(world.deps, limiter=tight))
+    async with tight.slot():
+        entry = await web.tick()
+    assert entry is not None
+    assert (entry.outcome, web.state) == ("slot_timeout", State.IDLE)
+
+
+async def test_in_flight_action_finishes_while_paused(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.gate = asyncio.Event()
+    web = world.handler()
+    tick = asyncio.create_task(web.tick())
+    await fakes.eventually(lambda: web.acting)
+    web.pause("now")
+    assert web.shown_state in (State.SCALING, State.WAITING_SLOT)
+    world.target.gate.set()
+    entry = await tick
+    assert entry is not None
+    assert entry.outcome == "acted"
+    assert web.shown_state is State.PAUSED
+
+
+async def test_group_state_and_decisions_are_exported(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    web = world.handler()
+    await web.tick()
+    assert world.sample("autoscaler_group_state", {"group": "web", "state": "cooldown"}) == 1
+    assert world.sample("autoscaler_group_desired_instances", {"group": "web"}) == 5
+    assert world.sample("autoscaler_evaluations_total", {"group": "web", "result": "ok"}) == 1
+    status = web.status()
+    assert status["last_decision"]["desired"] == 5
+    assert len(status["members"]) == 5
+
+
+def test_states_match_the_exported_names() -> None:
+    from autoscaler.telemetry import groups
+
+    assert tuple(s.value for s in State) == groups.GROUP_STATES
+
+
+async def test_failed_members_are_replaced_new_first_ten_percent_at_a_time(world: World) -> None:
+    names = world.target.add("web", 20)
+    for name in names[:3]:
+        world.target.fail("web", name)
+    world.load(200.0)
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "replaced"
+    assert [op for op, _g, _n in world.target.calls] == ["scale_out", "scale_in"]
+    assert world.target.calls[0][2] == 2
+    assert not set(names[:2]) & set(world.target.names("web"))
+    assert names[2] in world.target.names("web")
+    assert len(world.target.names("web")) == 20
+    assert world.sample("autoscaler_replacements_total", {"group": "web", "reason": "failed"}) == 2
+    assert web.status()["replacements"][0]["removed"] == names[:2]
+
+
+async def test_scale_in_removes_the_chosen_victims(world: World) -> None:
+    world.target.add("web", 6)
+    world.load(20.0)
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.decision.desired == 2
+    assert set(world.target.names("web")) == set(world.target.names("web")) - set(entry.decision.victims)
+    assert len(world.target.names("web")) == 2
+    assert all(v not in world.target.names("web") for v in entry.decision.victims)
+    assert model.Direction.DOWN is entry.decision.direction

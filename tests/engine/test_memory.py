@@ -1,0 +1,28 @@
+"""Group memory round-trips through its JSON file; a damaged file reads as no memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoscaler import model
+from autoscaler.engine import memory
+
+
+async def test_round_trip(tmp_path: Path) -> None:
+    store = memory.MemoryStore(tmp_path)
+    saved = memory.Saved(
+        model.GroupMemory(((1.0, 3), (2.0, 4)), (model.Change(2.0, 1),), last_up_at=2.0), paused="freeze"
+    )
+    await store.save("web", saved)
+    assert await store.load("web") == saved
+    assert not list(store.directory.glob(".*tmp"))
+
+
+async def test_missing_or_damaged_files_read_as_none(tmp_path: Path) -> None:
+    store = memory.MemoryStore(tmp_path)
+    assert await store.load("web") is None
+    store.directory.mkdir(parents=True)
+    store.path("web").write_text("{not json")
+    assert await store.load("web") is None
+    store.path("web").write_text('{"format": 99}')
+    assert await store.load("web") is None
