@@ -2,13 +2,13 @@
 
 For a target span [start, end] the model looks at the same clock span on the last `days` days of
 the same kind (Mon-Fri vs Sat-Sun, or the same weekday), widened by `window` either side to absorb
-a ramp that comes a little earlier or later; it takes each day's peak, then a high quantile across
-days (so one quiet day does not hide the ramp), and multiplies by a level correction: how today's
-last `level_window` compares with the same stretch on those days (clipped, so one spike cannot run
-away).  Daily and weekly seasonality come from the choice of days; the level follows trends.
+a ramp that comes a little earlier or later; it takes each day's peak, then a quantile across
+days, and multiplies by a level correction: how today's last `level_window` compares with the
+same stretch on those days (clipped, so one spike cannot run away).  Daily and weekly seasonality
+come from the choice of days; the level follows today's trend and size.
 
 Why not Holt-Winters or another fitted model: the history is short (days to weeks), has gaps,
-and the question is a high quantile of a peak one lead time ahead, not a mean; a fit per tick is
+and the question is the peak one lead time ahead, not a mean; a fit per tick is
 costly and its mean under-forecasts ramps.  The bench compares this profile with the seasonal-naive
 model (the same weekday one week ago), which uses the same code with other parameters.
 """
@@ -44,14 +44,26 @@ class Params:
     """Seconds of recent history compared with the same stretch on past days; 0 disables it."""
     level_clip: tuple[float, float] = (0.8, 1.5)
     """Bounds of the level correction factor."""
+    level_stat: Literal["mean", "max"] = "mean"
+    """How a stretch is summarised for the level: its mean, or its peak (like the profile itself)."""
     min_days: int = 1
     """Fewer usable past days than this: no forecast."""
     search_days: int = 35
     """How far back to look for matching days."""
 
 
-PROFILE = Params("profile", "day_kind", days=5, quantile=0.8, window=900.0, level_window=3600.0)
-"""The default: last five days of the same kind, 80th percentile of their peaks, level-corrected."""
+PROFILE = Params(
+    "profile",
+    "day_kind",
+    days=5,
+    quantile=0.5,
+    window=300.0,
+    level_window=1800.0,
+    level_clip=(0.5, 3.0),
+    level_stat="max",
+)
+"""The default, tuned in bench/decision_quality.py: the median of the last five same-kind days' peaks
+within 5 min of the span, scaled by how today's last 30 min peak compares with theirs (x0.5 to x3)."""
 NAIVE_WEEK = Params("naive_week", "weekday", days=1, quantile=1.0, window=0.0, level_window=0.0)
 """The seasonal-naive comparison: the same span one week ago."""
 
@@ -89,13 +101,14 @@ def _segment(series: grid_mod.Grid, begin: float, end: float, limit: int) -> gri
 def _level(series: grid_mod.Grid, now: float, limit: int, used: list[float], params: Params) -> float:
     if params.level_window <= 0:
         return 1.0
+    summary = np.nanmax if params.level_stat == "max" else np.nanmean
     recent = _segment(series, now - params.level_window, now, limit)
     past = [_segment(series, now - params.level_window - lag, now - lag, limit) for lag in used]
-    means = [float(np.nanmean(p)) for p in past if p is not None]
-    if recent is None or not means or np.median(means) <= 0:
+    levels = [float(summary(p)) for p in past if p is not None]
+    if recent is None or not levels or np.median(levels) <= 0:
         return 1.0
     low, high = params.level_clip
-    return float(np.clip(float(np.nanmean(recent)) / float(np.median(means)), low, high))
+    return float(np.clip(float(summary(recent)) / float(np.median(levels)), low, high))
 
 
 def peak(
