@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import RawTestServer
 
 from autoscaler import errors, model
+from autoscaler.demo import loadgen
 from autoscaler.sources import prometheus
 from tests.integration import prometheus_env
 
@@ -143,3 +144,22 @@ async def test_syntax_error_is_a_query_error(source: prometheus.PrometheusSource
 async def test_several_series_is_a_query_error(source: prometheus.PrometheusSource) -> None:
     with pytest.raises(errors.QueryError, match="series"):
         await source.query('label_replace(vector(1), "a", "x", "", "") or vector(2)', at=time.time())
+
+
+async def test_demo_load_through_prometheus(
+    prometheus_server: prometheus_env.PrometheusServer, source: prometheus.PrometheusSource
+) -> None:
+    """The demo's load exporter, scraped by Prometheus, gives a request rate the checks can use."""
+    gen = loadgen.LoadGenerator(day_seconds=240.0, start_hour=10.0)
+    url = await gen.start()
+    target = url.removeprefix("http://").removesuffix("/metrics")
+    prometheus_server.set_targets("demo", [target], {"test": "demo"})
+    try:
+        await prometheus_server.wait_for_target(target, "up")
+        query = 'sum(irate(webmail_requests_total{test="demo"}[5s]))'
+        answers = await poll(lambda: source.query(query, at=time.time()), bool)
+        (rate,) = answers[-1]
+        assert rate.value == pytest.approx(gen.sessions() * gen.requests_per_session, rel=0.25)
+    finally:
+        prometheus_server.remove_targets("demo")
+        await gen.stop()
