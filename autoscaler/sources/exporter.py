@@ -126,6 +126,12 @@ def _translated(url: str) -> Iterator[None]:
         raise errors.SourceUnavailable(f"{url}: malformed exposition: {exc!r}") from exc
 
 
+def _retrieve(task: asyncio.Task[_Taken]) -> None:
+    """Mark a shared scrape's error as seen, even when every waiter was cancelled meanwhile."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Taken:
     """A scrape and the instant it stands for."""
@@ -190,6 +196,7 @@ class ExporterSource:
             return self._current.scrape
         if self._pending is None or self._pending[0] != at:
             self._pending = (at, asyncio.ensure_future(self._fetch(at)))
+            self._pending[1].add_done_callback(_retrieve)
         task = self._pending[1]
         try:
             taken = await asyncio.shield(task)

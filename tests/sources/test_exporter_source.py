@@ -169,3 +169,17 @@ async def test_large_payload_is_parsed(served: tuple[Exporter, exporter.Exporter
     lines = [f'filler{{i="{i}"}} 1' for i in range(5000)]
     target.extra = "# TYPE filler gauge\n" + "\n".join(lines) + "\n"
     assert await source.query("filler", at=1.0) == (model.Sample(5000.0, 1.0),)
+
+
+async def test_cancelled_waiter_does_not_cancel_the_shared_scrape(
+    served: tuple[Exporter, exporter.ExporterSource],
+) -> None:
+    target, source = served
+    target.delay = 0.2
+    first = asyncio.ensure_future(source.query("webmail_active_sessions", at=5.0))
+    second = asyncio.ensure_future(source.query('webmail_active_sessions{pool="imap"}', at=5.0))
+    await asyncio.sleep(0)
+    first.cancel()
+    assert await second == (model.Sample(15.0, 5.0),)
+    assert first.cancelled()
+    assert target.scrapes == 1
