@@ -135,6 +135,11 @@ class GroupHandler:
         return self.loaded.policy
 
     @property
+    def latest(self) -> files.LoadedGroup:
+        """The newest policy version, applied or waiting for the next tick."""
+        return self._pending or self.loaded
+
+    @property
     def shown_state(self) -> State:
         """The state as exported: PAUSED covers every state but an action in flight."""
         pausing = self.paused is not None or self.policy.paused

@@ -1,0 +1,131 @@
+"""Owns one supervised task per group, and adds, updates and drops handlers as policies change.
+
+A handler that crashes (a bug: nothing it expects escapes `tick`) is logged with its traceback and
+restarted with backoff, counted in `handler_restarts_total`, without disturbing the other groups.
+Dropping a group (its policy file was removed) stops managing it; it never touches its VMs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from autoscaler.engine import handler
+from autoscaler.policy import files
+
+log = structlog.get_logger("autoscaler.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What one `apply` did."""
+
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+class GroupManager:
+    """The set of group handlers and their tasks."""
+
+    def __init__(self, deps: handler.Deps, *, restart_delay: float = 1.0, restart_max: float = 60.0) -> None:
+        self.deps = deps
+        self.restart_delay = restart_delay
+        self.restart_max = restart_max
+        self.handlers: dict[str, handler.GroupHandler] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = False
+
+    def __iter__(self) -> Iterator[handler.GroupHandler]:
+        return iter(list(self.handlers.values()))
+
+    def get(self, group: str) -> handler.GroupHandler | None:
+        """The handler of `group`, if it is managed."""
+        return self.handlers.get(group)
+
+    def apply(self, groups: Mapping[str, files.LoadedGroup]) -> Changes:
+        """Make the managed groups match `groups`: new handlers, new versions, dropped groups."""
+        added = [name for name in groups if name not in self.handlers]
+        removed = [name for name in self.handlers if name not in groups]
+        updated = [
+            name
+            for name, loaded in groups.items()
+            if name in self.handlers and self.handlers[name].loaded.revision != loaded.revision
+        ]
+        for name in removed:
+            self._drop(name)
+        for name in updated:
+            self.handlers[name].update(groups[name])
+        for name in added:
+            self.handlers[name] = handler.GroupHandler(groups[name], self.deps)
+            if self._running:
+                self._spawn(name)
+        return Changes(tuple(added), tuple(updated), tuple(removed))
+
+    def _drop(self, name: str) -> None:
+        dropped = self.handlers.pop(name)
+        dropped.stop_acting()
+        self.deps.metrics.forget(name)
+        self.deps.journal.forget(name)
+        log.info("group_unmanaged", group=name, note="its instances are left as they are")
+
+    def _spawn(self, name: str) -> None:
+        task = asyncio.create_task(self._supervise(self.handlers[name]), name=f"group:{name}")
+        self._tasks[name] = task
+        task.add_done_callback(
+            lambda done: self._tasks.pop(name, None) if self._tasks.get(name) is done else None
+        )
+
+    async def _supervise(self, group: handler.GroupHandler) -> None:
+        delay = self.restart_delay
+        while True:
+            try:
+                await group.run()
+                return
+            except Exception:
+                log.exception("handler_crashed", group=group.group, restart_in=delay)
+                self.deps.metrics.handler_restarted(group.group)
+            await asyncio.sleep(delay)
+            delay = min(self.restart_max, delay * 2)
+
+    def poke(self, group: str | None = None) -> None:
+        """Ask one group (or, with None, every group) to evaluate soon."""
+        for name, each in list(self.handlers.items()):
+            if group is None or name == group:
+                each.poke()
+
+    async def run(self) -> None:
+        """Root task: run every group's handler until cancelled."""
+        self._running = True
+        for name in self.handlers:
+            self._spawn(name)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._running = False
+            await self._cancel_all()
+
+    async def stop(self, grace: float) -> int:
+        """Start no new actions; give in-flight ones `grace` seconds; returns how many were abandoned."""
+        for each in self.handlers.values():
+            each.stop_acting()
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        abandoned = sum(1 for each in self.handlers.values() if each.acting)
+        if abandoned:
+            log.warning("actions_abandoned", count=abandoned, note="the reconciler finishes or removes them")
+        await self._cancel_all()
+        return abandoned
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,119 @@
+"""Policy reloads that never make things worse: a bad file keeps its last good version.
+
+`merge` is the pure rule (a rejected file keeps the groups it had; a removed file drops its groups;
+a good file replaces them). `Watcher` applies it on request (SIGHUP, POST /reload) and on a cheap
+poll of the files' mtimes and sizes, so an edit takes effect without a signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from autoscaler.engine import Clock
+from autoscaler.policy import files
+from autoscaler.telemetry import metrics as telemetry
+
+log = structlog.get_logger("autoscaler.policy")
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(paths: Sequence[str | Path]) -> Fingerprint:
+    """(file, mtime_ns, size) of every policy file: changes whenever a file is edited, added or removed."""
+    found = []
+    for path in files.policy_files(paths):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
+
+
+def merge(
+    previous: Mapping[str, files.LoadedGroup], result: files.LoadResult
+) -> dict[str, files.LoadedGroup]:
+    """The groups to manage after a load: good files as loaded, rejected files as they were."""
+    rejected = {file for file, problems in result.problems.items() if problems}
+    kept = {name: g for name, g in previous.items() if g.file in rejected}
+    merged = dict(result.groups)
+    for name, group in kept.items():
+        merged.setdefault(name, group)
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """The outcome of one reload."""
+
+    groups: dict[str, files.LoadedGroup]
+    problems: dict[str, list[files.Problem]]
+    result: str
+    """ok, partial (some files rejected) or unchanged."""
+
+
+class Watcher:
+    """Loads the policy paths, on request and whenever their fingerprint changes."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        apply: Callable[[dict[str, files.LoadedGroup]], None],
+        metrics: telemetry.Metrics,
+        clock: Clock,
+        poll_interval: float = 5.0,
+    ) -> None:
+        self.paths = list(paths)
+        self.apply = apply
+        self.metrics = metrics
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.groups: dict[str, files.LoadedGroup] = {}
+        self.problems: dict[str, list[files.Problem]] = {}
+        self.requested = asyncio.Event()
+        self.loads = 0
+        self._seen: Fingerprint | None = None
+
+    def request(self) -> None:
+        """Reload at once (SIGHUP, POST /reload)."""
+        self.requested.set()
+
+    def load(self) -> Reload:
+        """Read every file now, merge with the last good versions, hand the result over."""
+        self._seen = fingerprint(self.paths)
+        result = files.load_paths(self.paths)
+        merged = merge(self.groups, result)
+        problems = {f: p for f, p in result.problems.items() if p}
+        changed = merged != self.groups or problems != self.problems
+        self._log_problems(problems)
+        self.groups, self.problems = merged, problems
+        outcome = "partial" if problems else ("ok" if changed or self.loads == 0 else "unchanged")
+        self.loads += 1
+        self.metrics.policy_reloaded(outcome, self.clock.now())
+        self.metrics.policy_load_errors({f: len(p) for f, p in problems.items()})
+        self.apply(merged)
+        return Reload(merged, problems, outcome)
+
+    def _log_problems(self, problems: Mapping[str, list[files.Problem]]) -> None:
+        for file, found in problems.items():
+            if self.problems.get(file) != found:
+                kept = sorted(n for n, g in self.groups.items() if g.file == file)
+                log.error("policy_rejected", file=file, problems=[str(p) for p in found], kept=kept)
+
+    async def run(self, on_reload: Callable[[Reload], None] | None = None) -> None:
+        """Root task: reload when asked or when the files change, forever."""
+        while True:
+            try:
+                async with asyncio.timeout(self.poll_interval):
+                    await self.requested.wait()
+            except TimeoutError:
+                if fingerprint(self.paths) == self._seen:
+                    continue
+            self.requested.clear()
+            outcome = self.load()
+            if on_reload is not None:
+                on_reload(outcome)

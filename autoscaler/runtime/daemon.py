@@ -1,0 +1,323 @@
+"""The composition root: builds every part from the settings and runs them as named root tasks.
+
+Startup: settings → sources and target → target start (connect, first reconcile) → first policy
+load → group handlers → HTTP bound → READY=1. Then one TaskGroup runs `policy-watcher`,
+`group-manager`, `http-server`, `watchdog` and `stopper`; a root task that returns or raises is a
+bug, so the others are cancelled and the process exits non-zero for systemd to restart it.
+
+Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no new action → in-flight
+actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
+status 70 if all that hangs for `shutdown_grace` + 15 s. An interrupted clone is safe: the target's
+reconciler finishes or removes it on the next start. SIGHUP re-reads the policies (RELOADING=1 …
+READY=1); so does a change of the files' mtimes, polled every few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from autoscaler import errors, sources, targets
+from autoscaler.engine import handler, journal, limiter, manager, memory, policies
+from autoscaler.runtime import clock as clocks
+from autoscaler.runtime import http, sdnotify, ticker
+from autoscaler.settings import Settings
+from autoscaler.telemetry import metrics as telemetry
+from autoscaler.telemetry import registry as registries
+
+log = structlog.get_logger("autoscaler.daemon")
+HARD_DEADLINE_MARGIN = 15.0
+LAG_PROBE = 0.5
+EXIT_HUNG = 70
+
+
+class RootTaskExited(Exception):
+    """A root task ended although the daemon was not stopping (a bug)."""
+
+
+@runtime_checkable
+class Managed(Protocol):
+    """A target with a life of its own (KvmTarget: connections, event thread, reconciler)."""
+
+    async def start(self) -> None:
+        """Connect and reconcile."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work and disconnect."""
+        ...
+
+
+class Daemon:
+    """One daemon: parts built from `settings`, unless a test injects the target or sources."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        target: targets.Target | None = None,
+        metric_sources: Mapping[str, sources.MetricSource] | None = None,
+        registry: registries.Registry | None = None,
+        clock: clocks.SystemClock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or clocks.SystemClock()
+        self.metrics = telemetry.Metrics(registry if registry is not None else registries.new())
+        self.journal = journal.Journal(settings.engine.journal_size)
+        self.target = target
+        self.sources = dict(metric_sources) if metric_sources is not None else None
+        self.stopping = asyncio.Event()
+        self.started = asyncio.Event()
+        self.http: http.HttpServer | None = None
+        self.manager: manager.GroupManager | None = None
+        self.watcher: policies.Watcher | None = None
+        self.ticker = ticker.Ticker(settings.engine.jitter)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._lag = 0.0
+
+    # --- building -------------------------------------------------------------------------------
+
+    def _build_target(self) -> targets.Target:
+        from autoscaler.runtime import factories
+
+        return factories.target(self.settings.target, self.metrics)
+
+    def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
+        engine = self.settings.engine
+        return handler.Deps(
+            target=target,
+            sources=found,
+            clock=self.clock,
+            limiter=limiter.Limiter(engine.max_concurrent_actions, engine.slot_timeout),
+            store=memory.MemoryStore(self.settings.state_dir),
+            journal=self.journal,
+            metrics=self.metrics,
+            settings=handler.HandlerSettings(
+                query_timeout=engine.query_timeout,
+                backoff_initial=engine.backoff_initial,
+                backoff_max=engine.backoff_max,
+                history_refresh=engine.history_refresh,
+            ),
+        )
+
+    async def _start(self) -> None:
+        """Everything READY=1 promises: target reconciled, policies loaded, HTTP bound."""
+        from autoscaler.runtime import factories
+
+        target = self.target if self.target is not None else self._build_target()
+        self.target = target
+        if self.sources is None:
+            self.sources = factories.source_map(self.settings.sources, target)
+        if isinstance(target, Managed):
+            await target.start()
+        self.manager = manager.GroupManager(self._deps(target, self.sources))
+        self.watcher = policies.Watcher(
+            self.settings.policies, self._apply, self.metrics, self.clock, self.settings.engine.policy_poll
+        )
+        self.watcher.load()
+        host, port = self.settings.http.listen, self.settings.http.port
+        self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
+        address = await self.http.start()
+        log.info("http_listening", address=f"http://{address[0]}:{address[1]}")
+
+    def _apply(self, groups: dict[str, Any]) -> None:
+        assert self.manager is not None
+        changes = self.manager.apply(groups)
+        set_policies = getattr(self.target, "set_policies", None)
+        if callable(set_policies):
+            set_policies([g.policy for g in groups.values()])
+        self.ticker.sync(self.manager)
+        if changes.added or changes.updated or changes.removed:
+            log.info(
+                "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed
+            )
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, serve until stopped, shut down; the process exit code."""
+        try:
+            await self._start()
+        except (errors.AutoscalerError, OSError) as exc:
+            log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
+            await self._close_parts()
+            return 1
+        self.ticker.start()
+        self.started.set()
+        sdnotify.ready()
+        sdnotify.status(self._summary())
+        log.info("daemon_ready", groups=len(list(self.manager or ())))
+        return await self._supervise()
+
+    async def _supervise(self) -> int:
+        roots: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "policy-watcher": self._watch_policies,
+            "group-manager": self._manage,
+            "http-server": self._serve_http,
+            "watchdog": self._watchdog,
+            "stopper": self._stop_when_asked,
+        }
+        failed: list[str] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, root in roots.items():
+                    self._tasks[name] = group.create_task(self._guard(name, root), name=name)
+        except* RootTaskExited as failure:
+            failed = [str(e) for e in failure.exceptions]
+        if failed:
+            log.error("root_task_failed", errors=failed)
+            self.ticker.shutdown()
+            await self._close_parts()
+            return 1
+        return 0
+
+    async def _guard(self, name: str, root: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await root()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("root_task_crashed", task=name)
+            raise RootTaskExited(f"{name}: {type(exc).__name__}: {exc}") from exc
+        if name != "stopper":
+            raise RootTaskExited(f"{name} returned")
+
+    async def _watch_policies(self) -> None:
+        assert self.watcher is not None
+        await self.watcher.run(self._reloaded)
+
+    def _reloaded(self, outcome: policies.Reload) -> None:
+        sdnotify.ready()
+        sdnotify.status(self._summary())
+        log.info("policies_reloaded", result=outcome.result, groups=sorted(outcome.groups))
+
+    async def _manage(self) -> None:
+        assert self.manager is not None
+        await self.manager.run()
+
+    async def _serve_http(self) -> None:
+        assert self.http is not None
+        await self.http.serve()
+
+    async def _watchdog(self) -> None:
+        interval = sdnotify.watchdog_interval()
+        last_ping = time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_PROBE)
+            self._lag = max(0.0, time.monotonic() - before - LAG_PROBE)
+            self.metrics.loop_lagged(self._lag)
+            healthy, _why = self.health()
+            if interval is not None and healthy and time.monotonic() - last_ping >= interval:
+                sdnotify.watchdog()
+                last_ping = time.monotonic()
+
+    async def _stop_when_asked(self) -> None:
+        await self.stopping.wait()
+        deadline = threading.Timer(self.settings.engine.shutdown_grace + HARD_DEADLINE_MARGIN, _hung)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            await self._shutdown()
+        finally:
+            deadline.cancel()
+        for name, task in self._tasks.items():
+            if name != "stopper":
+                task.cancel()
+
+    async def _shutdown(self) -> None:
+        sdnotify.stopping()
+        log.info("daemon_stopping", grace=self.settings.engine.shutdown_grace)
+        self.ticker.shutdown()
+        if self.manager is not None:
+            await self.manager.stop(self.settings.engine.shutdown_grace)
+        await self._close_parts()
+        log.info("daemon_stopped")
+
+    async def _close_parts(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        for source in (self.sources or {}).values():
+            close = getattr(source, "close", None)
+            if callable(close):
+                with contextlib.suppress(Exception):
+                    await close()
+        if isinstance(self.target, Managed):
+            with contextlib.suppress(errors.TargetError):
+                await self.target.close()
+
+    # --- control --------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Begin an orderly shutdown (SIGTERM, SIGINT)."""
+        self.stopping.set()
+
+    def request_reload(self) -> None:
+        """Re-read the policies (SIGHUP, POST /reload)."""
+        sdnotify.reloading()
+        if self.watcher is not None:
+            self.watcher.request()
+
+    def install_signal_handlers(self) -> Callable[[], None]:
+        """SIGTERM/SIGINT stop, SIGHUP reloads; returns a function that removes the handlers."""
+        loop = asyncio.get_running_loop()
+        actions = {signal.SIGTERM: self.request_stop, signal.SIGINT: self.request_stop}
+        actions[signal.SIGHUP] = self.request_reload
+        for number, action in actions.items():
+            loop.add_signal_handler(number, action)
+
+        def remove() -> None:
+            for number in actions:
+                loop.remove_signal_handler(number)
+
+        return remove
+
+    # --- http.Api -------------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Startup finished and shutdown has not begun."""
+        return self.started.is_set() and not self.stopping.is_set()
+
+    def health(self) -> tuple[bool, str]:
+        """Unhealthy when a root task has died or the loop lags beyond the limit."""
+        dead = [name for name, task in self._tasks.items() if task.done() and name != "stopper"]
+        if dead and not self.stopping.is_set():
+            return False, f"root task(s) ended: {', '.join(dead)}"
+        if self._lag > self.settings.engine.max_loop_lag:
+            return False, f"event loop lag {self._lag:.1f}s"
+        return True, ""
+
+    def group(self, name: str) -> handler.GroupHandler | None:
+        """A managed group's handler."""
+        return self.manager.get(name) if self.manager is not None else None
+
+    def status(self) -> dict[str, Any]:
+        """Every group, policy problems and the daemon's own state."""
+        handlers = list(self.manager or ())
+        problems = self.watcher.problems if self.watcher is not None else {}
+        return {
+            "ready": self.is_ready(),
+            "group_names": [h.group for h in handlers],
+            "groups": [h.status() for h in handlers],
+            "policy_problems": {f: [str(p) for p in found] for f, found in problems.items()},
+            "actions_in_flight": sum(1 for h in handlers if h.acting),
+            "event_loop_lag_seconds": self._lag,
+        }
+
+    def _summary(self) -> str:
+        handlers = list(self.manager or ())
+        members = sum(h.inventory.current for h in handlers if h.inventory is not None)
+        return f"{len(handlers)} group(s), {members} instance(s)"
+
+
+def _hung() -> None:
+    """The hard shutdown deadline passed: leave now (systemd would SIGKILL us a little later)."""
+    os._exit(EXIT_HUNG)

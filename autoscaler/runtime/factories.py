@@ -1,0 +1,76 @@
+"""Registries from a `kind:` in the daemon settings to the object that implements it (no plugins).
+
+Kept apart from the daemon so that importing the daemon does not import libvirt: the KVM target is
+only built when the settings ask for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from autoscaler import sources, targets
+from autoscaler.settings import (
+    ExporterSettings,
+    LibvirtSourceSettings,
+    PrometheusSettings,
+    SourceSettings,
+    TargetSettings,
+)
+from autoscaler.telemetry import metrics as telemetry
+
+MiB = 1024 * 1024
+
+
+def _prometheus(config: PrometheusSettings, _target: targets.Target) -> sources.MetricSource:
+    from autoscaler.sources import prometheus
+
+    return prometheus.PrometheusSource(
+        config.url, timeout=config.timeout, bearer_token_file=config.bearer_token_file, tls_ca=config.tls_ca
+    )
+
+
+def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.MetricSource:
+    from autoscaler.sources import exporter
+
+    return exporter.ExporterSource(
+        config.url, timeout=config.timeout, bearer_token_file=config.bearer_token_file
+    )
+
+
+def _libvirt(_config: LibvirtSourceSettings, target: targets.Target) -> sources.MetricSource:
+    from autoscaler.sources import domstats
+
+    if not hasattr(target, "refresh_load"):
+        raise ValueError("the libvirt metric source needs the kvm target")
+    return domstats.DomainStatsSource(target)  # type: ignore[arg-type]
+
+
+SOURCES: dict[str, Callable[..., sources.MetricSource]] = {
+    "prometheus": _prometheus,
+    "exporter": _exporter,
+    "libvirt": _libvirt,
+}
+
+
+def source_map(
+    configs: Mapping[str, SourceSettings], target: targets.Target
+) -> dict[str, sources.MetricSource]:
+    """Every configured metric source by name."""
+    return {name: SOURCES[config.kind](config, target) for name, config in configs.items()}
+
+
+def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
+    from autoscaler.targets import kvm
+
+    settings = kvm.KvmSettings(
+        memory_reserve=config.memory_reserve_mib * MiB, reconcile_interval=config.reconcile_interval
+    )
+    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
+
+
+TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics], targets.Target]] = {"kvm": _kvm}
+
+
+def target(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
+    """The configured target."""
+    return TARGETS[config.kind](config, metrics)

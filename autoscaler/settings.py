@@ -1,0 +1,212 @@
+"""The daemon's own configuration (not the policies): one YAML file read into frozen dataclasses.
+
+Like policy files, a settings file is checked in one pass: every problem is reported with its
+file, line and key path (`autoscaler.yaml:12:5: sources.prom.url: ...`) and the daemon refuses to
+start on any of them. Durations are written with a unit (`10s`, `5m`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pydantic
+import yaml
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
+
+from autoscaler.errors import PolicyError
+from autoscaler.policy import spec
+
+Duration = spec.Duration
+_STRICT = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, config=_STRICT)
+class HttpSettings:
+    """The daemon's HTTP endpoint: metrics, health, status, explain and the operator actions."""
+
+    listen: str = "127.0.0.1"
+    """Address to bind; loopback unless a reverse proxy or Prometheus elsewhere must reach it."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    """TCP port (0 picks a free one)."""
+    token_file: str | None = None
+    """File holding the bearer token that pause, resume and reload require; None disables them."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class PrometheusSettings:
+    """A Prometheus server answering PromQL (instant and range queries)."""
+
+    kind: Literal["prometheus"]
+    url: str
+    """Base URL, e.g. http://127.0.0.1:9090."""
+    timeout: Duration = 10.0
+    """Per request."""
+    bearer_token_file: str | None = None
+    """Sent as `Authorization: Bearer`; re-read on each request."""
+    tls_ca: str | None = None
+    """CA bundle for https URLs."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ExporterSettings:
+    """An exporter's /metrics page scraped directly (no Prometheus needed)."""
+
+    kind: Literal["exporter"]
+    url: str
+    """Full URL of the metrics page, e.g. http://127.0.0.1:9100/metrics."""
+    timeout: Duration = 5.0
+    """Per scrape."""
+    bearer_token_file: str | None = None
+    """Sent as `Authorization: Bearer`."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LibvirtSourceSettings:
+    """CPU utilisation of a group's members read from libvirt itself (query: `<group>:cpu`)."""
+
+    kind: Literal["libvirt"]
+
+
+SourceSettings = Annotated[
+    PrometheusSettings | ExporterSettings | LibvirtSourceSettings, Field(discriminator="kind")
+]
+
+
+@dataclass(frozen=True, config=_STRICT)
+class TargetSettings:
+    """Where instances run."""
+
+    kind: Literal["kvm"] = "kvm"
+    """Only libvirt/KVM for now."""
+    uris: tuple[str, ...] = ("qemu:///system",)
+    """libvirt URIs of the hosts this daemon drives (test:///... for the test driver)."""
+    memory_reserve_mib: Annotated[int, Field(ge=0)] = 1024
+    """Free memory every host keeps beyond its domains."""
+    reconcile_interval: Duration = 300.0
+    """Full reconcile of every host this often (also at start and after each reconnect)."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class EngineSettings:
+    """How the groups are run."""
+
+    max_concurrent_actions: Annotated[int, Field(ge=1)] = 2
+    """Scale actions running at once across all groups (start storms are CPU-bound)."""
+    slot_timeout: Duration = 120.0
+    """A group that waits longer than this for a slot gives up until its next tick."""
+    query_timeout: Duration = 10.0
+    """A metric query that takes longer makes its check Failed(timeout)."""
+    backoff_initial: Duration = 10.0
+    """First wait after a temporary target error; doubles up to backoff_max."""
+    backoff_max: Duration = 300.0
+    """Longest wait after temporary target errors."""
+    history_refresh: Duration = 300.0
+    """How often predictive groups re-read their history."""
+    journal_size: Annotated[int, Field(ge=1)] = 100
+    """Decisions kept per group for /status and /explain."""
+    policy_poll: Duration = 5.0
+    """How often the policy files' mtimes and sizes are compared (reload without SIGHUP)."""
+    shutdown_grace: Duration = 60.0
+    """How long in-flight actions may run on after SIGTERM before they are abandoned."""
+    jitter: Duration = 2.0
+    """Random delay added to each group's tick, so groups do not all evaluate at once."""
+    max_loop_lag: Duration = 5.0
+    """Event-loop lag above which the systemd watchdog is no longer fed."""
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LogSettings:
+    """Structured logs on stdout."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+@dataclass(frozen=True, config=_STRICT)
+class Settings:
+    """Everything the daemon needs besides the policies."""
+
+    policies: tuple[str, ...] = ("/etc/autoscaler/policies",)
+    """Policy files or directories of them."""
+    state_dir: str = "/var/lib/autoscaler"
+    """Where group memory is kept between restarts (systemd StateDirectory)."""
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    sources: dict[str, SourceSettings] = dataclasses.field(default_factory=dict)
+    """Metric sources by the name checks use in their `source:` field."""
+    target: TargetSettings = dataclasses.field(default_factory=TargetSettings)
+    engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+
+
+_ADAPTER = pydantic.TypeAdapter(Settings)
+
+
+def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        return next((value for k, value in node.value if k.value == key), None)
+    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
+        found: yaml.Node = node.value[key]
+        return found
+    return None
+
+
+def _where(root: yaml.Node, loc: Sequence[str | int]) -> tuple[int, int, list[str | int]]:
+    """Line and column of the node `loc` points at, and the path without pydantic's union tags."""
+    node, path = root, []
+    for index, part in enumerate(loc):
+        child = _child(node, part)
+        if child is not None:
+            node = child
+            path.append(part)
+        elif index == len(loc) - 1:
+            path.append(part)
+    return node.start_mark.line + 1, node.start_mark.column + 1, path
+
+
+def _problems(file: str, root: yaml.Node, exc: pydantic.ValidationError) -> list[str]:
+    found = []
+    for error in exc.errors():
+        line, column, loc = _where(root, tuple(error["loc"]))
+        path = ".".join(str(p) for p in loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        found.append(f"{file}:{line}:{column}: {path}: {message}")
+    return sorted(found, key=lambda text: int(text.split(":")[1]))
+
+
+def parse(text: str, file: str = "<settings>", base: Path | None = None) -> Settings:
+    """Settings from YAML text; relative policy and state paths are resolved against `base`."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise PolicyError([f"{file}:{line}: invalid YAML: {exc.problem}"]) from exc
+    if root is None or data is None:
+        return Settings()
+    if not isinstance(data, dict):
+        raise PolicyError([f"{file}:1:1: expected a mapping of settings"])
+    try:
+        settings = _ADAPTER.validate_python(data)
+    except pydantic.ValidationError as exc:
+        raise PolicyError(_problems(file, root, exc)) from exc
+    return _resolved(settings, base) if base is not None else settings
+
+
+def _resolved(settings: Settings, base: Path) -> Settings:
+    policies = tuple(str(base / p) for p in settings.policies)
+    return dataclasses.replace(settings, policies=policies, state_dir=str(base / settings.state_dir))
+
+
+def load(path: str | Path) -> Settings:
+    """Settings from a file; PolicyError listing every problem (with file:line) when invalid."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError([f"{file}:1:1: cannot read: {exc}"]) from exc
+    return parse(text, str(file), file.resolve().parent)

@@ -1,0 +1,212 @@
+"""The composition root end to end over fakes at the seams: real HTTP, real signals, real sd_notify socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from autoscaler import settings
+from autoscaler.runtime import clock, daemon
+from tests import fakes
+
+POLICY = """\
+group: web
+golden: golden-web.qcow2
+template: web-template
+min: 1
+max: 10
+evaluation_interval: 1s
+warmup: 0s
+checks:
+  - name: load
+    source: fake
+    query: load
+    strategy: {kind: per_instance, per_instance: 10, tolerance: 0}
+scale_up: {cooldown: 0s}
+scale_down: {stabilization: 0s, cooldown: 0s}
+"""
+
+
+@pytest.fixture
+def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A datagram socket announced as NOTIFY_SOCKET, as systemd provides it."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        yield sock
+
+
+async def next_message(sock: socket.socket, wanted: str, deadline: float = 10.0) -> str:
+    """The next datagram that contains `wanted` (earlier ones are skipped)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(deadline):
+        while True:
+            message = (await loop.sock_recv(sock, 4096)).decode()
+            if wanted in message:
+                return message
+
+
+@dataclass
+class Running:
+    """A daemon running in this test's loop, with what the test needs to poke at it."""
+
+    runner: daemon.Daemon
+    task: asyncio.Task[int]
+    target: fakes.FakeTarget
+    source: fakes.FakeMetricSource
+    policies: Path
+    token: str
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        assert self.runner.http is not None
+        assert self.runner.http.address is not None
+        host, port = self.runner.http.address
+        return f"http://{host}:{port}"
+
+    async def get_json(self, path: str) -> dict[str, object]:
+        async with self.http.get(self.url + path) as response:
+            assert response.status == 200
+            data: dict[str, object] = await response.json()
+            return data
+
+
+def make_settings(tmp_path: Path, **engine: object) -> tuple[settings.Settings, Path]:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    base = settings.Settings(
+        policies=(str(policies),),
+        state_dir=str(tmp_path / "state"),
+        http=settings.HttpSettings(port=0, token_file=str(token)),
+    )
+    tuned = replace(base.engine, **{"jitter": 0.0, "policy_poll": 0.2, "shutdown_grace": 5.0, **engine})
+    return replace(base, engine=tuned), policies
+
+
+@pytest.fixture
+async def running(tmp_path: Path, notify: socket.socket) -> AsyncIterator[Running]:
+    config, policies = make_settings(tmp_path)
+    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
+    target.add("web", 2)
+    source = fakes.FakeMetricSource(values={"load": 45.0})
+    runner = daemon.Daemon(
+        config, target=target, metric_sources={"fake": source}, registry=CollectorRegistry()
+    )
+    remove = runner.install_signal_handlers()
+    task = asyncio.create_task(runner.run())
+    try:
+        await next_message(notify, "READY=1")
+        async with aiohttp.ClientSession() as session:
+            yield Running(runner, task, target, source, policies, "s3cret", session)
+    finally:
+        runner.request_stop()
+        await asyncio.wait_for(task, 10)
+        remove()
+
+
+async def test_ready_only_after_startup_then_scales_and_serves(running: Running) -> None:
+    async with running.http.get(running.url + "/readyz") as response:
+        assert response.status == 200
+    await fakes.eventually(lambda: len(running.target.names("web")) == 5)
+    async with running.http.get(running.url + "/metrics") as response:
+        text = await response.text()
+    assert 'autoscaler_group_desired_instances{group="web"} 5.0' in text
+    assert 'autoscaler_evaluations_total{group="web",result="ok"}' in text
+    status = await running.get_json("/status")
+    groups = status["groups"]
+    assert isinstance(groups, list)
+    assert groups[0]["group"] == "web"
+    async with running.http.get(running.url + "/explain/web") as response:
+        assert "result: 5" in await response.text()
+
+
+async def test_sighup_keeps_the_last_good_policy(running: Running, notify: socket.socket) -> None:
+    await fakes.eventually(lambda: running.runner.journal.last("web") is not None)
+    (running.policies / "web.yaml").write_text(POLICY.replace("max: 10", "max: ten"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    assert "MONOTONIC_USEC=" in await next_message(notify, "RELOADING=1")
+    await next_message(notify, "READY=1")
+    status = await running.get_json("/status")
+    assert status["group_names"] == ["web"]
+    problems = status["policy_problems"]
+    assert isinstance(problems, dict)
+    assert any("max" in line for lines in problems.values() for line in lines)
+    registry = running.runner.metrics.registry
+    file = str(running.policies / "web.yaml")
+    assert registry.get_sample_value("autoscaler_policy_load_errors", {"file": file}) == 1
+
+
+async def test_removing_a_policy_file_unmanages_without_destroying(running: Running) -> None:
+    await fakes.eventually(lambda: len(running.target.names("web")) == 5)
+    (running.policies / "web.yaml").unlink()
+    await fakes.eventually(lambda: running.runner.group("web") is None)
+    assert len(running.target.names("web")) == 5
+    assert [op for op, *_ in running.target.calls] == ["scale_out"]
+
+
+async def test_pause_needs_the_token_and_holds_the_group(running: Running) -> None:
+    async with running.http.post(running.url + "/groups/web/pause", json={"reason": "x"}) as response:
+        assert response.status == 401
+    headers = {"Authorization": "Bearer s3cret"}
+    async with running.http.post(
+        running.url + "/groups/web/pause", json={"reason": "freeze"}, headers=headers
+    ) as response:
+        assert response.status == 200
+    handler = running.runner.group("web")
+    assert handler is not None
+    assert handler.paused == "freeze"
+    running.source.values["load"] = 95.0
+    await fakes.eventually(lambda: handler.ticks >= 3)
+    assert len(running.target.names("web")) <= 5
+    last = running.runner.journal.last("web")
+    assert last is not None
+    assert last.state == "paused"
+
+
+async def test_sigterm_stops_cleanly_and_says_so(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
+    runner = daemon.Daemon(
+        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
+    )
+    remove = runner.install_signal_handlers()
+    try:
+        task = asyncio.create_task(runner.run())
+        await next_message(notify, "READY=1")
+        os.kill(os.getpid(), signal.SIGTERM)
+        await next_message(notify, "STOPPING=1")
+        assert await asyncio.wait_for(task, 10) == 0
+    finally:
+        remove()
+
+
+async def test_in_flight_action_is_abandoned_after_the_grace(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path, shutdown_grace=0.3)
+    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0, gate=asyncio.Event())  # type: ignore[arg-type]
+    target.add("web", 1)
+    source = fakes.FakeMetricSource(values={"load": 90.0})
+    runner = daemon.Daemon(
+        config, target=target, metric_sources={"fake": source}, registry=CollectorRegistry()
+    )
+    task = asyncio.create_task(runner.run())
+    await next_message(notify, "READY=1")
+    await fakes.eventually(lambda: target.calls)
+    runner.request_stop()
+    assert await asyncio.wait_for(task, 5) == 0
+    assert len(target.names("web")) == 1
+    assert not target.gate.is_set()

@@ -1,0 +1,51 @@
+"""Daemon settings: defaults, durations with units, and every problem located by file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler import settings
+from autoscaler.errors import PolicyError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "autoscaler.yaml"
+
+
+def test_empty_file_gives_the_defaults() -> None:
+    assert settings.parse("") == settings.Settings()
+
+
+def test_sources_by_kind_and_durations() -> None:
+    parsed = settings.parse(
+        "sources:\n  prom: {kind: prometheus, url: 'http://127.0.0.1:9090', timeout: 3s}\n"
+        "engine: {slot_timeout: 2m}\n"
+    )
+    prom = parsed.sources["prom"]
+    assert isinstance(prom, settings.PrometheusSettings)
+    assert prom.timeout == 3.0
+    assert parsed.engine.slot_timeout == 120.0
+
+
+def test_every_problem_is_reported_with_its_line() -> None:
+    text = "sources:\n  prom: {kind: prometheus, timeout: 3q}\nengine:\n  bogus: 1\nhttp:\n  port: 99999\n"
+    with pytest.raises(PolicyError) as caught:
+        settings.parse(text, "a.yaml")
+    problems = caught.value.problems
+    assert any(p.startswith("a.yaml:2:") and "sources.prom.url" in p for p in problems)
+    assert any(p.startswith("a.yaml:2:") and "timeout" in p for p in problems)
+    assert any(p.startswith("a.yaml:4:") and "engine.bogus" in p for p in problems)
+    assert any(p.startswith("a.yaml:6:") and "http.port" in p for p in problems)
+
+
+def test_relative_paths_follow_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "autoscaler.yaml"
+    path.write_text("policies: [policies]\nstate_dir: state\n")
+    loaded = settings.load(path)
+    assert loaded.policies == (str(tmp_path / "policies"),)
+    assert loaded.state_dir == str(tmp_path / "state")
+
+
+def test_the_shipped_example_is_valid() -> None:
+    loaded = settings.load(EXAMPLE)
+    assert loaded.http.listen == "127.0.0.1"
