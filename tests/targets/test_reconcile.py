@@ -1,0 +1,121 @@
+"""Every half-done state a crash can leave, repaired by a reconcile (steps run partially by hand)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from autoscaler import model
+from autoscaler.targets import kvm, lifecycle
+from autoscaler.virt import gateway, ops, xml
+from tests.targets.hosts import fast_settings, host_uri, web_policy
+
+
+@pytest.fixture
+async def target(tmp_path: pathlib.Path) -> AsyncIterator[kvm.KvmTarget]:
+    started = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[web_policy()])
+    await started.start()
+    yield started
+    await started.close()
+
+
+async def plan_for(target: kvm.KvmTarget) -> tuple[gateway.Gateway, lifecycle.Plan]:
+    policy = web_policy()
+    gw = target.gateway(target.hosts[0])
+    template = await target._template(policy)
+    golden = await target._golden(gw, policy)
+    return gw, target._plan(policy, gw.uri, template, golden)
+
+
+async def state(gw: gateway.Gateway) -> tuple[set[str], set[str]]:
+    names = {v.name for v in await gw.run(ops.list_domains, op="list")}
+    vols = {v.name for v in await gw.run(ops.list_volumes, "default", op="vol_list")}
+    return names, vols
+
+
+BASELINE = ({"web-template", "as-web-deadbeef"}, {"golden-web.qcow2"})
+
+
+async def test_overlay_without_domain_is_deleted(target: kvm.KvmTarget) -> None:
+    gw, plan = await plan_for(target)
+    await lifecycle.create_overlay(gw, plan)
+
+    [report] = await target.reconcile()
+
+    assert report.orphan_overlays == [xml.overlay_name("web", plan.uuid)]
+    assert await state(gw) == BASELINE
+
+
+async def test_defined_never_started_is_rolled_back(target: kvm.KvmTarget) -> None:
+    gw, plan = await plan_for(target)
+    await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+
+    [report] = await target.reconcile()
+
+    assert report.rolled_back == [plan.name]
+    assert await state(gw) == BASELINE
+
+
+async def test_started_but_never_ready_past_timeout_is_rolled_back(tmp_path: pathlib.Path) -> None:
+    policy = web_policy(readiness={"probe": "channel", "timeout": 0.0})
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[policy])
+    await target.start()
+    try:
+        gw, plan = await plan_for(target)
+        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+        await lifecycle.start(gw, plan)
+        [report] = await target.reconcile()
+        assert report.rolled_back == [plan.name]
+        assert await state(gw) == BASELINE
+    finally:
+        await target.close()
+
+
+async def test_running_creating_within_timeout_is_adopted(tmp_path: pathlib.Path) -> None:
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[web_policy()])
+    await target.start()
+    try:
+        gw, plan = await plan_for(target)
+        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+        await lifecycle.start(gw, plan)
+        [report] = await target.reconcile()
+        assert report.rolled_back == []
+        assert [i.name for i in (await target.inventory("web")).instances] == [plan.name]
+    finally:
+        await target.close()
+
+
+async def test_draining_is_finished(target: kvm.KvmTarget) -> None:
+    name = (await target.scale_out(web_policy(), 1)).done[0]
+    record = target._cache.find("web", name)
+    assert record is not None
+    gw = target.gateway(target.hosts[0])
+    await lifecycle.set_phase(gw, record.uuid, record.owner.with_phase(xml.Phase.DRAINING))
+    await target.reconcile()  # picks the phase up from libvirt ...
+    assert await state(gw) == BASELINE  # ... and finishes the destroy
+
+
+async def test_undefined_but_overlay_left_is_swept(target: kvm.KvmTarget) -> None:
+    name = (await target.scale_out(web_policy(), 1)).done[0]
+    record = target._cache.find("web", name)
+    assert record is not None
+    gw = target.gateway(target.hosts[0])
+    await gw.run(ops.destroy, record.uuid, op="destroy")
+    await gw.run(ops.undefine, record.uuid, op="undefine")
+
+    [report] = await target.reconcile()
+
+    assert report.orphan_overlays == [xml.overlay_name("web", record.uuid)]
+    assert await state(gw) == BASELINE
+    assert (await target.inventory("web")).instances == ()
+
+
+async def test_active_members_are_adopted_after_restart_of_cache(target: kvm.KvmTarget) -> None:
+    done = (await target.scale_out(web_policy(), 2)).done
+    target._cache.replace_host(target.hosts[0], [])  # a fresh process knows nothing ...
+    await target.reconcile()  # ... until it reconciles
+    inventory = await target.inventory("web")
+    assert sorted(i.name for i in inventory.instances) == sorted(done)
+    assert all(i.state is not model.InstanceState.FAILED for i in inventory.instances)
