@@ -3,7 +3,8 @@
 Runs at start, after every reconnect and periodically. It refills the cache from a full listing,
 finishes interrupted deletions (phase=draining), rolls back clones stuck in phase=creating, and
 deletes overlays that are provably ours (our name pattern with a full UUID, in a pool we use,
-with a backing store) whose domain is gone. Domains without our metadata are never touched.
+with a backing store) whose domain is gone. Domains without our metadata are never touched, and
+members of groups without a policy here are only listed (counted as unmanaged), never changed.
 """
 
 from __future__ import annotations
@@ -79,10 +80,10 @@ async def reconcile_host(
     cache.replace_host(gw.uri, records)
     report = Report(adopted=len(records))
     for record in records:
-        if record.uuid in busy:
-            continue
         policy = policies.get(record.group)
-        pool = policy.pool if policy is not None else None
+        if record.uuid in busy or policy is None:
+            continue
+        pool = policy.pool
         if record.owner.phase is xml.Phase.DRAINING:
             await remove(record, pool)
             report.finished_deletes.append(record.name)
@@ -90,12 +91,12 @@ async def reconcile_host(
             await remove(record, pool)
             report.rolled_back.append(record.name)
     known = {view.uuid for view in views} | set(busy)
-    report.orphan_overlays = await _sweep_overlays(gw, pools, known, now, grace.overlay)
+    report.orphan_overlays = await _sweep_overlays(gw, pools, known, set(policies), now, grace.overlay)
     return report
 
 
 async def _sweep_overlays(
-    gw: gateway.Gateway, pools: Collection[str], known: set[str], now: float, grace: float
+    gw: gateway.Gateway, pools: Collection[str], known: set[str], groups: set[str], now: float, grace: float
 ) -> list[str]:
     """Delete overlays of ours whose domain no longer exists; returns their names."""
     deleted = []
@@ -105,16 +106,16 @@ async def _sweep_overlays(
         except gateway.NotFound:
             continue
         for volume in volumes:
-            if _orphan(volume, known, now, grace):
+            if _orphan(volume, known, groups, now, grace):
                 await gw.run(ops.delete_volume_by_path, volume.path, op="vol_delete")
                 deleted.append(volume.name)
     return deleted
 
 
-def _orphan(volume: ops.VolumeView, known: set[str], now: float, grace: float) -> bool:
-    """Provably ours, its domain gone, and old enough not to belong to a clone in progress."""
+def _orphan(volume: ops.VolumeView, known: set[str], groups: set[str], now: float, grace: float) -> bool:
+    """Provably ours, of a governed group, its domain gone, and too old to be a clone in progress."""
     match = xml.OVERLAY_NAME.match(volume.name)
-    if match is None or match.group("uuid") in known:
+    if match is None or match.group("uuid") in known or match.group("group") not in groups:
         return False
     if xml.volume_backing_path(volume.xml) is None:
         return False
