@@ -88,6 +88,8 @@ class TargetSettings:
     """Free memory every host keeps beyond its domains."""
     reconcile_interval: Duration = 300.0
     """Full reconcile of every host this often (also at start and after each reconnect)."""
+    shutdown_timeout: Duration = 30.0
+    """On scale-in, wait this long for a guest to power off (ACPI) before destroying it."""
 
 
 @dataclass(frozen=True, config=_STRICT)

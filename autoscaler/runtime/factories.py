@@ -60,10 +60,12 @@ def source_map(
 
 
 def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    from autoscaler.targets import kvm
+    from autoscaler.targets import kvm, lifecycle
 
     settings = kvm.KvmSettings(
-        memory_reserve=config.memory_reserve_mib * MiB, reconcile_interval=config.reconcile_interval
+        memory_reserve=config.memory_reserve_mib * MiB,
+        reconcile_interval=config.reconcile_interval,
+        stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
     )
     return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
 

@@ -1,0 +1,52 @@
+"""The `autoscaler run` and `autoscaler demo` sub-commands, registered by `autoscaler.cli`.
+
+`run` is what systemd starts; `demo` builds a self-contained world (load exporter, libvirt host,
+policy) around the very same daemon, for a first look on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from autoscaler import settings
+from autoscaler.runtime import daemon
+from autoscaler.telemetry import logging as logs
+
+
+async def _serve(config: settings.Settings) -> int:
+    runner = daemon.Daemon(config)
+    remove = runner.install_signal_handlers()
+    try:
+        return await runner.run()
+    finally:
+        remove()
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = settings.load(args.config)
+    logs.configure(config.log.level, json=config.log.format == "json")
+    return asyncio.run(_serve(config))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from autoscaler.demo import run as demo_run
+
+    return demo_run.main(args)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `run` and `demo`."""
+    run = commands.add_parser("run", help="run the daemon (what systemd starts)")
+    run.add_argument("--config", required=True, help="the daemon's settings file (YAML)")
+    run.set_defaults(func=_run)
+    demo = commands.add_parser("demo", help="a self-contained demo: load generator, libvirt host, live view")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    demo.add_argument("--day-seconds", type=float, default=240.0, help="real seconds per simulated day")
+    demo.add_argument(
+        "--uri",
+        help='libvirt URI; "test" for the test driver (default: qemu:///system when usable, else test)',
+    )
+    demo.add_argument("--port", type=int, default=9464, help="port of the daemon's /metrics (0: any free)")
+    demo.add_argument("--plain", action="store_true", help="log lines instead of the live view")
+    demo.set_defaults(func=_demo)
