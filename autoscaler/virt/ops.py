@@ -293,3 +293,16 @@ def guest_addresses(conn: Any, uuid: str) -> list[str]:
             if found:
                 return found
     return []
+
+
+def copy_volume(conn: Any, pool: str, name: str, source_path: str) -> str:
+    """A full, independent copy of a volume (what virt-clone does); returns the new path."""
+    target = conn.storagePoolLookupByName(pool)
+    source = conn.storageVolLookupByPath(source_path)
+    fmt = xml.volume_format(source.XMLDesc(0))
+    capacity = int(source.info()[1])
+    volume = (
+        f"<volume><name>{name}</name><capacity unit='bytes'>{capacity}</capacity>"
+        f"<target><format type='{fmt}'/></target></volume>"
+    )
+    return str(target.createXMLFrom(volume, source, 0).path())

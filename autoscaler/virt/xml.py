@@ -297,3 +297,8 @@ def volume_ctime(volume_xml_text: str) -> float | None:
     """When the volume's file changed status (the pool reports it for files), if known."""
     text = parse(volume_xml_text).findtext("target/timestamps/ctime")
     return float(text) if text else None
+
+
+def serialize(root: ET.Element) -> str:
+    """An element back to XML text."""
+    return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,183 @@
+"""Linked clones (qcow2 overlays) against full copies (the virt-clone way), on a real libvirtd.
+
+Times how long it takes until 1 and then 10 new instances are running, from a golden image of
+1 GiB filled with data (not sparse). libvirtd and virtlogd are started when none is running,
+as in tests/integration; everything created is removed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid as uuidlib
+
+from rich.console import Console
+from rich.table import Table
+
+from autoscaler.policy import spec
+from autoscaler.targets import kvm, lifecycle
+from autoscaler.virt import gateway, ops, xml
+
+URI = "qemu:///system"
+GiB = 1024**3
+MiB = 1024**2
+COUNTS = (1, 10)
+
+
+def answers() -> bool:
+    """True when a libvirtd answers on the system URI."""
+    return subprocess.run(["virsh", "-c", URI, "version"], capture_output=True, check=False).returncode == 0
+
+
+def start_daemons(workdir: pathlib.Path) -> list[subprocess.Popen[bytes]]:
+    """virtlogd and libvirtd as children (after giving /dev/kvm the mode QEMU needs)."""
+    if os.path.exists("/dev/kvm"):
+        shutil.chown("/dev/kvm", group="kvm")
+        os.chmod("/dev/kvm", 0o660)
+    env = dict(os.environ, LIBVIRT_LOG_OUTPUTS=f"3:file:{workdir}/libvirtd.log")
+    with (workdir / "daemons.out").open("ab") as out:
+        started = [subprocess.Popen(["virtlogd"], stdout=out, stderr=out)]
+        started.append(subprocess.Popen(["libvirtd"], stdout=out, stderr=out, env=env))
+    deadline = time.monotonic() + 30
+    while not answers():
+        if time.monotonic() > deadline:
+            raise RuntimeError("libvirtd did not start")
+        time.sleep(0.1)
+    return started
+
+
+def make_golden(images: pathlib.Path) -> pathlib.Path:
+    """A 1 GiB qcow2 whose every cluster holds data."""
+    raw = images / "golden.raw"
+    chunk = os.urandom(4 * MiB)
+    with raw.open("wb") as handle:
+        for _ in range(GiB // len(chunk)):
+            handle.write(chunk)
+    golden = images / "golden.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(golden)], check=True)
+    raw.unlink()
+    golden.chmod(0o644)
+    return golden
+
+
+def template(golden: pathlib.Path) -> str:
+    """A small domain: SeaBIOS idles on the disk; the measure ends when QEMU runs."""
+    kind = os.environ.get("AUTOSCALER_TEST_DOMAIN_TYPE") or ("kvm" if os.path.exists("/dev/kvm") else "qemu")
+    return (
+        f"<domain type='{kind}'><name>bench-template</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
+        f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{golden}'/>"
+        "<target dev='vda' bus='virtio'/></disk><memballoon model='none'/></devices></domain>"
+    )
+
+
+async def linked(target: kvm.KvmTarget, policy: spec.GroupPolicy, count: int) -> float:
+    """Seconds until `count` linked clones run (overlay, define, start)."""
+    started = time.monotonic()
+    result = await target.scale_out(policy, count)
+    elapsed = time.monotonic() - started
+    if result.failed:
+        raise RuntimeError(f"linked clones failed: {result.errors}")
+    await target.scale_in(policy, list(result.done))
+    return elapsed
+
+
+async def full_copy(gw: gateway.Gateway, pool: str, golden: str, text: str, count: int) -> float:
+    """Seconds until `count` full copies run (copy the whole volume, define, start)."""
+    started = time.monotonic()
+    uuids = await asyncio.gather(*(one_full_copy(gw, pool, golden, text) for _ in range(count)))
+    elapsed = time.monotonic() - started
+    for uuid in uuids:
+        await remove_full_copy(gw, uuid)
+    return elapsed
+
+
+async def one_full_copy(gw: gateway.Gateway, pool: str, golden: str, text: str) -> str:
+    """One virt-clone style instance."""
+    uuid = str(uuidlib.uuid4())
+    path = await gw.run(ops.copy_volume, pool, f"bench-full-{uuid}.qcow2", golden, op="vol_copy")
+    root = xml.parse(text)
+    root.find("name").text = f"bench-full-{uuid[:8]}"  # type: ignore[union-attr]
+    root.find("devices/disk/source").set("file", path)  # type: ignore[union-attr]
+    await gw.run(ops.define, xml.serialize(root), op="define")
+    await gw.run(
+        ops.start, (await gw.run(ops.find_by_name, f"bench-full-{uuid[:8]}", op="lookup")).uuid, op="start"
+    )
+    return f"{uuid[:8]}|{path}"
+
+
+async def remove_full_copy(gw: gateway.Gateway, handle: str) -> None:
+    """Destroy, undefine and delete one full copy."""
+    short, path = handle.split("|", 1)
+    view = await gw.run(ops.find_by_name, f"bench-full-{short}", op="lookup")
+    await gw.run(ops.destroy, view.uuid, op="destroy")
+    await gw.run(ops.undefine, view.uuid, op="undefine")
+    await gw.run(ops.delete_volume_by_path, path, op="vol_delete")
+
+
+async def measure(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> list[tuple[int, float, float]]:
+    """Both methods for each count, side by side."""
+    template_path = workdir / "template.xml"
+    template_path.write_text(template(golden))
+    policy = spec.GroupPolicy.model_validate(
+        {
+            "group": "bench",
+            "golden": str(golden),
+            "template": str(template_path),
+            "pool": pool,
+            "min": 0,
+            "max": 20,
+        }
+    )
+    settings = kvm.KvmSettings(memory_reserve=256 * MiB, stop=lifecycle.StopTimings(shutdown_timeout=0.1))
+    target = kvm.KvmTarget(URI, settings=settings, policies=[policy])
+    await target.start()
+    try:
+        gw = target.gateway(URI)
+        rows = []
+        for count in COUNTS:
+            fast = await linked(target, policy, count)
+            slow = await full_copy(gw, pool, str(golden), template_path.read_text(), count)
+            rows.append((count, fast, slow))
+        return rows
+    finally:
+        await target.close()
+
+
+def main() -> None:
+    """Set up, measure, print, clean up."""
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-bench-"))
+    workdir.chmod(0o755)
+    images = workdir / "images"
+    images.mkdir()
+    daemons = [] if answers() else start_daemons(workdir)
+    pool = f"as-bench-{os.getpid()}"
+    virsh = ["virsh", "-c", URI]
+    try:
+        golden = make_golden(images)
+        subprocess.run(
+            [*virsh, "pool-create-as", pool, "dir", "--target", str(images)], check=True, capture_output=True
+        )
+        rows = asyncio.run(measure(workdir, pool, golden))
+    finally:
+        subprocess.run([*virsh, "pool-destroy", pool], check=False, capture_output=True)
+        for process in reversed(daemons):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+    table = Table(title="Time until running: linked clone vs full copy (1 GiB golden image, data-filled)")
+    for column in ("instances", "linked clones (s)", "full copies (s)", "full / linked"):
+        table.add_column(column, justify="right")
+    for count, fast, slow in rows:
+        table.add_row(str(count), f"{fast:.2f}", f"{slow:.2f}", f"{slow / fast:.1f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
