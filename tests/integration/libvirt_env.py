@@ -188,7 +188,7 @@ def libvirt_env() -> Iterator[LibvirtEnv]:
         pytest.skip("needs libvirt-clients and qemu-utils")
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-libvirt-"))
     workdir.chmod(0o755)
-    pool = f"as-test-{os.getpid()}"
+    pool = workdir.name  # unique even when several test modules set up their own session
     with _kvm_permissions(), _daemons(workdir) as daemons:
         golden = _make_pool(workdir, pool)
         kind = domain_type()
@@ -197,6 +197,6 @@ def libvirt_env() -> Iterator[LibvirtEnv]:
         try:
             yield LibvirtEnv(URI, workdir, pool, golden, str(template), kind, daemons)
         finally:
-            _remove_leftover_domains("as-it")
+            _remove_leftover_domains("as-itlv")
             _remove_pool(pool)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -65,7 +65,7 @@ async def test_real_guest_becomes_ready_through_its_channel(
     template.write_text(guest_template(guest_images, guest_images / "boot-golden.qcow2"))
     policy = spec.GroupPolicy.model_validate(
         {
-            "group": "itboot",
+            "group": "itlvboot",
             "golden": str(guest_images / "boot-golden.qcow2"),
             "template": str(template),
             "pool": libvirt_host.pool,
@@ -90,14 +90,14 @@ async def test_real_guest_becomes_ready_through_its_channel(
     await target.start()
     try:
         [name] = (await target.scale_out(policy, 1)).done
-        assert (await target.inventory("itboot")).instances[0].state is model.InstanceState.BOOTING
-        await eventually(lambda: target.provision_seconds("itboot") is not None, 120.0)
-        member = (await target.inventory("itboot")).instances[0]
+        assert (await target.inventory("itlvboot")).instances[0].state is model.InstanceState.BOOTING
+        await eventually(lambda: target.provision_seconds("itlvboot") is not None, 120.0)
+        member = (await target.inventory("itlvboot")).instances[0]
         assert member.state is model.InstanceState.READY
-        seconds = target.provision_seconds("itboot")
+        seconds = target.provision_seconds("itlvboot")
         assert seconds is not None
         assert seconds > 0.5  # a real boot, not the start call
-        assert ("itboot", "ready", seconds) in observer.phases
+        assert ("itlvboot", "ready", seconds) in observer.phases
         live = await target.gateway(libvirt_host.uri).run(ops.live_xml, member.uuid, op="probe")
         assert xml.channel_connected(live, "org.example.ready")
         print(f"clone-to-ready under TCG: {seconds:.2f}s for {name}")

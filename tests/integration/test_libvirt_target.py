@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 def policy_for(env: libvirt_env.LibvirtEnv) -> spec.GroupPolicy:
     return spec.GroupPolicy.model_validate(
         {
-            "group": "it",
+            "group": "itlv",
             "golden": env.golden,
             "template": env.template,
             "pool": env.pool,
@@ -54,7 +54,7 @@ async def target(env: libvirt_env.LibvirtEnv) -> AsyncIterator[kvm.KvmTarget]:
     started = kvm.KvmTarget(env.uri, settings=settings(), policies=[policy_for(env)])
     await started.start()
     yield started
-    members = (await started.inventory("it")).instances
+    members = (await started.inventory("itlv")).instances
     await started.scale_in(policy_for(env), [i.name for i in members])
     await started.close()
 
@@ -62,9 +62,14 @@ async def target(env: libvirt_env.LibvirtEnv) -> AsyncIterator[kvm.KvmTarget]:
 async def ours(gw: gateway.Gateway, env: libvirt_env.LibvirtEnv) -> tuple[dict[str, str], set[str]]:
     """Our domains (name -> run state) and our overlays on the host."""
     views = await gw.run(ops.list_domains, op="list")
-    domains = {v.name: v.run for v in views if v.metadata is not None and v.name.startswith("as-it-")}
+    domains = {v.name: v.run for v in views if v.metadata and _group(v.metadata) == "itlv"}
     vols = {v.name for v in await gw.run(ops.list_volumes, env.pool, op="vol_list")}
     return domains, {v for v in vols if xml.OVERLAY_NAME.match(v)}
+
+
+def _group(metadata: str) -> str | None:
+    owner = xml.parse_metadata(metadata)
+    return owner.group if owner else None
 
 
 async def test_scale_up_and_down_with_real_domains(
@@ -77,8 +82,8 @@ async def test_scale_up_and_down_with_real_domains(
     assert set(domains) == set(up.done)
     assert set(domains.values()) == {"running"}
     assert len(overlays) == 3
-    await eventually(lambda: all(r.owner.ready for r in target._cache.group("it")), 30.0)
-    assert (await target.inventory("it")).ready == 3
+    await eventually(lambda: all(r.owner.ready for r in target._cache.group("itlv")), 30.0)
+    assert (await target.inventory("itlv")).ready == 3
 
     down = await target.scale_in(policy_for(env), list(up.done[:2]))
     assert down.failed == 0
@@ -99,7 +104,7 @@ async def test_crash_mid_clone_and_mid_delete_is_reconciled(env: libvirt_env.Lib
     defined = crashed._plan(policy, env.uri, template, golden)
     await lifecycle.define(gw, defined, await lifecycle.create_overlay(gw, defined))
     deleting = (await crashed.scale_out(policy, 1)).done[0]
-    record = crashed._cache.find("it", deleting)
+    record = crashed._cache.find("itlv", deleting)
     assert record is not None
     await lifecycle.set_phase(gw, record.uuid, record.owner.with_phase(xml.Phase.DRAINING))
     await gw.run(ops.destroy, record.uuid, op="destroy")
@@ -118,14 +123,14 @@ async def test_crash_mid_clone_and_mid_delete_is_reconciled(env: libvirt_env.Lib
 async def test_foreign_domain_is_untouched(target: kvm.KvmTarget, env: libvirt_env.LibvirtEnv) -> None:
     gw = target.gateway(env.uri)
     foreign_xml = libvirt_env.template_xml(env.domain_type, env.golden).replace(
-        "as-test-template", "as-it-deadbeef"
+        "as-test-template", "as-itlv-deadbeef"
     )
     uuid = await gw.run(ops.define, foreign_xml, op="define")
     try:
         await target.reconcile()
-        refused = await target.scale_in(policy_for(env), ["as-it-deadbeef"])
+        refused = await target.scale_in(policy_for(env), ["as-itlv-deadbeef"])
         assert refused.failed == 1
-        assert (await gw.run(ops.find_by_name, "as-it-deadbeef", op="lookup")).uuid == uuid
+        assert (await gw.run(ops.find_by_name, "as-itlv-deadbeef", op="lookup")).uuid == uuid
     finally:
         await gw.run(ops.undefine, uuid, op="undefine")
 
@@ -138,15 +143,15 @@ async def test_libvirtd_restart_is_survived(env: libvirt_env.LibvirtEnv) -> None
     try:
         first = (await target.scale_out(policy, 1)).done
         env.stop_libvirtd()
-        await eventually(lambda: not target.ready_for("it"), 30.0)
+        await eventually(lambda: not target.ready_for("itlv"), 30.0)
         env.start_libvirtd()
-        await eventually(lambda: target.ready_for("it") and observer.reconnects, 60.0)
-        inventory = await target.inventory("it")
+        await eventually(lambda: target.ready_for("itlv") and observer.reconnects, 60.0)
+        inventory = await target.inventory("itlv")
         assert [i.name for i in inventory.instances] == list(first)
         assert inventory.instances[0].state is not model.InstanceState.FAILED
         second = await target.scale_out(policy, 1)
         assert second.failed == 0
-        everyone = [i.name for i in (await target.inventory("it")).instances]
+        everyone = [i.name for i in (await target.inventory("itlv")).instances]
         assert (await target.scale_in(policy, everyone)).failed == 0
     finally:
         await target.close()
