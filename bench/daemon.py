@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -135,7 +136,7 @@ async def measure_lag(workdir: Path, uri: str | None) -> LagResult | None:
     """Clone CLONES instances at once through KvmTarget while probing the loop; None if no host."""
     from autoscaler.targets import kvm, lifecycle
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     try:
         prepared = await demo_host.prepare(workdir, uri)
     except (RuntimeError, OSError):
@@ -223,7 +224,7 @@ async def main(args: argparse.Namespace) -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as temp:
         work = Path(temp)
-        work.chmod(0o755)  # QEMU (libvirt-qemu) must reach the system host's images below it
+        os.chmod(temp, 0o755)  # QEMU (libvirt-qemu) must reach the system host's images below it
         cycles = [await measure_cycles(n, args.cycles, work) for n in args.groups]
         console.print(cycle_table(cycles))
         if args.no_libvirt:
