@@ -210,3 +210,25 @@ async def test_in_flight_action_is_abandoned_after_the_grace(tmp_path: Path, not
     assert await asyncio.wait_for(task, 5) == 0
     assert len(target.names("web")) == 1
     assert not target.gate.is_set()
+
+
+async def test_watchdog_is_fed_while_healthy(
+    tmp_path: Path, notify: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+    config, _policies = make_settings(tmp_path)
+    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
+    runner = daemon.Daemon(
+        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await next_message(notify, "READY=1")
+        assert await next_message(notify, "WATCHDOG=1") == "WATCHDOG=1"
+        assert runner.health() == (True, "")
+        lag = runner.metrics.registry.get_sample_value("autoscaler_event_loop_lag_seconds_count")
+        assert lag is not None
+        assert lag >= 1
+    finally:
+        runner.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0

@@ -1,0 +1,65 @@
+"""Predictive scaling in the handler: history from a range query, a floor in active mode only."""
+
+from __future__ import annotations
+
+from autoscaler import model
+from tests import fakes
+from tests.engine.conftest import World, make_policy
+
+HOUR = 3600.0
+
+
+def office_history(now: float, days: int = 14) -> model.Samples:
+    """Every 5 minutes for `days` days: 400 sessions from 08:00 to 18:00 UTC, 40 otherwise."""
+    start = now - days * 24 * HOUR
+    samples = []
+    t = start
+    while t <= now:
+        hour = (t % (24 * HOUR)) / HOUR
+        samples.append(model.Sample(400.0 if 8 <= hour < 18 else 40.0, t))
+        t += 300.0
+    return tuple(samples)
+
+
+def predictive_policy(mode: str) -> object:
+    predictive = {"mode": mode, "source": "fake", "query": "sessions", "per_instance": 100, "lead": "30m"}
+    return make_policy(checks=[], predictive=predictive)
+
+
+async def test_active_mode_raises_the_floor_ahead_of_the_ramp(world: World) -> None:
+    world.clock.wall = fakes.EPOCH - 0.5 * HOUR  # Monday 07:30 UTC, the ramp is 30 minutes away
+    world.source.history = office_history(world.clock.now())
+    world.target.add("web", 1)
+    web = world.handler(predictive_policy("active"))  # type: ignore[arg-type]
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.decision.desired >= 4
+    assert any(stage.name == "forecast" for stage in entry.decision.trail)
+    assert entry.outcome == "acted"
+
+
+async def test_shadow_mode_exports_the_forecast_and_never_acts(world: World) -> None:
+    world.clock.wall = fakes.EPOCH - 0.5 * HOUR
+    world.source.history = office_history(world.clock.now())
+    world.target.add("web", 1)
+    web = world.handler(predictive_policy("shadow"))  # type: ignore[arg-type]
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.decision.desired == 1
+    predicted = world.sample("autoscaler_forecast_predicted", {"group": "web"})
+    assert predicted is not None
+    assert predicted >= 300
+    assert world.target.calls == []
+
+
+async def test_history_is_fetched_at_a_modest_cadence(world: World) -> None:
+    world.source.history = office_history(world.clock.now())
+    world.target.add("web", 1)
+    web = world.handler(predictive_policy("shadow"))  # type: ignore[arg-type]
+    for _ in range(4):
+        await web.tick()
+        world.clock.advance(15)
+    assert len(world.source.calls) == 1
+    world.clock.advance(300)
+    await web.tick()
+    assert len(world.source.calls) == 2
