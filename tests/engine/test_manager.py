@@ -1,0 +1,79 @@
+"""The manager: handlers follow the policy set, a crashing handler is restarted, shutdown has a grace."""
+
+from __future__ import annotations
+
+import asyncio
+
+from autoscaler.engine import manager
+from tests import fakes
+from tests.engine.conftest import World, loaded, make_policy
+
+
+async def test_apply_adds_updates_and_drops_without_touching_instances(world: World) -> None:
+    groups = manager.GroupManager(world.deps)
+    web = loaded(make_policy())
+    assert groups.apply({"web": web}) == manager.Changes(added=("web",))
+    newer = loaded(make_policy(max=12))
+    assert groups.apply({"web": newer}) == manager.Changes(updated=("web",))
+    handler = groups.get("web")
+    assert handler is not None
+    assert handler.latest is newer
+    world.target.add("web", 3)
+    assert groups.apply({}) == manager.Changes(removed=("web",))
+    assert groups.get("web") is None
+    assert len(world.target.names("web")) == 3
+
+
+async def test_a_crashing_handler_is_restarted_and_counted(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [RuntimeError("a bug")]
+    groups = manager.GroupManager(world.deps, restart_delay=0.01)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        await fakes.eventually(lambda: groups.get("web") is not None)
+        groups.poke("web")
+        restarts = {"group": "web"}
+        await fakes.eventually(lambda: world.sample("autoscaler_handler_restarts_total", restarts) == 1)
+        groups.poke("web")
+        await fakes.eventually(lambda: len(world.target.names("web")) == 5)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_stop_waits_for_in_flight_actions_up_to_the_grace(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.gate = asyncio.Event()
+    groups = manager.GroupManager(world.deps)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        await fakes.eventually(lambda: "web" in groups._tasks)
+        groups.poke()
+        await fakes.eventually(lambda: world.target.calls)
+        assert await groups.stop(grace=0.05) == 1
+        assert len(world.target.names("web")) == 2
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_stop_lets_a_quick_action_finish(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.latency = 0.05
+    groups = manager.GroupManager(world.deps)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        await fakes.eventually(lambda: "web" in groups._tasks)
+        groups.poke()
+        await fakes.eventually(lambda: world.target.calls)
+        assert await groups.stop(grace=5.0) == 0
+        assert len(world.target.names("web")) == 5
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

@@ -1,0 +1,56 @@
+"""Reloads never make things worse: a rejected file keeps its last good groups, a removed one drops them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from autoscaler.engine import policies
+from autoscaler.policy import files
+from autoscaler.telemetry import metrics
+from tests import fakes
+
+GOOD = "group: {name}\ngolden: g.qcow2\ntemplate: t\nmin: 1\nmax: {max}\n"
+
+
+def _watcher(directory: Path, seen: list[dict[str, files.LoadedGroup]]) -> policies.Watcher:
+    registry = metrics.Metrics(CollectorRegistry())
+    return policies.Watcher([directory], seen.append, registry, fakes.FakeClock())
+
+
+def test_a_bad_edit_keeps_the_last_good_version(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD.format(name="web", max=5))
+    (tmp_path / "db.yaml").write_text(GOOD.format(name="db", max=3))
+    seen: list[dict[str, files.LoadedGroup]] = []
+    watcher = _watcher(tmp_path, seen)
+    assert watcher.load().result == "ok"
+    (tmp_path / "web.yaml").write_text(GOOD.format(name="web", max="five"))
+    (tmp_path / "db.yaml").write_text(GOOD.format(name="db", max=4))
+    reload = watcher.load()
+    assert reload.result == "partial"
+    assert reload.groups["web"].policy.max == 5
+    assert reload.groups["db"].policy.max == 4
+    assert list(reload.problems) == [str(tmp_path / "web.yaml")]
+    registry = watcher.metrics.registry
+    assert (
+        registry.get_sample_value("autoscaler_policy_load_errors", {"file": str(tmp_path / "web.yaml")}) == 1
+    )
+
+
+def test_a_removed_file_drops_its_groups(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD.format(name="web", max=5))
+    seen: list[dict[str, files.LoadedGroup]] = []
+    watcher = _watcher(tmp_path, seen)
+    watcher.load()
+    (tmp_path / "web.yaml").unlink()
+    assert watcher.load().groups == {}
+    assert seen[-1] == {}
+
+
+def test_the_fingerprint_changes_with_an_edit(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text(GOOD.format(name="web", max=5))
+    before = policies.fingerprint([tmp_path])
+    path.write_text(GOOD.format(name="web", max=50))
+    assert policies.fingerprint([tmp_path]) != before
