@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autoscaler.forecast import seasonal
+from autoscaler import forecast
 from autoscaler.policy import spec
 from autoscaler.simulate import baselines, engine, fleet, metrics, policy_run
 from autoscaler.simulate import trace as trace_mod
@@ -28,6 +28,13 @@ class Setup:
     """Seconds to activate a warm-pool member; default by pool state (paused 2 s, shutoff = boot)."""
     pool_cost: float | None = None
     """Instance-hour fraction of a waiting pool member; default paused 1.0, shutoff 0.0."""
+    report_delay: float | None = None
+    """Seconds after a row's timestamp until controllers see it; default one trace step (a row is
+    the load over the step it starts, known when that step ends)."""
+
+    def known_after(self, step: int) -> float:
+        """Seconds from a row's timestamp until it is visible, for a trace of `step` seconds."""
+        return float(step) if self.report_delay is None else self.report_delay
 
 
 def _start_count(trace: trace_mod.Trace, capacity: float, target: float, low: int, high: int) -> int:
@@ -36,7 +43,7 @@ def _start_count(trace: trace_mod.Trace, capacity: float, target: float, low: in
 
 
 def forecast_setup(
-    policy: spec.GroupPolicy, setup: Setup, step: int, params: seasonal.Params
+    policy: spec.GroupPolicy, setup: Setup, step: int, params: forecast.Params
 ) -> policy_run.ForecastSetup:
     """The forecast of `policy` in the simulated world; the load per instance comes from the trace's scale."""
     predictive = policy.predictive
@@ -44,7 +51,13 @@ def forecast_setup(
     interval = max(int(policy.evaluation_interval), step)
     per_instance = setup.capacity * policy_run.target_utilisation(policy, setup.capacity)
     return policy_run.ForecastSetup(
-        params, lead, float(interval), per_instance, predictive.headroom, predictive.mode == "active"
+        params,
+        lead,
+        float(interval),
+        per_instance,
+        predictive.headroom,
+        predictive.mode == "active",
+        setup.known_after(step),
     )
 
 
@@ -53,21 +66,25 @@ def run_policy(
     policy: spec.GroupPolicy,
     setup: Setup,
     *,
-    params: seasonal.Params = seasonal.PROFILE,
+    params: forecast.Params | None = None,
     name: str = "policy",
     progress: engine.Progress | None = None,
 ) -> engine.Run:
-    """Replay `trace` through the decision core under `policy` (forecasting if its predictive mode is on)."""
+    """Replay `trace` through the decision core under `policy` (forecasting if its predictive mode is on).
+
+    The forecast model is the policy's near-term one unless `params` names another.
+    """
     target = policy_run.target_utilisation(policy, setup.capacity)
     delay = policy_run.ready_delay(policy, setup.boot_time)
     pool = fleet.pool_model(policy.warm_pool, delay, setup.pool_activation, setup.pool_cost)
     start = _start_count(trace, setup.capacity, target, policy.min, policy.max)
     group = fleet.Fleet(policy.group, delay, pool, start, float(trace.times[0]))
     forecaster = None
+    model = forecast.params_for(policy.predictive) if params is None else params
     if policy.predictive.mode != "off":
-        forecaster = policy_run.Forecaster(trace, forecast_setup(policy, setup, trace.step, params))
+        forecaster = policy_run.Forecaster(trace, forecast_setup(policy, setup, trace.step, model))
     controller = policy_run.PolicyController(policy, setup.capacity, trace.step, forecaster, name)
-    run = engine.replay(trace, controller, group, progress)
+    run = engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))
     run.extra["decisions"] = controller.decisions
     if forecaster is not None:
         run.extra["forecast"] = forecaster.summary()
@@ -98,4 +115,4 @@ def run_baseline(
         raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
     start = _start_count(trace, setup.capacity, baselines.TARGET, low, high)
     group = fleet.Fleet(name, setup.boot_time, fleet.PoolModel(), start, float(trace.times[0]))
-    return engine.replay(trace, controller, group, progress)
+    return engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))

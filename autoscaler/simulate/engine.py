@@ -66,35 +66,73 @@ def grid(step: int, interval: int) -> tuple[int, int]:
     return fine, interval // fine
 
 
+class _Cells:
+    """Per-row supply and cost gathered over every grid tick inside the row's step."""
+
+    def __init__(self, times: trace_mod.IntArray, step: int) -> None:
+        self.times, self.step = times, step
+        self.supply = np.zeros(len(times), dtype=np.int64)
+        self.alive_sum = np.zeros(len(times), dtype=np.float64)
+        self.ticks = np.zeros(len(times), dtype=np.int64)
+        self.row = -1
+
+    def record(self, now: float, ready: int, alive: float) -> None:
+        """One tick: the row whose step holds `now` keeps its lowest supply and adds to its mean cost."""
+        while self.row + 1 < len(self.times) and self.times[self.row + 1] <= now:
+            self.row += 1
+        row = self.row
+        if row < 0 or now >= self.times[row] + self.step:
+            return
+        self.supply[row] = ready if self.ticks[row] == 0 else min(int(self.supply[row]), ready)
+        self.alive_sum[row] += alive
+        self.ticks[row] += 1
+
+    def finish(self, ready: int, alive: float) -> tuple[trace_mod.IntArray, trace_mod.FloatArray]:
+        """(supply, alive) per row; a row no tick fell into takes the fleet as the last tick left it."""
+        empty = self.ticks == 0
+        self.supply[empty], self.alive_sum[empty], self.ticks[empty] = ready, alive, 1
+        return self.supply, self.alive_sum / self.ticks
+
+
 def replay(
-    trace: trace_mod.Trace, controller: Controller, fleet: fleet_mod.Fleet, progress: Progress | None = None
+    trace: trace_mod.Trace,
+    controller: Controller,
+    fleet: fleet_mod.Fleet,
+    progress: Progress | None = None,
+    *,
+    delay: float | None = None,
 ) -> Run:
-    """Replay `trace` through `controller`, recording supply and cost at every row."""
+    """Replay `trace` through `controller`, recording supply and cost for every row.
+
+    A row is the load over the step it starts and becomes known `delay` seconds after its
+    timestamp (default: one step, when that step is over, as a rate over it would be), stamped
+    with that time.  A row's supply is the fewest instances ready at any tick inside its step,
+    and its cost the mean instance-equivalents paid over those ticks: capacity that arrives late
+    in a step does not count for it, and capacity held only briefly is billed only briefly.
+    """
     times, values = trace.times, trace.values
+    known_after = float(trace.step if delay is None else delay)
     rows = len(times)
-    supply = np.zeros(rows, dtype=np.int64)
-    alive = np.zeros(rows, dtype=np.float64)
+    cells = _Cells(times, trace.step)
     fine, every = grid(trace.step, controller.interval)
-    first, last = int(times[0]), int(times[-1])
+    first, last = int(times[0]), int(times[-1]) + trace.step - fine
     total = (last - first) // fine + 1
     report_every = max(1, total // 200)
-    seen = recorded = 0
+    seen = 0
     reading: Reading | None = None
     for i in range(total):
         now = float(first + i * fine)
-        while seen < rows and times[seen] <= now:
+        while seen < rows and times[seen] + known_after <= now:
             seen += 1
-            reading = Reading(float(values[seen - 1]), float(times[seen - 1]))
+            reading = Reading(float(values[seen - 1]), float(times[seen - 1]) + known_after)
         fleet.advance(now)
         if i % every == 0:
             controller.tick(now, reading, fleet)
             fleet.advance(now)
-        if recorded < seen:
-            supply[recorded:seen] = fleet.ready
-            alive[recorded:seen] = fleet.alive()
-            recorded = seen
+        cells.record(now, fleet.ready, fleet.alive())
         if progress is not None and i % report_every == 0:
             progress(i, total)
     if progress is not None:
         progress(total, total)
+    supply, alive = cells.finish(fleet.ready, fleet.alive())
     return Run(controller.name, supply, alive, fleet.changes)

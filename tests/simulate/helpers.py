@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from autoscaler.policy import spec
@@ -12,7 +13,7 @@ MONDAY = datetime(2024, 1, 1, 0, 0, tzinfo=CEST)
 """2024-01-01 was a Monday."""
 
 
-def make_trace(values: list[float | None], step: int = 60, start: datetime = MONDAY) -> trace.Trace:
+def make_trace(values: Sequence[float | None], step: int = 60, start: datetime = MONDAY) -> trace.Trace:
     """A trace with one row per step; None leaves the row out (a gap)."""
     rows = [(start + timedelta(seconds=i * step), v) for i, v in enumerate(values) if v is not None]
     return trace.from_rows("test", rows)

@@ -9,7 +9,8 @@ from autoscaler import simulate
 from autoscaler.simulate import metrics
 from tests.simulate import helpers
 
-SETUP = simulate.Setup(capacity=10.0, boot_time=60.0)  # demand = ceil(value / 7)
+SETUP = simulate.Setup(capacity=10.0, boot_time=60.0, report_delay=0.0)  # demand = ceil(value / 7)
+"""Rows seen at their own timestamp, so the hand timings below count from the row itself."""
 
 
 def _first_row_reaching(supply: np.ndarray, count: int) -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from autoscaler import simulate
+from autoscaler import model, simulate
 from autoscaler.policy import spec
 from autoscaler.simulate import engine, metrics, policy_run
+from autoscaler.simulate import fleet as fleet_mod
 from tests.simulate import helpers
 
-SETUP = simulate.Setup(capacity=10.0, boot_time=60.0)
+SETUP = simulate.Setup(capacity=10.0, boot_time=60.0, report_delay=0.0)
+"""Rows seen at their own timestamp, so the hand timings below count from the row itself."""
 
 
 def test_a_gap_is_held_not_read_as_zero() -> None:
@@ -28,10 +31,10 @@ def test_a_stale_reading_becomes_stale_input() -> None:
     reading = engine.Reading(35.0, 1000.0)
     fresh = policy_run.observe(check, reading, ready=5, capacity=10.0, now=1060.0)
     stale = policy_run.observe(check, reading, ready=5, capacity=10.0, now=1000.0 + check.max_staleness + 1)
-    assert fresh == policy_run.model.Fresh((policy_run.model.Sample(0.7, 1000.0),))
-    assert isinstance(stale, policy_run.model.Stale)
-    assert isinstance(policy_run.observe(check, None, 5, 10.0, 1.0), policy_run.model.Missing)
-    assert isinstance(policy_run.observe(check, reading, 0, 10.0, 1060.0), policy_run.model.Missing)
+    assert fresh == model.Fresh((model.Sample(0.7, 1000.0),))
+    assert isinstance(stale, model.Stale)
+    assert isinstance(policy_run.observe(check, None, 5, 10.0, 1.0), model.Missing)
+    assert isinstance(policy_run.observe(check, reading, 0, 10.0, 1060.0), model.Missing)
 
 
 def test_reactive_policy_follows_a_step_one_boot_later() -> None:
@@ -42,13 +45,13 @@ def test_reactive_policy_follows_a_step_one_boot_later() -> None:
     assert run.supply.tolist()[-1] == 10
 
 
-def _step_load() -> list[float | None]:
+def _step_load() -> list[float]:
     return [7.0] * 30 + [35.0] * 30
 
 
 def test_warm_pool_serves_a_scale_out_at_once_and_costs_its_fraction() -> None:
     trace = helpers.make_trace(_step_load(), step=60)
-    slow = simulate.Setup(capacity=10.0, boot_time=180.0)
+    slow = simulate.Setup(capacity=10.0, boot_time=180.0, report_delay=0.0)
     plain = helpers.policy(evaluation_interval=15.0, warmup=0.0)
     pooled = plain.model_copy(update={"warm_pool": spec.WarmPool(size=4, state="paused")})
     without = simulate.run_policy(trace, plain, slow)
@@ -57,7 +60,7 @@ def test_warm_pool_serves_a_scale_out_at_once_and_costs_its_fraction() -> None:
     assert quality[0].slo_violation_minutes == 3  # the jump's minute, then two more while booting
     assert quality[1].slo_violation_minutes == 1  # resumed in 2 s: only the jump's own minute
     assert quality[1].instance_hours > quality[0].instance_hours  # four paused members at full cost
-    free = simulate.Setup(capacity=10.0, boot_time=180.0, pool_cost=0.0)
+    free = simulate.Setup(capacity=10.0, boot_time=180.0, pool_cost=0.0, report_delay=0.0)
     cheap = simulate.run_policy(trace, pooled, free)
     assert np.array_equal(cheap.supply, with_pool.supply)
     assert cheap.alive.sum() < with_pool.alive.sum()
@@ -85,3 +88,33 @@ def test_active_forecast_is_ready_before_the_ramp() -> None:
     assert reactive.supply[ramp] < 10
     assert ahead.supply[ramp] == 10
     assert ahead.supply[ramp - 30] == 1  # not hours early: one lead time
+
+
+def test_a_row_is_seen_only_once_its_step_is_over() -> None:
+    trace = helpers.make_trace([7.0] * 5 + [70.0] * 10)
+    at_once = simulate.run_policy(trace, helpers.policy(), SETUP)
+    honest = simulate.run_policy(trace, helpers.policy(), simulate.Setup(capacity=10.0, boot_time=60.0))
+    first = [int(np.flatnonzero(r.supply >= 5)[0]) for r in (at_once, honest)]
+    assert first[1] == first[0] + 1  # the jump's row is known one minute after it starts
+
+
+class _AddOneAt:
+    """Adds one member at a given second; nothing else."""
+
+    name = "add-one"
+    interval = 30
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def tick(self, now: float, reading: engine.Reading | None, fleet: fleet_mod.Fleet) -> None:
+        if now == self.at:
+            fleet.scale_out(1, now)
+
+
+def test_late_capacity_does_not_count_for_its_step_but_is_billed_for_its_share() -> None:
+    trace = helpers.make_trace([1.0, 1.0, 1.0], step=300)
+    group = fleet_mod.Fleet("g", 60.0, fleet_mod.PoolModel(), 1, float(trace.times[0]))
+    run = engine.replay(trace, _AddOneAt(float(trace.times[1]) + 30), group)
+    assert run.supply.tolist() == [1, 1, 2]  # ready at 390 s: not for the whole of row 1
+    assert run.alive.tolist() == pytest.approx([1.0, 1.9, 2.0])  # 9 of 10 ticks of row 1 with two
