@@ -1,13 +1,16 @@
 """Predictive scaling as pure arithmetic: history in, the load one lead time ahead out.
 
 No I/O and no clock: the daemon passes the samples of a Prometheus range query and its `now`; the
-simulator passes the trace's past.  The model is a seasonal profile (see `seasonal`), chosen over
-a seasonal-naive model by the figures in bench/decision_quality.py.  `shadow` scores forecasts
+simulator passes the trace's past.  The default model is the near-term forecast (see `nearterm`):
+the newest load grown as it grew at this time of day on comparable days, chosen over the seasonal
+profile (`seasonal`) by the figures in bench/decision_quality.py.  `shadow` scores forecasts
 against what really came, for forecast-only mode.
 
 Typical use from the daemon, once per tick:
 
-    load = forecast.predict(samples, now=now, lead=lead, span=interval, utc_offset=offset)
+    predictive = policy.predictive
+    load = forecast.predict(samples, now=now, lead=lead, span=interval,
+                            timezone=predictive.timezone, params=forecast.params_for(predictive))
     floor = None if load is None else forecast.instances(load, per_instance, headroom)
     decision, memory = decide.evaluate(..., forecast=floor)     # active mode only
 """
@@ -16,11 +19,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
 
 from autoscaler import model
-from autoscaler.forecast import grid, seasonal
+from autoscaler.forecast import grid, nearterm, seasonal
+from autoscaler.policy import spec
 
 _EPSILON = 1e-9
+Params = nearterm.Params | seasonal.Params
+"""Either model's parameters."""
+
+
+def params_for(predictive: spec.Predictive) -> nearterm.Params:
+    """The near-term model as the policy's predictive section tunes it."""
+    return nearterm.Params(quantile=predictive.quantile, recent=predictive.recent, days=predictive.days)
+
+
+def _zone(timezone: str | tzinfo | None, utc_offset: float) -> nearterm.Zone:
+    if timezone is None:
+        return float(utc_offset)
+    return ZoneInfo(timezone) if isinstance(timezone, str) else timezone
 
 
 def predict(
@@ -30,14 +49,27 @@ def predict(
     lead: float,
     span: float = 0.0,
     step: float = 60.0,
+    timezone: str | tzinfo | None = None,
     utc_offset: float = 0.0,
-    params: seasonal.Params = seasonal.PROFILE,
+    params: Params = nearterm.DEFAULT,
 ) -> float | None:
-    """The highest load expected in [now + lead, now + lead + span], or None without enough history."""
-    series = grid.regrid(history, step)
+    """The highest load expected in [now + lead, now + lead + span], or None without recent history.
+
+    Local time (for time-of-day and weekday) follows `timezone` (an IANA name or tzinfo, DST
+    included) when given, else the fixed `utc_offset` seconds.  Only samples up to `now` are used,
+    and the newest of them is "now" for the model: a cached history makes the horizon longer,
+    never the forecast optimistic.
+    """
+    usable = [s for s in history if s.timestamp <= now]
+    series = grid.regrid(usable, step)
     if series is None:
         return None
-    return seasonal.peak(series, now, now + lead, now + lead + span, params=params, utc_offset=utc_offset)
+    known = min(now, max(s.timestamp for s in usable))
+    start, end = now + lead, now + lead + span
+    zone = _zone(timezone, utc_offset)
+    if isinstance(params, nearterm.Params):
+        return nearterm.peak(series, known, start, end, params=params, zone=zone)
+    return seasonal.peak(series, known, start, end, params=params, utc_offset=nearterm.offset_at(zone, start))
 
 
 def instances(load: float, per_instance: float, headroom: float = 0.0) -> int:

@@ -6,8 +6,9 @@ Every field carries a description, which becomes the editor hint in policies/sch
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from autoscaler.policy import durations
 
@@ -17,6 +18,18 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": durations.PATTERN, "examples": ["90s", "5m", "1h"]}),
 ]
 """Seconds, written with a unit in YAML."""
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from exc
+    return name
+
+
+TimeZone = Annotated[str, AfterValidator(_known_zone)]
+"""An IANA time zone name, checked when the policy loads."""
 
 GROUP_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 CHECK_NAME = r"^[a-z0-9_][a-z0-9_-]{0,62}$"
@@ -231,6 +244,20 @@ class Predictive(Spec):
         None, description="How far ahead to forecast; default: measured clone-to-ready time plus warm-up."
     )
     headroom: float = Field(0.0, ge=0, description="Extra fraction of forecast load to provision for.")
+    timezone: TimeZone = Field(
+        "UTC", description="IANA time zone of the load's daily pattern, e.g. Europe/Berlin (DST followed)."
+    )
+    quantile: float = Field(
+        0.9,
+        ge=0.5,
+        le=1.0,
+        description="How cautious the forecast is: the quantile of past days' growth at this time of day."
+        " Higher means fewer under-provisioned minutes and more instance-hours.",
+    )
+    recent: Duration = Field(
+        180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
+    )
+    days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
 
 
 class WarmPool(Spec):

@@ -19,7 +19,10 @@ from autoscaler.policy import durations, files, spec
 from autoscaler.simulate import engine, metrics, plot, policy_run
 from autoscaler.simulate import trace as trace_mod
 
-MODELS = {p.name: p for p in (seasonal.PROFILE, seasonal.NAIVE_WEEK)}
+MODELS: dict[str, seasonal.Params | None] = {"nearterm": None} | {
+    p.name: p for p in (seasonal.PROFILE, seasonal.NAIVE_WEEK)
+}
+"""None: the policy's own near-term model."""
 LONG_TRACE = 20_000
 """Rows from which a progress bar is shown."""
 HEADERS = {"instability": "instab.", "instance_hours": "inst-hours", "slo_violation_minutes": "SLO-viol min"}
@@ -37,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--capacity-per-instance", type=float, help="load one instance serves at 100 %%")
     parser.add_argument("--boot-time", default="60s", help="clone request to booted guest, e.g. 60s")
     parser.add_argument("--baseline", action="append", choices=simulate.BASELINES, help="peer to compare")
-    parser.add_argument("--forecast-model", choices=sorted(MODELS), default=seasonal.PROFILE.name)
+    parser.add_argument("--forecast-model", choices=sorted(MODELS), default="nearterm")
     parser.add_argument("--pool-activation", help="seconds to activate a warm-pool member, e.g. 2s")
     parser.add_argument("--pool-cost", type=float, help="instance-hour fraction of a waiting pool member")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand vs supply")

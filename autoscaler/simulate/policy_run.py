@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoscaler import decide, forecast, model
-from autoscaler.forecast import grid, seasonal, shadow
+from autoscaler.forecast import grid, nearterm, seasonal, shadow
 from autoscaler.policy import spec
 from autoscaler.simulate import engine, fleet
 from autoscaler.simulate import trace as trace_mod
@@ -60,13 +60,15 @@ def observe(
 class ForecastSetup:
     """How the replay forecasts: model parameters, lead, span and the load one instance carries."""
 
-    params: seasonal.Params
+    params: seasonal.Params | nearterm.Params
     lead: float
     span: float
     per_instance: float
     headroom: float
     active: bool
     """False: forecast-only (shadow), scored but not acted on."""
+    known_after: float = 0.0
+    """Seconds after a row's timestamp until it is known: the forecast never reads a newer row."""
 
 
 class Forecaster:
@@ -77,13 +79,26 @@ class Forecaster:
         self.offset = trace.utc_offset
         self.series = grid.from_arrays(trace.times.astype(np.float64), trace.values, float(trace.step))
         self.book = shadow.Book()
+        self._cache: dict[tuple[int, int, int], float | None] = {}
+
+    def load(self, known: float, start: float, end: float) -> float | None:
+        """The model's peak over [start, end] from rows known by `known` (cached per grid cell)."""
+        series, params = self.series, self.setup.params
+        key = (series.index(known), series.index(start), series.index(end))
+        if key not in self._cache:
+            if isinstance(params, nearterm.Params):
+                value = nearterm.peak(series, known, start, end, params=params, zone=float(self.offset))
+            else:
+                value = seasonal.peak(series, known, start, end, params=params, utc_offset=self.offset)
+            self._cache = {key: value}
+        return self._cache[key]
 
     def floor(self, now: float, reading: engine.Reading | None) -> int | None:
         """Instances the forecast asks for one lead time ahead (None without history or in shadow mode)."""
         if reading is not None:
-            self.book = self.book.settle(reading.at, reading.value)
+            self.book = self.book.settle(reading.at - self.setup.known_after, reading.value)
         start, end = now + self.setup.lead, now + self.setup.lead + self.setup.span
-        load = seasonal.peak(self.series, now, start, end, params=self.setup.params, utc_offset=self.offset)
+        load = self.load(now - self.setup.known_after, start, end)
         if load is None:
             return None
         self.book = self.book.expect(start, end, load)

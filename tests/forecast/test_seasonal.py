@@ -54,9 +54,8 @@ def test_the_future_is_never_read() -> None:
     now = MONDAY + 14 * DAY + 7.9 * 3600
     changed = grid.Grid(SERIES.start, SERIES.step, SERIES.values.copy())
     changed.values[SERIES.index(now) + 1 :] = 1e6
-    args = {"params": seasonal.PROFILE, "utc_offset": OFFSET}
-    before = seasonal.peak(SERIES, now, now + 600, now + 900, **args)
-    after = seasonal.peak(changed, now, now + 600, now + 900, **args)
+    before = seasonal.peak(SERIES, now, now + 600, now + 900, params=seasonal.PROFILE, utc_offset=OFFSET)
+    after = seasonal.peak(changed, now, now + 600, now + 900, params=seasonal.PROFILE, utc_offset=OFFSET)
     assert before == after
 
 
