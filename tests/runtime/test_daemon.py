@@ -123,6 +123,10 @@ async def test_ready_only_after_startup_then_scales_and_serves(running: Running)
     async with running.http.get(running.url + "/readyz") as response:
         assert response.status == 200
     await fakes.eventually(lambda: len(running.target.names("web")) == 5)
+    registry = running.runner.metrics.registry
+    await fakes.eventually(
+        lambda: registry.get_sample_value("autoscaler_evaluations_total", {"group": "web", "result": "ok"})
+    )
     async with running.http.get(running.url + "/metrics") as response:
         text = await response.text()
     assert 'autoscaler_group_desired_instances{group="web"} 5.0' in text
