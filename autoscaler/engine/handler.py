@@ -121,6 +121,8 @@ class GroupHandler:
         self._failures = 0
         self._failing: set[str] = set()
         self._loaded_state = False
+        self._last_said: tuple[str, int, int] | None = None
+        """The last logged (outcome, current, desired): a held decision is logged once, not per tick."""
 
     # --- identity and control -------------------------------------------------------------------
 
@@ -401,7 +403,9 @@ class GroupHandler:
         entry = journal.Entry(self.ticks, decision, self.shown_state.value, outcome, detail)
         self.deps.journal.append(entry)
         self.deps.metrics.decided(decision)
-        if decision.direction is not model.Direction.NONE or outcome not in ("none",):
+        said = (outcome, decision.current, decision.desired)
+        if outcome != "none" and said != self._last_said:
+            self._last_said = said
             log.info(
                 "decision",
                 current=decision.current,
