@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Protocol, cast
 
 import structlog
@@ -29,11 +28,6 @@ class ForecastObserver(Protocol):
     def forecast(self, group: str, predicted: float, observed: float | None = None) -> None:
         """The forecast load for now and, when known, the load observed."""
         ...
-
-
-def _utc_offset(now: float) -> float:
-    offset = datetime.fromtimestamp(now).astimezone().utcoffset()
-    return 0.0 if offset is None else offset.total_seconds()
 
 
 def lead_time(policy: spec.GroupPolicy) -> float:
@@ -85,7 +79,8 @@ class Forecaster:
             lead=lead_time(policy),
             span=policy.evaluation_interval,
             step=_step(policy.predictive.history),
-            utc_offset=_utc_offset(now),
+            timezone=policy.predictive.timezone,
+            params=forecast.params_for(policy.predictive),
         )
         return self.last_load
 
