@@ -85,22 +85,42 @@ class Forecaster:
         return self.last_load
 
     async def _refresh(self, policy: spec.GroupPolicy, source: object, now: float) -> None:
-        if self.fetched_at is not None and now - self.fetched_at < self.refresh:
-            return
-        self.fetched_at = now
+        """Read the whole history at the slow cadence, and top up the newest points on every tick.
+
+        The near-term forecast starts from the newest known load, so a history that is minutes old
+        would make every forecast late.
+        """
         if not hasattr(source, "query_range"):
-            log.warning("forecast_history_unavailable", source=policy.predictive.source)
+            if self.fetched_at is None:
+                log.warning("forecast_history_unavailable", source=policy.predictive.source)
+                self.fetched_at = now
             return
         history = cast(sources.HistorySource, source)
         predictive = policy.predictive
         step = _step(predictive.history)
+        if self.fetched_at is None or now - self.fetched_at >= self.refresh or not self.history:
+            self.fetched_at = now
+            fetched = await self._fetch(history, predictive.query, now - predictive.history, now, step)
+            self.history = fetched if fetched is not None else self.history
+            return
+        newest = self.history[-1].timestamp
+        if now - newest < step:
+            return
+        newer = await self._fetch(history, predictive.query, newest + step, now, step)
+        if newer:
+            horizon = now - predictive.history
+            kept = tuple(s for s in self.history if s.timestamp >= horizon)
+            self.history = kept + tuple(s for s in newer if s.timestamp > newest)
+
+    async def _fetch(
+        self, history: sources.HistorySource, query: str, start: float, end: float, step: float
+    ) -> model.Samples | None:
         try:
             async with asyncio.timeout(self.timeout):
-                self.history = await history.query_range(
-                    predictive.query, now - predictive.history, now, step
-                )
+                return await history.query_range(query, start, end, step)
         except (errors.SourceError, TimeoutError) as exc:
             log.warning("forecast_history_failed", error=str(exc) or type(exc).__name__)
+            return None
 
 
 def _step(history: float) -> float:

@@ -63,3 +63,19 @@ async def test_history_is_fetched_at_a_modest_cadence(world: World) -> None:
     world.clock.advance(300)
     await web.tick()
     assert len(world.source.calls) == 2
+
+
+async def test_newest_history_is_topped_up_between_full_reads(world: World) -> None:
+    start = world.clock.now()
+    recorded_later = model.Sample(390.0, start + 200)
+    world.source.history = (*office_history(start), recorded_later)  # the source keeps recording
+    world.target.add("web", 1)
+    web = world.handler(predictive_policy("shadow"))  # type: ignore[arg-type]
+    await web.tick()
+    first_newest = web.forecaster.history[-1].timestamp
+    world.clock.advance(290)  # past the next recorded point, before the next full read (300 s)
+    await web.tick()
+    assert len(world.source.calls) == 2
+    assert web.forecaster.history[-1] == recorded_later
+    assert first_newest == start
+    assert web.forecaster.history[0].timestamp >= world.clock.now() - 14 * 24 * HOUR
