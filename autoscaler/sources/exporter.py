@@ -18,14 +18,13 @@ import contextlib
 import dataclasses
 import math
 import re
-import ssl
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from prometheus_client import parser
 
 from autoscaler import errors, model
+from autoscaler.sources import http
 
 _QUERY = re.compile(
     r"^\s*(?:(?P<rate>rate)\s*\(\s*)?(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(?P<labels>.*)\})?\s*"
@@ -109,23 +108,6 @@ def increase(previous: Mapping[SeriesKey, float], current: Mapping[SeriesKey, fl
     return sum(current[k] - previous[k] if current[k] >= previous[k] else current[k] for k in both)
 
 
-@contextlib.contextmanager
-def _translated(url: str) -> Iterator[None]:
-    """Turn foreign exceptions raised while scraping `url` into SourceError subclasses."""
-    try:
-        yield
-    except errors.SourceError:
-        raise
-    except TimeoutError as exc:
-        raise errors.SourceUnavailable(f"{url}: timed out") from exc
-    except aiohttp.ClientError as exc:
-        raise errors.SourceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
-    except OSError as exc:
-        raise errors.SourceUnavailable(f"{url}: cannot read credentials: {exc}") from exc
-    except (ValueError, TypeError, IndexError) as exc:
-        raise errors.SourceUnavailable(f"{url}: malformed exposition: {exc!r}") from exc
-
-
 def _retrieve(task: asyncio.Task[_Taken]) -> None:
     """Mark a shared scrape's error as seen, even when every waiter was cancelled meanwhile."""
     if not task.cancelled():
@@ -156,9 +138,7 @@ class ExporterSource:
         self.url = url
         self.timeout = timeout
         self._bearer_token_file = bearer_token_file
-        self._ssl: ssl.SSLContext | bool = not tls_insecure
-        if tls_ca is not None and not tls_insecure:
-            self._ssl = ssl.create_default_context(cafile=tls_ca)
+        self._ssl = http.tls(tls_ca, tls_insecure)
         self._session: aiohttp.ClientSession | None = None
         self._pending: tuple[float, asyncio.Task[_Taken]] | None = None
         self._previous: _Taken | None = None
@@ -174,13 +154,12 @@ class ExporterSource:
         """Ask for the classic text format; add the bearer token (re-read for rotation)."""
         headers = {"Accept": "text/plain;version=0.0.4"}
         if self._bearer_token_file is not None:
-            token = Path(self._bearer_token_file).read_text(encoding="utf-8").strip()
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = http.bearer_authorization(self._bearer_token_file)
         return headers
 
     async def _fetch(self, at: float) -> _Taken:
         """Scrape and parse once; big payloads are parsed off the loop."""
-        with _translated(self.url):
+        with http.translated(self.url, "exposition"):
             response = await self._client().get(self.url, headers=self._headers(), ssl=self._ssl)
             async with response:
                 if response.status != 200:

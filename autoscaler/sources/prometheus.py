@@ -1,6 +1,6 @@
 """Reads check values from a Prometheus server's HTTP API, so policies can use any PromQL.
 
-Every foreign exception is translated in one place (`_translated`), by what the engine does next:
+Every foreign exception is translated in one place (`sources.http.translated`), by what the engine does next:
 
     connect error, timeout, HTTP 5xx or 429, garbage body  -> errors.SourceUnavailable (back off)
     HTTP 400/422 (bad_data, execution), several series     -> errors.QueryError (fix the policy)
@@ -13,37 +13,17 @@ once when a target vanishes and Prometheus writes a staleness marker), so a lost
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import math
-import ssl
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 
 from autoscaler import errors, model
+from autoscaler.sources import http
 
 QUERY_ERROR_TYPES = frozenset({"bad_data", "execution"})
 """Prometheus `errorType`s that mean the query itself is wrong (HTTP 400 and 422)."""
-
-
-@contextlib.contextmanager
-def _translated(url: str) -> Iterator[None]:
-    """Turn foreign exceptions raised while talking to `url` into SourceError subclasses."""
-    try:
-        yield
-    except errors.SourceError:
-        raise
-    except TimeoutError as exc:
-        raise errors.SourceUnavailable(f"{url}: timed out") from exc
-    except aiohttp.ClientError as exc:
-        raise errors.SourceUnavailable(f"{url}: {type(exc).__name__}: {exc}") from exc
-    except OSError as exc:
-        raise errors.SourceUnavailable(f"{url}: cannot read credentials: {exc}") from exc
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise errors.SourceUnavailable(f"{url}: malformed response: {exc!r}") from exc
 
 
 def _check_status(status: int, body: Mapping[str, Any], url: str) -> None:
@@ -86,21 +66,6 @@ def parse_data(data: Mapping[str, Any], *, expect_single: bool, query: str) -> m
     return tuple(sorted((s for s in samples if s is not None), key=lambda s: s.timestamp))
 
 
-def _tls(tls_ca: str | None, tls_insecure: bool) -> ssl.SSLContext | bool:
-    """The `ssl=` argument for aiohttp: a CA-pinned context, no verification, or the default."""
-    if tls_insecure:
-        return False
-    if tls_ca is not None:
-        return ssl.create_default_context(cafile=tls_ca)
-    return True
-
-
-def _basic_header(credentials: tuple[str, str]) -> str:
-    """The HTTP Basic `Authorization` value for a (user, password) pair."""
-    user, password = credentials
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-
-
 class PrometheusSource:
     """A MetricSource and HistorySource backed by one Prometheus server."""
 
@@ -120,8 +85,8 @@ class PrometheusSource:
         self.timeout = timeout
         self.expect_single = expect_single
         self._bearer_token_file = bearer_token_file
-        self._basic = _basic_header(basic_auth) if basic_auth is not None else None
-        self._ssl = _tls(tls_ca, tls_insecure)
+        self._basic = http.basic_authorization(basic_auth) if basic_auth is not None else None
+        self._ssl = http.tls(tls_ca, tls_insecure)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -137,13 +102,12 @@ class PrometheusSource:
         """Request headers; the bearer token is re-read each time so that rotation just works."""
         if self._bearer_token_file is None:
             return {"Authorization": self._basic} if self._basic else {}
-        token = Path(self._bearer_token_file).read_text(encoding="utf-8").strip()
-        return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": http.bearer_authorization(self._bearer_token_file)}
 
     async def _api(self, path: str, form: dict[str, str]) -> Mapping[str, Any]:
         """POST a form to an API endpoint and return its `data` object."""
         url = f"{self.url}{path}"
-        with _translated(url):
+        with http.translated(url):
             form["timeout"] = f"{max(int(self.timeout * 1000), 1)}ms"
             response = await self._client().post(url, data=form, headers=self._headers(), ssl=self._ssl)
             async with response:
@@ -155,14 +119,14 @@ class PrometheusSource:
     async def query(self, query: str, at: float) -> model.Samples:
         """Samples of an instant query evaluated at `at`; empty when there is no usable value."""
         data = await self._api("/api/v1/query", {"query": query, "time": repr(at)})
-        with _translated(self.url):
+        with http.translated(self.url):
             return parse_data(data, expect_single=self.expect_single, query=query)
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> model.Samples:
         """Samples of a range query, oldest first; gaps and NaN points are simply absent."""
         form = {"query": query, "start": repr(start), "end": repr(end), "step": repr(step)}
         data = await self._api("/api/v1/query_range", form)
-        with _translated(self.url):
+        with http.translated(self.url):
             return parse_data(data, expect_single=self.expect_single, query=query)
 
     async def close(self) -> None:
