@@ -114,9 +114,11 @@ async def system_host(workdir: Path, uri: str) -> DemoHost:
         raise RuntimeError("virsh or qemu-img is not installed")
     host = DemoHost(uri, "", POOL, "", "", 256)
     try:
+        # libvirtd caches whether KVM is usable: fix /dev/kvm before it starts, or every define
+        # re-probes QEMU for half a minute.
+        domain_type = _kvm_usable(host)
         await _ensure_daemons(workdir, host)
         await _run("virsh", "-c", uri, "version")
-        domain_type = _kvm_usable(host)
         host.kind = "QEMU/KVM" if domain_type == "kvm" else "QEMU (TCG)"
         await _pool(workdir, host)
     except BaseException:
