@@ -8,7 +8,6 @@ start on any of them. Durations are written with a unit (`10s`, `5m`).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,7 +17,7 @@ from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 from autoscaler.errors import PolicyError
-from autoscaler.policy import spec
+from autoscaler.policy import locate, spec
 
 Duration = spec.Duration
 _STRICT = ConfigDict(extra="forbid")
@@ -147,36 +146,9 @@ class Settings:
 _ADAPTER = pydantic.TypeAdapter(Settings)
 
 
-def _child(node: yaml.Node, key: str | int) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        return next((value for k, value in node.value if k.value == key), None)
-    if isinstance(node, yaml.SequenceNode) and isinstance(key, int) and 0 <= key < len(node.value):
-        found: yaml.Node = node.value[key]
-        return found
-    return None
-
-
-def _where(root: yaml.Node, loc: Sequence[str | int]) -> tuple[int, int, list[str | int]]:
-    """Line and column of the node `loc` points at, and the path without pydantic's union tags."""
-    node, path = root, []
-    for index, part in enumerate(loc):
-        child = _child(node, part)
-        if child is not None:
-            node = child
-            path.append(part)
-        elif index == len(loc) - 1:
-            path.append(part)
-    return node.start_mark.line + 1, node.start_mark.column + 1, path
-
-
 def _problems(file: str, root: yaml.Node, exc: pydantic.ValidationError) -> list[str]:
-    found = []
-    for error in exc.errors():
-        line, column, loc = _where(root, tuple(error["loc"]))
-        path = ".".join(str(p) for p in loc)
-        message = str(error["msg"]).removeprefix("Value error, ")
-        found.append(f"{file}:{line}:{column}: {path}: {message}")
-    return sorted(found, key=lambda text: int(text.split(":")[1]))
+    found = [locate.from_pydantic(file, root, error, Settings) for error in exc.errors()]
+    return [str(p) for p in sorted(found, key=lambda p: (p.line, p.column))]
 
 
 def parse(text: str, file: str = "<settings>", base: Path | None = None) -> Settings:
@@ -185,15 +157,13 @@ def parse(text: str, file: str = "<settings>", base: Path | None = None) -> Sett
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise PolicyError([f"{file}:{line}: invalid YAML: {exc.problem}"]) from exc
+        raise PolicyError([str(locate.yaml_problem(file, exc))]) from exc
     if root is None or data is None:
         return Settings()
     if not isinstance(data, dict):
         raise PolicyError([f"{file}:1:1: expected a mapping of settings"])
     try:
-        settings = _ADAPTER.validate_python(data)
+        settings = _ADAPTER.validate_python(data, context={"from_file": True})
     except pydantic.ValidationError as exc:
         raise PolicyError(_problems(file, root, exc)) from exc
     return _resolved(settings, base) if base is not None else settings

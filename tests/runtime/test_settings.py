@@ -49,3 +49,20 @@ def test_relative_paths_follow_the_file(tmp_path: Path) -> None:
 def test_the_shipped_example_is_valid() -> None:
     loaded = settings.load(EXAMPLE)
     assert loaded.http.listen == "127.0.0.1"
+
+
+def test_settings_problems_are_worded_like_policy_problems() -> None:
+    text = (
+        "http:\n  prot: 1\n"
+        "engine:\n  shutdown_grace: 5\n"
+        "sources:\n  prom:\n    kind: prometheus\n    ulr: x\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        settings.parse(text, "a.yaml")
+    assert caught.value.problems == [
+        "a.yaml:2:3: http.prot: unknown key 'prot'; did you mean 'port'?",
+        "a.yaml:4:19: engine.shutdown_grace: "
+        "expected a duration with a unit such as '90s', '5m' or '1h', got 5",
+        "a.yaml:7:5: sources.prom.url: required field is missing",
+        "a.yaml:8:5: sources.prom.ulr: unknown key 'ulr'; did you mean 'url'?",
+    ]
