@@ -88,6 +88,47 @@ def _checks(
     return tuple(reports), tolerated
 
 
+def _proposed(
+    policy: spec.GroupPolicy,
+    inventory: model.GroupInventory,
+    inputs: Mapping[str, model.CheckInput],
+    now: float,
+    forecast: int | None,
+    trail: _Trail,
+) -> tuple[model.CheckReport, ...]:
+    """Stages up to the raw recommendation: bounds guard, checks, tolerance, combine, forecast."""
+    current = inventory.current
+    outside = stages.bounds_guard(policy, current)
+    if outside is not None:
+        trail.note("bounds_guard", outside)
+    reports, tolerated = _checks(policy, inventory, inputs, now)
+    if tolerated:
+        trail.note("tolerance", f"{', '.join(tolerated)} within tolerance")
+    trail.apply("combine", stages.combine(current, reports), held_from=stages.smallest_fresh(reports))
+    trail.apply("forecast", stages.forecast_floor(trail.count, forecast))
+    return reports
+
+
+def _limited(
+    policy: spec.GroupPolicy,
+    inventory: model.GroupInventory,
+    memory: model.GroupMemory,
+    recommendations: tuple[tuple[float, int], ...],
+    now: float,
+    trail: _Trail,
+    windows: schedule.Bounds,
+) -> None:
+    """Stages that slow, hold or bound the recommendation, in order."""
+    current = inventory.current
+    trail.apply("stabilization", stages.stabilize(policy, current, recommendations, now))
+    trail.apply("rate_limit", stages.rate_limit(policy, current, trail.count, memory.changes, now))
+    trail.apply("cooldown", stages.cooldown(policy, memory, current, trail.count, now), held_from=trail.count)
+    trail.apply("warmup", stages.warmup(inventory, current, trail.count), held_from=trail.count)
+    trail.apply("min_lifetime", stages.lifetime(policy, inventory, trail.count, now))
+    trail.apply("bounds", stages.clamp(policy, trail.count, windows))
+    trail.apply("capacity", stages.capacity(inventory, current, trail.count))
+
+
 def evaluate(
     policy: spec.GroupPolicy,
     inventory: model.GroupInventory,
@@ -100,33 +141,15 @@ def evaluate(
     """One evaluation of one group: the decision, and the memory to keep for the next one."""
     current = inventory.current
     trail = _Trail(current)
-    outside = stages.bounds_guard(policy, current)
-    if outside is not None:
-        trail.note("bounds_guard", outside)
-    reports, tolerated = _checks(policy, inventory, inputs, now)
-    if tolerated:
-        trail.note("tolerance", f"{', '.join(tolerated)} within tolerance")
-    trail.apply(
-        "combine",
-        stages.combine(current, reports),
-        held_from=max((r.proposal for r in reports), default=None),
-    )
-    trail.apply("forecast", stages.forecast_floor(trail.count, forecast))
+    reports = _proposed(policy, inventory, inputs, now, forecast, trail)
     windows = schedule.bounds(policy.schedules, now)
     trail.apply("schedule", stages.calendar(trail.count, windows))
     new_memory = _remember(policy, memory, current, trail.count, now)
-    trail.apply("stabilization", stages.stabilize(policy, current, new_memory.recommendations, now))
-    trail.apply("rate_limit", stages.rate_limit(policy, current, trail.count, memory.changes, now))
-    trail.apply("cooldown", stages.cooldown(policy, memory, current, trail.count, now), held_from=trail.count)
-    trail.apply("warmup", stages.warmup(inventory, current, trail.count), held_from=trail.count)
-    trail.apply("min_lifetime", stages.lifetime(policy, inventory, trail.count, now))
-    trail.apply("bounds", stages.clamp(policy, trail.count, windows))
-    trail.apply("capacity", stages.capacity(inventory, current, trail.count))
+    _limited(policy, inventory, memory, new_memory.recommendations, now, trail, windows)
     act = not (policy.paused or policy.dry_run)
     if not act:
         trail.note("paused" if policy.paused else "dry_run", "decision recorded, not carried out")
     desired = trail.count
-    chosen = victims.choose(policy, inventory, current - desired, now)
     decision = model.Decision(
         group=policy.group,
         at=now,
@@ -136,6 +159,6 @@ def evaluate(
         trail=tuple(trail.stages),
         reason=_reason(current, desired, reports, trail.stages),
         act=act,
-        victims=chosen,
+        victims=victims.choose(policy, inventory, current - desired, now),
     )
     return decision, new_memory

@@ -87,6 +87,7 @@ def test_scale_in_only_when_every_check_is_fresh_and_agrees() -> None:
     assert decision.desired == 8
     assert "combine" in stages(decision)
     assert "sessions not fresh" in decision.trail[0].reason
+    assert (decision.trail[0].before, decision.trail[0].after) == (2, 8)  # held back from cpu's 2
 
 
 def test_scale_in_takes_the_smallest_reduction() -> None:
