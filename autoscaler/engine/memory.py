@@ -92,8 +92,11 @@ def _read(path: Path) -> Saved | None:
 class MemoryStore:
     """One JSON file per group under a state directory (systemd's StateDirectory in production)."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, refresh_every: int = 20) -> None:
         self.directory = Path(directory) / "groups"
+        self.refresh_every = refresh_every
+        """Rewrite at least every this many saves even when only recommendations moved."""
+        self._written: dict[str, tuple[dict[str, Any], int]] = {}
 
     def path(self, group: str) -> Path:
         """The file that holds `group`'s state (group names are validated: safe as file names)."""
@@ -104,6 +107,19 @@ class MemoryStore:
         return await asyncio.to_thread(_read, self.path(group))
 
     async def save(self, group: str, saved: Saved) -> None:
-        """Replace the group's saved state atomically."""
-        text = json.dumps(encode(saved), sort_keys=True)
+        """Replace the group's saved state atomically, when it matters.
+
+        Changes, last action times and the pause are written at once. The stabilization history
+        moves on every tick; it is written every `refresh_every` saves, since losing its newest
+        entries in a crash only makes the restarted group more cautious (the core then assumes the
+        current size was recommended), and one fsync per group per tick dominates a large fleet.
+        """
+        data = encode(saved)
+        essential = {k: v for k, v in data.items() if k != "recommendations"}
+        last = self._written.get(group)
+        if last is not None and last[0] == essential and last[1] + 1 < self.refresh_every:
+            self._written[group] = (essential, last[1] + 1)
+            return
+        text = json.dumps(data, sort_keys=True)
         await asyncio.to_thread(_write_atomically, self.path(group), text)
+        self._written[group] = (essential, 0)

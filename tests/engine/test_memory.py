@@ -26,3 +26,24 @@ async def test_missing_or_damaged_files_read_as_none(tmp_path: Path) -> None:
     assert await store.load("web") is None
     store.path("web").write_text('{"format": 99}')
     assert await store.load("web") is None
+
+
+async def test_changes_are_written_at_once_history_only_now_and_then(tmp_path: Path) -> None:
+    store = memory.MemoryStore(tmp_path, refresh_every=3)
+    base = model.GroupMemory(((1.0, 3),))
+    await store.save("web", memory.Saved(base))
+    moved = model.GroupMemory(((1.0, 3), (2.0, 4)))
+    await store.save("web", memory.Saved(moved))
+    assert await store.load("web") == memory.Saved(base)  # only the history moved: not yet written
+    changed = moved.record_change(3.0, 1)
+    await store.save("web", memory.Saved(changed))
+    assert await store.load("web") == memory.Saved(changed)  # a change is written at once
+    paused = memory.Saved(changed, paused="maintenance")
+    await store.save("web", paused)
+    assert await store.load("web") == paused
+    later = memory.Saved(
+        model.GroupMemory((*changed.recommendations, (4.0, 5)), changed.changes, 3.0), "maintenance"
+    )
+    for _ in range(3):
+        await store.save("web", later)
+    assert await store.load("web") == later  # the history is refreshed every `refresh_every` saves
