@@ -139,6 +139,18 @@ async def test_ready_only_after_startup_then_scales_and_serves(running: Running)
         assert "result: 5" in await response.text()
 
 
+async def test_served_metrics_pass_promtool(running: Running) -> None:
+    await fakes.eventually(lambda: len(running.target.names("web")) == 5)
+    async with running.http.get(running.url + "/metrics") as response:
+        body = await response.read()
+    checked = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, problems = await checked.communicate(body)
+    assert checked.returncode == 0, problems.decode()
+    assert b"autoscaler_scale_operations_total" in body
+
+
 async def test_sighup_keeps_the_last_good_policy(running: Running, notify: socket.socket) -> None:
     await fakes.eventually(lambda: running.runner.journal.last("web") is not None)
     (running.policies / "web.yaml").write_text(POLICY.replace("max: 10", "max: ten"))
