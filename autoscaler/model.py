@@ -97,6 +97,8 @@ class GroupInventory:
     instances: tuple[Instance, ...] = ()
     headroom: int | None = None
     """How many more instances fit on the hosts (memory minus reserve); None means unknown."""
+    pooled: int = 0
+    """Pre-cloned domains waiting in the group's warm pool; never part of `instances` or `current`."""
 
     @property
     def members(self) -> tuple[Instance, ...]:

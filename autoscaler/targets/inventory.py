@@ -95,16 +95,24 @@ class Cache:
         return self._records[host].get(uuid)
 
     def group(self, group: str) -> list[Record]:
-        """All cached members of a group, on every host."""
+        """All cached domains of a group on every host, warm-pool members included."""
         return [r for records in self._records.values() for r in records.values() if r.group == group]
+
+    def members(self, group: str) -> list[Record]:
+        """The group's members: every cached domain of it except those waiting in its warm pool."""
+        return [r for r in self.group(group) if r.owner.phase is not xml.Phase.POOLED]
+
+    def pooled(self, group: str) -> list[Record]:
+        """The group's warm-pool members (never part of its size, never a scale-in victim)."""
+        return [r for r in self.group(group) if r.owner.phase is xml.Phase.POOLED]
 
     def all(self) -> list[Record]:
         """Every cached domain of every group."""
         return [r for records in self._records.values() for r in records.values()]
 
     def find(self, group: str, name: str) -> Record | None:
-        """A member of the group by domain name."""
-        return next((r for r in self.group(group) if r.name == name), None)
+        """A member of the group by domain name (warm-pool members are not members)."""
+        return next((r for r in self.members(group) if r.name == name), None)
 
     def names(self, host: str) -> set[str]:
         """Names of our domains on a host."""

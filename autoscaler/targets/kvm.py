@@ -1,9 +1,11 @@
 """The libvirt/KVM Target: groups of linked clones of golden images, on one or several hosts.
 
 The engine calls `start()` once, `set_policies()` on every policy load, `ready_for(group)` and
-`inventory(group)` each tick, `scale_out`/`scale_in` to act, and `close()` at shutdown. The group's
-state lives in libvirt (ownership metadata with the phase); the cache here is rebuilt from it by
-reconciles and kept current by lifecycle events, so a crash anywhere loses nothing.
+`inventory(group)` each tick, `scale_out`/`scale_in` to act, and `close()` at shutdown; the daemon
+may read `unmanaged()` and `pooled()` for gauges. The group's state lives in libvirt (ownership
+metadata with the phase); the cache here is rebuilt from it by reconciles and kept current by
+lifecycle events, so a crash anywhere loses nothing. Warm pools (`warmpool`) are taken first by
+a scale-out and refilled in the background, one clone at a time, only while no scale-out runs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import structlog
 
 from autoscaler import errors, model
 from autoscaler.policy import spec
-from autoscaler.targets import NullObserver, TargetObserver, lifecycle, placement, readiness
+from autoscaler.targets import NullObserver, TargetObserver, lifecycle, placement, readiness, warmpool
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.virt import events, ops, xml
@@ -60,6 +62,10 @@ class KvmSettings:
     """New UUIDs tried when a generated name is taken."""
     provision_window: int = 50
     """How many recent clone-to-ready durations `provision_seconds` summarises."""
+    pool_fill_batch: int = 4
+    """At most this many warm-pool domains are cloned per refill round (one at a time)."""
+    close_timeout: float = 10.0
+    """Longest wait for each step of `close()`; a worker still stuck after it is abandoned."""
 
 
 class KvmTarget:
@@ -106,6 +112,10 @@ class KvmTarget:
         self._provision: dict[str, collections.deque[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._recovering: set[str] = set()
+        self._scaling_out = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._refill_wanted = asyncio.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -117,21 +127,44 @@ class KvmTarget:
         await self._refresh_memory()
         self._spawn(self._consume_events(), "libvirt-events")
         self._spawn(self._maintain(), "libvirt-maintenance")
+        self._spawn(self._refill_loop(), "libvirt-warm-pool")
 
     async def close(self) -> None:
-        """Stop background work, close every connection and the worker pool."""
+        """Stop background work, close every connection and the worker pool, each step bounded.
+
+        Callbacks are deregistered before their connection closes (inside `Gateway.close`). A
+        libvirt call that never returns cannot hang shutdown: after `close_timeout` per step it
+        is logged and abandoned, and the pool is shut down without waiting for it.
+        """
+        limit = self.settings.close_timeout
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=limit)
+            if stuck:
+                log.error("libvirt_close_tasks_stuck", tasks=sorted(t.get_name() for t in stuck))
         for gw in self._gateways.values():
-            with contextlib.suppress(errors.TargetError):
-                await gw.close()
-        await asyncio.to_thread(self._executor.shutdown, wait=True)
+            try:
+                await gw.close(limit)
+            except errors.TargetError as exc:
+                log.warning("libvirt_close_failed", host=gw.uri, error=str(exc))
+        if not await gateways.shutdown_executor(self._executor, limit):
+            log.error("libvirt_workers_stuck", note="gave up waiting; shutdown goes on")
 
     def set_policies(self, policies: Iterable[spec.GroupPolicy]) -> None:
-        """The groups currently governed (readiness, warm-up, pools, headroom size)."""
+        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
         self._policies = {p.group: p for p in policies}
+        self._refill_wanted.set()
+
+    def unmanaged(self) -> dict[str, int]:
+        """Our domains per group that has no policy here: left alone, counted for a gauge."""
+        counts = collections.Counter(r.group for r in self._cache.all() if r.group not in self._policies)
+        return dict(counts)
+
+    def pooled(self) -> dict[str, int]:
+        """Warm-pool domains per governed group (every pooled domain of ours, usable or not yet trimmed)."""
+        return {group: len(self._cache.pooled(group)) for group in self._policies}
 
     @property
     def hosts(self) -> list[str]:
@@ -155,29 +188,51 @@ class KvmTarget:
     # --- the Target protocol ----------------------------------------------------------------
 
     async def inventory(self, group: str) -> model.GroupInventory:
-        """The group's members from the cache, oldest first, with the hosts' headroom."""
-        records = sorted(self._cache.group(group), key=lambda r: (r.owner.created, r.name))
+        """The group's members from the cache, oldest first, with the headroom and the pool size."""
+        records = sorted(self._cache.members(group), key=lambda r: (r.owner.created, r.name))
         instances = tuple(membership.to_instance(r, r.uuid in self._busy) for r in records)
-        return model.GroupInventory(group, instances, self._headroom(group))
+        pooled = len(self._cache.pooled(group))
+        return model.GroupInventory(group, instances, self._headroom(group), pooled=pooled)
 
     async def scale_out(self, policy: spec.GroupPolicy, count: int) -> model.ScaleResult:
-        """Clone `count` instances, placed by free memory; CapacityLimited when none fits."""
+        """Take `count` instances from the warm pool, clone the rest placed by free memory.
+
+        CapacityLimited when nothing fits; the pool is refilled in the background afterwards.
+        """
         self._policies[policy.group] = policy
         if count <= 0:
             return model.ScaleResult()
+        self._scaling_out += 1
+        self._idle.clear()
+        try:
+            return await self._scale_out(policy, count)
+        finally:
+            self._scaling_out -= 1
+            if not self._scaling_out:
+                self._idle.set()
+            self._refill_wanted.set()
+
+    async def _scale_out(self, policy: spec.GroupPolicy, count: int) -> model.ScaleResult:
+        """Admission, then the takes and clones in parallel."""
         template = await self._template(policy)
         size = self._size(policy, template)
         await self._refresh_memory()
-        hosts = self._placement_hosts(policy.group)
-        chosen = placement.place(hosts, size, self.settings.memory_reserve, count)
-        for _ in range(count - len(chosen)):
+        free = {h: self._free[h] for h, gw in self._gateways.items() if gw.connected and h in self._free}
+        idle_pool = [r for r in self._cache.pooled(policy.group) if r.uuid not in self._busy]
+        reserve = self.settings.memory_reserve
+        taken = warmpool.choose(idle_pool, policy, count, free, size, reserve)
+        self._busy.update(r.uuid for r in taken)
+        chosen = placement.place(self._placement_hosts(policy.group, free), size, reserve, count - len(taken))
+        refused = count - len(taken) - len(chosen)
+        for _ in range(refused):
             self._observer.capacity_refused(policy.group)
-        if not chosen:
+        if not taken and not chosen:
             raise errors.CapacityLimited(f"no host has {size // MiB} MiB free plus the reserve")
-        jobs = [self._clone_one(policy, host, template) for host in chosen]
+        jobs = [self._take_one(policy, r) for r in taken]
+        jobs += [self._clone_one(policy, host, template) for host in chosen]
         outcomes = await asyncio.gather(*jobs, return_exceptions=True)
         await self._refresh_memory()
-        return _result(outcomes, refused=count - len(chosen))
+        return _result(outcomes, refused=refused)
 
     async def scale_in(self, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
         """Remove the named members; names that are not members of this group are refused."""
@@ -239,36 +294,44 @@ class KvmTarget:
         return reports
 
     async def _reconcile_host(self, gw: gateways.Gateway) -> reconciling.Report:
-        """Reconcile one host and log what had to be repaired."""
+        """Reconcile one host, log what had to be repaired, and ask for the pools to be refilled."""
         pools = {p.pool for p in self._policies.values()} | set(self.settings.sweep_pools)
         report = await reconciling.reconcile_host(
             gw,
             self._cache,
-            busy=set(self._busy),
+            busy=self._busy,
             policies=self._policies,
             pools=pools,
             grace=self.settings.grace,
             now=self._clock(),
             remove=self._remove,
         )
-        if report.finished_deletes or report.rolled_back or report.orphan_overlays:
+        if report.repaired:
             log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
+        self._refill_wanted.set()
         return report
 
     # --- clone and remove -------------------------------------------------------------------
 
-    async def _clone_one(self, policy: spec.GroupPolicy, host: str, template: str) -> membership.Record:
-        """One clone on one host, with a fresh UUID (and name) when the name is taken."""
+    async def _clone_one(
+        self, policy: spec.GroupPolicy, host: str, template: str, pooled: bool = False
+    ) -> membership.Record:
+        """One clone on one host, with a fresh UUID (and name) when the name is taken.
+
+        A pooled clone is not timed as provisioning; it boots only when its pool waits paused.
+        """
         gw = self._gateways[host]
         golden = await self._golden(gw, policy)
+        observer = NullObserver() if pooled else self._observer
+        boot = not pooled or policy.warm_pool.state == "paused"
         for _ in range(self.settings.name_attempts):
-            plan = self._plan(policy, host, template, golden)
+            plan = self._plan(policy, host, template, golden, pooled)
             if plan.name in self._cache.names(host):
                 continue
             async with self._locks[plan.uuid]:
                 self._busy.add(plan.uuid)
                 try:
-                    record = await lifecycle.clone(gw, plan, self._observer)
+                    record = await lifecycle.clone(gw, plan, observer, boot)
                 except errors.Conflict:
                     continue
                 finally:
@@ -277,19 +340,39 @@ class KvmTarget:
                 return record
         raise errors.Conflict(f"no free domain name for group {policy.group} on {host}")
 
-    def _plan(self, policy: spec.GroupPolicy, host: str, template: str, golden: ops.Golden) -> lifecycle.Plan:
+    def _plan(
+        self, policy: spec.GroupPolicy, host: str, template: str, golden: ops.Golden, pooled: bool = False
+    ) -> lifecycle.Plan:
         """UUID, name and ownership chosen before the first step."""
         new_uuid = self._new_uuid()
         owner = xml.Ownership(
             group=policy.group,
             golden=policy.golden,
-            generation=membership.revision(policy),
+            generation=warmpool.fingerprint(policy) if pooled else membership.revision(policy),
             created=self._clock(),
-            phase=xml.Phase.CREATING,
+            phase=xml.Phase.POOLED if pooled else xml.Phase.CREATING,
             host=host,
         )
         name = xml.clone_name(policy.group, new_uuid)
         return lifecycle.Plan(new_uuid, name, host, policy.pool, golden, template, owner)
+
+    async def _take_one(self, policy: spec.GroupPolicy, record: membership.Record) -> membership.Record:
+        """One domain out of the warm pool (already marked busy); a failed take is removed."""
+        owner = warmpool.joining(record, policy, membership.revision(policy), self._clock())
+        started = time.monotonic()
+        try:
+            async with self._locks[record.uuid]:
+                try:
+                    await warmpool.take(self._gateways[record.host], record, owner)
+                finally:
+                    self._busy.discard(record.uuid)
+        except errors.TargetError:
+            with contextlib.suppress(errors.TargetError):
+                await self._remove(record, policy.pool)
+            raise
+        self._cache.upsert(record)
+        self._observer.provisioned(policy.group, "start", time.monotonic() - started)
+        return record
 
     async def _remove_named(self, record: membership.Record, pool: str) -> str:
         """Remove one member; returns its name for the result."""
@@ -353,21 +436,96 @@ class KvmTarget:
                     memory = await gw.run(ops.host_memory, gw.is_test_driver, op="host_memory")
                     self._free[uri] = memory.free
 
-    def _placement_hosts(self, group: str) -> list[placement.Host]:
-        """Connected, reconciled hosts with their free memory and the group's members there."""
-        members = collections.Counter(r.host for r in self._cache.group(group))
-        return [
-            placement.Host(uri, self._free[uri], members[uri])
-            for uri, gw in self._gateways.items()
-            if gw.connected and uri in self._free
-        ]
+    def _placement_hosts(self, group: str, free: dict[str, int]) -> list[placement.Host]:
+        """Hosts with their free memory (connected ones, as given) and the group's members there."""
+        members = collections.Counter(r.host for r in self._cache.members(group))
+        return [placement.Host(uri, memory, members[uri]) for uri, memory in free.items()]
 
     def _headroom(self, group: str) -> int | None:
-        """How many more instances of the group fit; None until its size is known."""
+        """How many more instances of the group fit; None until its size is known.
+
+        Pooled domains that hold memory (paused) join without needing any more of it.
+        """
         size = self._sizes.get(group)
         if size is None or not self._free:
             return None
-        return placement.headroom(self._free, size, self.settings.memory_reserve)
+        policy = self._policies.get(group)
+        ready = 0 if policy is None else _paused_pooled(self._cache.pooled(group), policy)
+        return placement.headroom(self._free, size, self.settings.memory_reserve) + ready
+
+    # --- warm pools -------------------------------------------------------------------------
+
+    async def fill_pools(self) -> int:
+        """One bounded refill round of every governed group's warm pool; returns how many were cloned.
+
+        Surplus and stale pooled domains are removed first. Each clone waits until no scale-out
+        runs, and a round clones at most `pool_fill_batch` per group, one at a time.
+        """
+        made = 0
+        for policy in list(self._policies.values()):
+            if self._cache.ready:
+                await self._trim_pool(policy)
+                made += await self._fill_group(policy)
+        return made
+
+    async def _trim_pool(self, policy: spec.GroupPolicy) -> None:
+        """Remove idle pooled domains the policy no longer wants (stale, broken, beyond the size)."""
+        idle = [r for r in self._cache.pooled(policy.group) if r.uuid not in self._busy]
+        for record in warmpool.surplus(idle, policy):
+            if record.uuid not in self._busy:
+                await self._remove(record, policy.pool)
+
+    async def _fill_group(self, policy: spec.GroupPolicy) -> int:
+        """Clone pooled domains one at a time until the pool is full or the batch is spent."""
+        made = 0
+        while made < self.settings.pool_fill_batch and warmpool.deficit(
+            self._cache.pooled(policy.group), policy
+        ):
+            await self._idle.wait()
+            template = await self._template(policy)
+            host = await self._pool_host(policy, template)
+            if host is None:
+                break
+            await self._clone_one(policy, host, template, pooled=True)
+            made += 1
+        if made == self.settings.pool_fill_batch:
+            self._refill_wanted.set()  # more to do: another round, after whatever else is waiting
+        return made
+
+    async def _pool_host(self, policy: spec.GroupPolicy, template: str) -> str | None:
+        """Where the next pooled domain goes; a paused one must pass admission, a shut-off one not."""
+        size = self._size(policy, template)
+        await self._refresh_memory()
+        free = {h: self._free[h] for h, gw in self._gateways.items() if gw.connected and h in self._free}
+        if not free:
+            return None
+        if policy.warm_pool.state == "shutoff":
+            return max(free, key=lambda h: (free[h], h))
+        chosen = placement.place(
+            self._placement_hosts(policy.group, free), size, self.settings.memory_reserve, 1
+        )
+        return chosen[0] if chosen else None
+
+    async def _refill_loop(self) -> None:
+        """Refill the pools whenever asked (after a scale-out, a reconcile or a policy change)."""
+        while True:
+            await self._refill_wanted.wait()
+            self._refill_wanted.clear()
+            try:
+                await self.fill_pools()
+            except errors.TargetError as exc:
+                log.warning("warm_pool_refill_failed", error=str(exc), error_class=exc.error_class)
+
+    async def _settle_pooled(self, record: membership.Record, policy: spec.GroupPolicy, ok: bool) -> None:
+        """A booting pooled domain of a paused pool: pause it once ready, mark it failed if it never is."""
+        if not ok:
+            record.failed = self._clock() - record.owner.created > policy.readiness.timeout
+            return
+        async with self._locks[record.uuid]:
+            now = self._cache.get(record.host, record.uuid)
+            if now is None or now.owner.phase is not xml.Phase.POOLED or record.uuid in self._busy:
+                return  # taken by a scale-out meanwhile: it is a member now, never paused by us
+            await warmpool.park(self._gateways[record.host], now)
 
     # --- background work --------------------------------------------------------------------
 
@@ -467,11 +625,9 @@ class KvmTarget:
         ):
             return None
         phase = record.owner.phase
-        if phase is xml.Phase.DRAINING:
+        if phase is xml.Phase.DRAINING or not _probed_in(phase, record.run, policy):
             return None
-        if phase is xml.Phase.ACTIVE and policy.readiness.probe not in ("tcp", "guest_agent"):
-            return None
-        if phase is xml.Phase.CREATING and self._clock() - record.owner.created < policy.warmup:
+        if phase is not xml.Phase.ACTIVE and self._clock() - record.owner.created < policy.warmup:
             return None
         if time.monotonic() - record.last_probe < policy.readiness.interval:
             return None
@@ -481,6 +637,9 @@ class KvmTarget:
         """One probe; promotes a booting member to active, or counts a failure."""
         record.last_probe = time.monotonic()
         ok = await readiness.probe(self._gateways[record.host], record.uuid, policy.readiness)
+        if record.owner.phase is xml.Phase.POOLED:
+            await self._settle_pooled(record, policy, ok)
+            return
         if record.owner.phase is xml.Phase.CREATING:
             if ok:
                 await self._promote(record)
@@ -503,6 +662,24 @@ class KvmTarget:
         )
         window.append(seconds)
         self._observer.provisioned(record.group, "ready", seconds)
+
+
+def _probed_in(phase: xml.Phase, run: str, policy: spec.GroupPolicy) -> bool:
+    """Whether a domain in this phase and run state is probed at all.
+
+    Booting members are; active ones only by probes that detect failure (tcp, guest agent);
+    pooled ones only while they boot toward a paused pool; a paused member is a take cut short.
+    """
+    if phase is xml.Phase.ACTIVE:
+        return policy.readiness.probe in ("tcp", "guest_agent")
+    if phase is xml.Phase.POOLED:
+        return policy.warm_pool.state == "paused" and run == "running"
+    return run == "running"
+
+
+def _paused_pooled(records: Iterable[membership.Record], policy: spec.GroupPolicy) -> int:
+    """Usable pooled domains that already hold their memory."""
+    return sum(1 for r in records if warmpool.usable(r, policy) and warmpool.holds_memory(r))
 
 
 def _read_template(path: str) -> str:

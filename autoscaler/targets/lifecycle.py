@@ -74,14 +74,18 @@ async def start(gw: gateway.Gateway, plan: Plan) -> None:
     await gw.run(ops.start, plan.uuid, op="start")
 
 
-async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver) -> Record:
-    """All steps of one clone, timing each phase; on failure the steps done so far are undone."""
+async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver, boot: bool = True) -> Record:
+    """All steps of one clone, timing each phase; on failure the steps done so far are undone.
+
+    `boot=False` stops after the definition (a warm-pool domain that waits shut off).
+    """
     group = plan.owner.group
     overlay = ""
     try:
         overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan))
         await _timed(observer, group, "define", define(gw, plan, overlay))
-        await _timed(observer, group, "start", start(gw, plan))
+        if boot:
+            await _timed(observer, group, "start", start(gw, plan))
         view = await gw.run(ops.get_domain, plan.uuid, op="lookup")
     except BaseException:
         with contextlib.suppress(errors.TargetError):

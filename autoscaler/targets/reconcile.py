@@ -1,20 +1,27 @@
 """Crash recovery: compare what libvirt holds with what a finished operation would leave, and fix it.
 
 Runs at start, after every reconnect and periodically. It refills the cache from a full listing,
-finishes interrupted deletions (phase=draining), rolls back clones stuck in phase=creating, and
-deletes overlays that are provably ours (our name pattern with a full UUID, in a pool we use,
-with a backing store) whose domain is gone. Domains without our metadata are never touched, and
-members of groups without a policy here are only listed (counted as unmanaged), never changed.
+finishes interrupted deletions (phase=draining), rolls back clones stuck in phase=creating,
+destroys our domains whose overlay file is gone, trims each warm pool to its size and current
+clone shape, and deletes overlays that are provably ours (our name pattern with a full UUID, in
+a pool we use, with a backing store) whose domain is gone. Domains without our metadata are never
+touched, and domains of groups without a policy here are only counted (unmanaged), never changed.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+import structlog
+
 from autoscaler.policy import spec
-from autoscaler.targets.inventory import RUNNING, Cache, Record
+from autoscaler.targets import warmpool
+from autoscaler.targets.inventory import Cache, Record
 from autoscaler.virt import gateway, ops, xml
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,23 @@ class Report:
     finished_deletes: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     orphan_overlays: list[str] = field(default_factory=list)
+    missing_overlay: list[str] = field(default_factory=list)
+    """Our domains destroyed because their overlay file was gone."""
+    pool_trimmed: list[str] = field(default_factory=list)
+    """Pooled domains removed: stale (other golden image or clone shape), broken, or beyond the size."""
+    unmanaged: dict[str, int] = field(default_factory=dict)
+    """Our domains per group that has no policy here (left alone)."""
+
+    @property
+    def repaired(self) -> bool:
+        """True when this pass had to change anything."""
+        return bool(
+            self.finished_deletes
+            or self.rolled_back
+            or self.orphan_overlays
+            or self.missing_overlay
+            or self.pool_trimmed
+        )
 
 
 Remove = Callable[[Record, str | None], Awaitable[None]]
@@ -57,7 +81,7 @@ def abandoned(record: Record, now: float, policy: spec.GroupPolicy | None, grace
     if record.owner.phase is not xml.Phase.CREATING:
         return False
     age = now - record.owner.created
-    if record.run not in RUNNING:
+    if record.run != "running":  # paused too: a take from the warm pool cut short before its resume
         return age > grace.creating_stopped
     limit = policy.readiness.timeout if policy is not None else grace.creating_running
     return age > limit
@@ -79,20 +103,77 @@ async def reconcile_host(
     records = records_of(gw.uri, views)
     cache.replace_host(gw.uri, records)
     report = Report(adopted=len(records))
-    for record in records:
-        policy = policies.get(record.group)
-        if record.uuid in busy or policy is None:
-            continue
-        pool = policy.pool
-        if record.owner.phase is xml.Phase.DRAINING:
-            await remove(record, pool)
-            report.finished_deletes.append(record.name)
-        elif abandoned(record, now, policy, grace):
-            await remove(record, pool)
-            report.rolled_back.append(record.name)
+    governed = [r for r in records if r.uuid not in busy and r.group in policies]
+    report.unmanaged = dict(collections.Counter(r.group for r in records if r.group not in policies))
+    await _finish_or_roll_back(governed, policies, grace, now, remove, report)
+    await _destroy_missing_overlays(gw, governed, policies, remove, report)
+    await _trim_pools(gw.uri, cache, busy, policies, remove, report)
     known = {view.uuid for view in views} | set(busy)
     report.orphan_overlays = await _sweep_overlays(gw, pools, known, set(policies), now, grace.overlay)
     return report
+
+
+async def _finish_or_roll_back(
+    records: list[Record],
+    policies: Mapping[str, spec.GroupPolicy],
+    grace: Grace,
+    now: float,
+    remove: Remove,
+    report: Report,
+) -> None:
+    """Finish interrupted deletions and roll back abandoned clones."""
+    for record in records:
+        policy = policies[record.group]
+        if record.owner.phase is xml.Phase.DRAINING:
+            await remove(record, policy.pool)
+            report.finished_deletes.append(record.name)
+        elif abandoned(record, now, policy, grace):
+            await remove(record, policy.pool)
+            report.rolled_back.append(record.name)
+
+
+async def _destroy_missing_overlays(
+    gw: gateway.Gateway,
+    records: list[Record],
+    policies: Mapping[str, spec.GroupPolicy],
+    remove: Remove,
+    report: Report,
+) -> None:
+    """Destroy and undefine our domains whose overlay is provably gone, and say so loudly."""
+    handled = set(report.finished_deletes) | set(report.rolled_back)
+    wanted = [
+        (r.uuid, xml.overlay_name(r.group, r.uuid))
+        for r in records
+        if r.name not in handled and r.owner.phase is not xml.Phase.DRAINING
+    ]
+    if not wanted:
+        return
+    missing = set(await gw.run(ops.missing_overlays, wanted, op="overlay_check"))
+    for record in (r for r in records if r.uuid in missing):
+        log.error("reconcile_overlay_missing", host=gw.uri, vm=record.name, group=record.group)
+        await remove(record, policies[record.group].pool)
+        report.missing_overlay.append(record.name)
+
+
+async def _trim_pools(
+    host: str,
+    cache: Cache,
+    busy: Collection[str],
+    policies: Mapping[str, spec.GroupPolicy],
+    remove: Remove,
+    report: Report,
+) -> None:
+    """Remove this host's pooled domains that are stale, broken or beyond the group's pool size.
+
+    The size counts every host's pooled domains, so each host's pass removes its share of one
+    consistent choice; pooled domains being filled or taken right now are left out.
+    """
+    for group, policy in policies.items():
+        idle = [r for r in cache.pooled(group) if r.uuid not in busy]
+        for record in warmpool.surplus(idle, policy):
+            if record.host == host and cache.get(host, record.uuid) is record:
+                await remove(record, policy.pool)
+                report.pool_trimmed.append(record.name)
 
 
 async def _sweep_overlays(

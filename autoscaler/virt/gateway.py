@@ -11,6 +11,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -169,18 +171,33 @@ class Gateway:
         self._callback_ids = [cb_id]
         await self.call(conn.registerCloseCallback, bridge.on_close, None, op="subscribe")
 
-    async def close(self) -> None:
-        """Unsubscribe and close; errors from a connection that is already gone are ignored."""
+    async def close(self, step_seconds: float | None = None) -> None:
+        """Deregister the event callbacks, then close, each step within `step_seconds` (default: timeout).
+
+        Both steps run on threads of their own, not in the pool, so a pool full of stuck calls
+        cannot delay them; a step that does not return in time is abandoned (its thread is a
+        daemon) and reported as TargetTemporary once both steps had their chance. Errors from a
+        connection that is already gone are ignored.
+        """
         conn, self._conn = self._conn, None
-        if conn is not None:
-            await self.call(_close_quietly, conn, self._callback_ids, op="close")
-        self._callback_ids = []
+        ids, self._callback_ids = self._callback_ids, []
+        if conn is None:
+            return
+        limit = self.timeout if step_seconds is None else step_seconds
+        deregistered = await finish_within(functools.partial(_deregister_quietly, conn, ids), limit)
+        closed = await finish_within(functools.partial(_close_connection_quietly, conn), limit)
+        if not (deregistered and closed):
+            step = "callback deregistration" if not deregistered else "close"
+            raise errors.TargetTemporary(f"close: {step} of {self.uri} did not return within {limit:g}s")
 
     def mark_broken(self) -> None:
         """Forget the connection after a close event or a ConnectionLost (objects from it are stale)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            self._executor.submit(_close_quietly, conn, self._callback_ids)
+            closer = threading.Thread(
+                target=_close_quietly, args=(conn, self._callback_ids), name="libvirt-close", daemon=True
+            )
+            closer.start()
         self._callback_ids = []
 
     async def reconnect(self, first_delay: float = 0.5, max_delay: float = 10.0) -> None:
@@ -260,9 +277,59 @@ async def _drain(future: asyncio.Future[Any]) -> None:
 
 def _close_quietly(conn: Any, callback_ids: list[int]) -> None:
     """Deregister callbacks and close a connection that may already be dead."""
+    _deregister_quietly(conn, callback_ids)
+    _close_connection_quietly(conn)
+
+
+def _deregister_quietly(conn: Any, callback_ids: list[int]) -> None:
+    """Remove our lifecycle and close callbacks, so no event reaches us during or after the close."""
     for cb_id in callback_ids:
         with contextlib.suppress(libvirt.libvirtError):
             conn.domainEventDeregisterAny(cb_id)
-    for step in (conn.unregisterCloseCallback, conn.close):
+    if callback_ids:
         with contextlib.suppress(libvirt.libvirtError):
-            step()
+            conn.unregisterCloseCallback()
+
+
+def _close_connection_quietly(conn: Any) -> None:
+    """Close a connection that may already be dead."""
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
+
+
+async def finish_within(fn: Callable[[], object], seconds: float) -> bool:
+    """Run `fn` on a daemon thread of its own; True if it returned within `seconds`, else False.
+
+    Used only where waiting forever is worse than abandoning a thread: at shutdown.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            fn()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(_resolve, done)
+
+    threading.Thread(target=run, name="libvirt-shutdown", daemon=True).start()
+    try:
+        await asyncio.wait_for(done, seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    """Mark a waiter done unless it was given up already."""
+    if not future.done():
+        future.set_result(None)
+
+
+async def shutdown_executor(executor: concurrent.futures.ThreadPoolExecutor, seconds: float) -> bool:
+    """Shut the pool down: queued calls are cancelled, running ones get `seconds`, then are abandoned.
+
+    Returns False when some worker was still busy at the deadline (the caller logs it).
+    """
+    executor.shutdown(wait=False, cancel_futures=True)
+    return await finish_within(functools.partial(executor.shutdown, wait=True), seconds)

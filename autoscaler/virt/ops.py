@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os.path
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,23 @@ def start(conn: Any, uuid: str) -> None:
     conn.lookupByUUIDString(uuid).create()
 
 
+def start_paused(conn: Any, uuid: str) -> None:
+    """Resume a paused domain, or start a shut-off one; a running one is left as it is."""
+    dom = conn.lookupByUUIDString(uuid)
+    state = dom.state()[0]
+    if state == libvirt.VIR_DOMAIN_PAUSED:
+        dom.resume()
+    elif not dom.isActive():
+        dom.create()
+
+
+def suspend(conn: Any, uuid: str) -> None:
+    """Pause a running domain's vCPUs (its memory stays allocated); a paused one stays paused."""
+    dom = conn.lookupByUUIDString(uuid)
+    if dom.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+        dom.suspend()
+
+
 def set_metadata(conn: Any, uuid: str, metadata: str) -> None:
     """Replace our metadata element, in the live and the persistent definition."""
     dom = conn.lookupByUUIDString(uuid)
@@ -194,6 +212,59 @@ def disk_paths(conn: Any, uuid: str) -> list[str]:
 def live_xml(conn: Any, uuid: str) -> str:
     """The running definition (channel states, serial paths, generated socket paths)."""
     return str(conn.lookupByUUIDString(uuid).XMLDesc(0))
+
+
+def missing_overlays(conn: Any, wanted: list[tuple[str, str]]) -> list[str]:
+    """UUIDs among (uuid, overlay name) pairs whose overlay file provably no longer exists.
+
+    Provably: the domain's disk names the overlay, and either libvirt finds no file behind the
+    volume (`info()` re-reads it: code 50), or the volume is unknown to an *active* pool whose
+    directory holds the path. An inactive or unknown pool proves nothing, so it is never missing.
+    """
+    pool_dirs = _active_pool_dirs(conn)
+    missing = []
+    for uuid, name in wanted:
+        with contextlib.suppress(_Vanished):
+            if _overlay_missing(conn, uuid, name, pool_dirs):
+                missing.append(uuid)
+    return missing
+
+
+def _overlay_missing(conn: Any, uuid: str, name: str, pool_dirs: set[str]) -> bool:
+    """One domain's answer for `missing_overlays`."""
+    try:
+        text = conn.lookupByUUIDString(uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            raise _Vanished from exc
+        raise
+    paths = [s.get("file", "") for s in xml.parse(text).findall("devices/disk/source")]
+    path = next((p for p in paths if os.path.basename(p) == name), None)
+    if path is None:
+        return False
+    try:
+        volume = conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+        return os.path.dirname(path) in pool_dirs
+    try:
+        volume.info()  # re-reads the file: code 50 when it was deleted behind libvirt's back
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise
+        return True
+    return False
+
+
+def _active_pool_dirs(conn: Any) -> set[str]:
+    """Target directories of the active storage pools."""
+    dirs = set()
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        directory = xml.parse(pool.XMLDesc(0)).findtext("target/path")
+        if directory:
+            dirs.add(directory.rstrip("/") or "/")
+    return dirs
 
 
 def template_xml(conn: Any, name: str) -> str:

@@ -30,6 +30,8 @@ class Phase(enum.StrEnum):
     CREATING = "creating"
     ACTIVE = "active"
     DRAINING = "draining"
+    POOLED = "pooled"
+    """Pre-cloned and waiting in the group's warm pool (shut off or paused); not yet a member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +47,7 @@ class Ownership:
     created: float
     """When the clone was requested (Unix seconds)."""
     phase: Phase
-    """creating, active or draining."""
+    """creating, active, draining or pooled."""
     host: str = ""
     """The libvirt URI of the host it was placed on."""
     ready: float | None = None
