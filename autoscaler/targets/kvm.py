@@ -137,13 +137,7 @@ class KvmTarget:
         is logged and abandoned, and the pool is shut down without waiting for it.
         """
         limit = self.settings.close_timeout
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _done, stuck = await asyncio.wait(tasks, timeout=limit)
-            if stuck:
-                log.error("libvirt_close_tasks_stuck", tasks=sorted(t.get_name() for t in stuck))
+        await self._cancel_background(limit)
         for gw in self._gateways.values():
             try:
                 await gw.close(limit)
@@ -156,6 +150,17 @@ class KvmTarget:
         """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
         self._policies = {p.group: p for p in policies}
         self._refill_wanted.set()
+
+    async def _cancel_background(self, limit: float) -> None:
+        """Cancel the background tasks, again every 0.1 s (a cancellation can be lost), up to `limit`."""
+        deadline = time.monotonic() + limit
+        pending = set(self._tasks)
+        while pending and time.monotonic() < deadline:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=0.1)
+        if pending:
+            log.error("libvirt_close_tasks_stuck", tasks=sorted(t.get_name() for t in pending))
 
     def unmanaged(self) -> dict[str, int]:
         """Our domains per group that has no policy here: left alone, counted for a gauge."""

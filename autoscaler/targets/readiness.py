@@ -76,7 +76,8 @@ async def _tcp(gw: gateway.Gateway, uuid: str, readiness: spec.Readiness) -> boo
 async def tcp_open(host: str, port: int, seconds: float) -> bool:
     """True when a TCP connection to host:port succeeds within `seconds`."""
     try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), seconds)
+        async with asyncio.timeout(seconds):  # not wait_for: on 3.11 it can drop a cancellation
+            _reader, writer = await asyncio.open_connection(host, port)
     except (OSError, TimeoutError):
         return False
     writer.close()

@@ -241,13 +241,19 @@ class Gateway:
             self._observer.libvirt_call(op, time.monotonic() - started, error_class)
 
     async def _in_pool(self, fn: Callable[..., T], args: tuple[Any, ...], op: str, seconds: float) -> T:
-        """Run in the pool; on timeout or cancellation, wait for the thread before raising."""
+        """Run in the pool; on timeout or cancellation, wait for the thread before raising.
+
+        `asyncio.timeout`, not `wait_for`: on Python 3.11, `wait_for` returns the result and drops
+        a cancellation that arrives as the call completes, and a task that ignores its
+        cancellation hangs whoever waits for it (shutdown, for one).
+        """
         context = contextvars.copy_context()
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, _translated, context, fn, args, op
         )
         try:
-            return await asyncio.wait_for(asyncio.shield(future), seconds)
+            async with asyncio.timeout(seconds):
+                return await asyncio.shield(future)
         except TimeoutError:
             await _drain(future)
             raise errors.TargetTemporary(f"{op}: no answer from {self.uri} within {seconds:g}s") from None
@@ -314,7 +320,8 @@ async def finish_within(fn: Callable[[], object], seconds: float) -> bool:
 
     threading.Thread(target=run, name="libvirt-shutdown", daemon=True).start()
     try:
-        await asyncio.wait_for(done, seconds)
+        async with asyncio.timeout(seconds):
+            await asyncio.shield(done)
     except TimeoutError:
         return False
     return True

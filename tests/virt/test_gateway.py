@@ -113,3 +113,69 @@ async def test_unreachable_uri_is_connection_lost() -> None:
     with pytest.raises(errors.TargetTemporary):
         await gw.open()
     executor.shutdown(wait=True)
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2, 3, 4])
+async def test_cancellation_arriving_as_a_call_completes_is_never_lost(
+    gw: gateway.Gateway, hops: int
+) -> None:
+    # The cancel is scheduled from the worker thread, `hops` loop callbacks later, so it lands
+    # around the moment the call's result reaches the loop (wait_for on 3.11 dropped it there).
+    loop = asyncio.get_running_loop()
+    delivered = False
+    task: asyncio.Task[None]
+
+    def cancel_after(remaining: int) -> None:
+        nonlocal delivered
+        if remaining:
+            loop.call_soon(cancel_after, remaining - 1)
+        else:
+            delivered = task.cancel()
+
+    def call(conn: object) -> int:
+        del conn
+        loop.call_soon_threadsafe(cancel_after, hops)
+        return 1
+
+    async def caller() -> None:
+        await gw.run(call, op="probe")
+        await asyncio.sleep(0)
+
+    task = asyncio.create_task(caller())
+    await asyncio.wait([task])
+    assert not delivered or task.cancelled()
+
+
+async def test_finish_within_gives_up_on_a_stuck_call() -> None:
+    release = threading.Event()
+    started = time.monotonic()
+    try:
+        assert not await gateway.finish_within(release.wait, 0.1)
+        assert time.monotonic() - started < 2.0
+    finally:
+        release.set()
+    assert await gateway.finish_within(lambda: None, 1.0)
+
+
+async def test_close_deregisters_and_returns_with_a_stuck_pool(tmp_path: pathlib.Path) -> None:
+    executor = gateway.new_executor()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    opened = gateway.Gateway(host_uri(tmp_path), executor, queue=queue)  # type: ignore[arg-type]
+    await opened.open()
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def hang(_conn: object) -> None:
+        inside.release()
+        release.wait()
+
+    stuck = [asyncio.create_task(opened.run(hang, op="stuck")) for _ in range(gateway.MAX_WORKERS)]
+    try:
+        for _ in stuck:  # every worker is busy with a call that never returns by itself
+            assert await asyncio.to_thread(inside.acquire, timeout=5.0)
+        await opened.close(step_seconds=2.0)  # its steps run outside the full pool
+        assert not opened.connected
+        assert not await gateway.shutdown_executor(executor, 0.1)
+    finally:
+        release.set()
+        await asyncio.gather(*stuck, return_exceptions=True)

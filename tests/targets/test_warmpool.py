@@ -1,0 +1,238 @@
+"""Warm pools on the test driver: filled, taken first by scale-out, refilled, admitted, trimmed."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from autoscaler import errors, model
+from autoscaler.policy import spec
+from autoscaler.targets import kvm, warmpool
+from autoscaler.targets.inventory import Record
+from autoscaler.virt import ops, xml
+from tests.targets.hosts import MiB, eventually, fast_settings, host_uri, web_policy
+
+
+def pooled_policy(size: int = 2, state: str = "shutoff", **changes: object) -> spec.GroupPolicy:
+    return web_policy(warm_pool={"size": size, "state": state}, **changes)
+
+
+async def started(
+    tmp_path: pathlib.Path, policy: spec.GroupPolicy, memory_mib: int = 4096, reserve_mib: int = 256
+) -> kvm.KvmTarget:
+    target = kvm.KvmTarget(
+        host_uri(tmp_path, memory_mib=memory_mib),
+        settings=fast_settings(memory_reserve=reserve_mib * MiB),
+        policies=[policy],
+    )
+    await target.start()
+    return target
+
+
+@pytest.fixture
+async def shutoff_pool(tmp_path: pathlib.Path) -> AsyncIterator[kvm.KvmTarget]:
+    target = await started(tmp_path, pooled_policy())
+    yield target
+    await target.close()
+
+
+async def views(target: kvm.KvmTarget) -> dict[str, ops.DomainView]:
+    gw = target.gateway(target.hosts[0])
+    return {v.name: v for v in await gw.run(ops.list_domains, op="list")}
+
+
+def phase_of(view: ops.DomainView) -> xml.Phase | None:
+    owner = xml.parse_metadata(view.metadata) if view.metadata else None
+    return owner.phase if owner else None
+
+
+async def pooled_in_libvirt(target: kvm.KvmTarget) -> dict[str, str]:
+    return {n: v.run for n, v in (await views(target)).items() if phase_of(v) is xml.Phase.POOLED}
+
+
+def full(target: kvm.KvmTarget, size: int, run: str) -> bool:
+    pooled = target._cache.pooled("web")
+    return len(pooled) == size and all(r.run == run for r in pooled)
+
+
+# --- pure rules --------------------------------------------------------------------------------
+
+
+def record(uuid: str, run: str, created: float, policy: spec.GroupPolicy, host: str = "h") -> Record:
+    owner = xml.Ownership("web", policy.golden, warmpool.fingerprint(policy), created, xml.Phase.POOLED)
+    return Record(uuid, f"as-web-{uuid}", host, owner, run, 512 * MiB)
+
+
+def test_fingerprint_follows_clone_shape_not_thresholds() -> None:
+    base = warmpool.fingerprint(pooled_policy())
+    assert warmpool.fingerprint(pooled_policy(size=5, max=3)) == base
+    assert warmpool.fingerprint(pooled_policy(golden="other.qcow2")) != base
+    assert warmpool.fingerprint(pooled_policy(state="paused")) != base
+
+
+def test_surplus_keeps_the_size_preferring_parked_and_old() -> None:
+    policy = pooled_policy(size=2, state="paused")
+    young, old, booting = (
+        record("a", "paused", 30.0, policy),
+        record("b", "paused", 10.0, policy),
+        record("c", "running", 1.0, policy),
+    )
+    stale = record("d", "paused", 0.0, pooled_policy(golden="old.qcow2"))
+    assert {r.uuid for r in warmpool.surplus([young, old, booting, stale], policy)} == {"c", "d"}
+
+
+def test_choose_takes_memory_holders_first_and_admits_shutoff_ones() -> None:
+    policy = pooled_policy(size=4, state="paused")
+    cold = [record("a", "shutoff", 1.0, policy), record("b", "shutoff", 2.0, policy, host="g")]
+    warm = record("c", "paused", 9.0, policy)
+    free = {"h": 1024 * MiB, "g": 256 * MiB}
+    taken = warmpool.choose([*cold, warm], policy, 3, free, 512 * MiB, 256 * MiB)
+    assert [r.uuid for r in taken] == ["c", "a"]  # "b" cannot start on host g
+    assert free == {"h": 512 * MiB, "g": 256 * MiB}
+
+
+# --- the target --------------------------------------------------------------------------------
+
+
+async def test_shutoff_pool_is_filled_and_never_counted(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    pooled = await pooled_in_libvirt(shutoff_pool)
+    assert set(pooled.values()) == {"shutoff"}
+    inventory = await shutoff_pool.inventory("web")
+    assert inventory.current == 0
+    assert inventory.pooled == 2
+    assert shutoff_pool.pooled() == {"web": 2}
+    refused = await shutoff_pool.scale_in(pooled_policy(), list(pooled))
+    assert refused.failed == 2
+    assert await pooled_in_libvirt(shutoff_pool) == pooled
+
+
+async def test_scale_out_takes_the_pool_first_then_clones_and_refills(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    pooled = set(await pooled_in_libvirt(shutoff_pool))
+
+    result = await shutoff_pool.scale_out(pooled_policy(), 3)
+
+    assert result.failed == 0
+    assert pooled < set(result.done)
+    seen = await views(shutoff_pool)
+    assert {seen[n].run for n in result.done} == {"running"}
+    await eventually(
+        lambda: (len(shutoff_pool._cache.members("web")) == 3) and full(shutoff_pool, 2, "shutoff")
+    )
+    await eventually(
+        lambda: all(r.owner.phase is xml.Phase.ACTIVE for r in shutoff_pool._cache.members("web"))
+    )
+    inventory = await shutoff_pool.inventory("web")
+    assert inventory.ready == 3
+    assert inventory.pooled == 2
+    assert not pooled & set(await pooled_in_libvirt(shutoff_pool))
+
+
+async def test_taken_member_restarts_its_clock(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    oldest = min(r.owner.created for r in shutoff_pool._cache.pooled("web"))
+    name = (await shutoff_pool.scale_out(pooled_policy(), 1)).done[0]
+    member = shutoff_pool._cache.find("web", name)
+    assert member is not None
+    assert member.owner.created > oldest
+    assert member.owner.generation != warmpool.fingerprint(pooled_policy())
+
+
+async def test_paused_pool_boots_then_parks_and_resumes(tmp_path: pathlib.Path) -> None:
+    policy = pooled_policy(size=1, state="paused")
+    target = await started(tmp_path, policy)
+    try:
+        await eventually(lambda: full(target, 1, "paused"))
+        assert set((await pooled_in_libvirt(target)).values()) == {"paused"}
+        # 4096 - 512 template - 256 foreign - 512 paused = 2816; minus 256 -> 5 clones, +1 pooled
+        assert (await target.inventory("web")).headroom == 6
+        result = await target.scale_out(policy, 1)
+        assert (await views(target))[result.done[0]].run == "running"
+        await eventually(lambda: full(target, 1, "paused"))
+        await eventually(lambda: (target._cache.find("web", result.done[0]) or _none()).owner.ready)
+    finally:
+        await target.close()
+
+
+def _none() -> Record:
+    raise AssertionError("member vanished")
+
+
+async def test_shutoff_members_need_admission_to_start(tmp_path: pathlib.Path) -> None:
+    # 2048 MiB host: template 512 + foreign 256 run -> 1280 free; reserve 512 -> room for one start.
+    policy = pooled_policy(size=3)
+    target = await started(tmp_path, policy, memory_mib=2048, reserve_mib=512)
+    try:
+        await eventually(lambda: full(target, 3, "shutoff"))  # shut off: they hold no memory
+        result = await target.scale_out(policy, 2)
+        assert len(result.done) == 1
+        assert result.failed == 1
+        with pytest.raises(errors.CapacityLimited):
+            await target.scale_out(policy, 1)
+    finally:
+        await target.close()
+
+
+async def test_paused_fill_respects_admission(tmp_path: pathlib.Path) -> None:
+    policy = pooled_policy(size=3, state="paused")
+    target = await started(tmp_path, policy, memory_mib=2048, reserve_mib=512)
+    try:
+        await eventually(lambda: full(target, 1, "paused"))
+        assert await target.fill_pools() == 0
+        assert len(target._cache.pooled("web")) == 1
+    finally:
+        await target.close()
+
+
+async def test_reconcile_trims_beyond_size_and_stale(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    shutoff_pool._policies["web"] = pooled_policy(size=1)
+    [report] = await shutoff_pool.reconcile()
+    assert len(report.pool_trimmed) == 1
+    assert len(await pooled_in_libvirt(shutoff_pool)) == 1
+
+    shutoff_pool._policies["web"] = pooled_policy(size=1, golden="golden-next.qcow2")
+    [report] = await shutoff_pool.reconcile()
+    assert len(report.pool_trimmed) == 1
+    assert await volumes(shutoff_pool) == {"golden-web.qcow2"}
+
+
+async def volumes(target: kvm.KvmTarget) -> set[str]:
+    gw = target.gateway(target.hosts[0])
+    return {v.name for v in await gw.run(ops.list_volumes, "default", op="vol_list")}
+
+
+async def test_take_cut_short_while_paused_is_rolled_back(tmp_path: pathlib.Path) -> None:
+    policy = pooled_policy(size=1, state="paused")
+    target = await started(tmp_path, policy)
+    try:
+        await eventually(lambda: full(target, 1, "paused"))
+        [pooled] = target._cache.pooled("web")
+        owner = warmpool.joining(pooled, policy, "rev", 0.0)  # phase=creating written, resume never ran
+        await target.gateway(target.hosts[0]).run(
+            ops.set_metadata, pooled.uuid, xml.metadata_xml(owner), op="m"
+        )
+        [report] = await target.reconcile()
+        assert report.rolled_back == [pooled.name]
+        assert (await target.inventory("web")).instances == ()
+    finally:
+        await target.close()
+
+
+async def test_pool_of_size_zero_is_emptied(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    shutoff_pool.set_policies([pooled_policy(size=0)])
+    await eventually(lambda: not shutoff_pool._cache.pooled("web"))
+    assert await pooled_in_libvirt(shutoff_pool) == {}
+    assert (await shutoff_pool.inventory("web")).instances == ()
+
+
+async def test_members_are_unaffected_by_pool_states(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    inventory = await shutoff_pool.inventory("web")
+    assert all(i.state is not model.InstanceState.FAILED for i in inventory.instances)
+    # 4096 - 512 template - 256 foreign = 3328; minus 256 -> 6: shut-off pooled domains hold no memory
+    assert inventory.headroom == 6
