@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from autoscaler import errors
 from autoscaler.policy import spec
 from autoscaler.targets import warmpool
 from autoscaler.targets.inventory import Cache, Record
@@ -184,7 +185,10 @@ async def _sweep_overlays(
     for pool in sorted(pools):
         try:
             volumes = await gw.run(ops.list_volumes, pool, op="vol_list")
-        except gateway.NotFound:
+        except gateway.ConnectionLost:
+            raise
+        except errors.TargetError as exc:  # pool missing or stopped: nothing to sweep there now
+            log.info("reconcile_pool_skipped", host=gw.uri, pool=pool, error=str(exc))
             continue
         for volume in volumes:
             if _orphan(volume, known, groups, now, grace):

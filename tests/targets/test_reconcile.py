@@ -119,3 +119,48 @@ async def test_active_members_are_adopted_after_restart_of_cache(target: kvm.Kvm
     inventory = await target.inventory("web")
     assert sorted(i.name for i in inventory.instances) == sorted(done)
     assert all(i.state is not model.InstanceState.FAILED for i in inventory.instances)
+
+
+async def test_member_whose_overlay_is_gone_is_destroyed_and_reported(target: kvm.KvmTarget) -> None:
+    lost, kept = (await target.scale_out(web_policy(), 2)).done
+    record = target._cache.find("web", lost)
+    assert record is not None
+    gw = target.gateway(target.hosts[0])
+    await gw.run(ops.delete_volume, "default", xml.overlay_name("web", record.uuid), op="vol_delete")
+
+    [report] = await target.reconcile()
+
+    assert report.missing_overlay == [lost]
+    names, _vols = await state(gw)
+    assert lost not in names
+    assert kept in names
+    assert [i.name for i in (await target.inventory("web")).instances] == [kept]
+
+
+async def test_overlay_in_an_inactive_pool_proves_nothing(target: kvm.KvmTarget) -> None:
+    name = (await target.scale_out(web_policy(), 1)).done[0]
+    gw = target.gateway(target.hosts[0])
+    await gw.run(lambda conn: conn.storagePoolLookupByName("default").destroy(), op="pool_stop")
+
+    [report] = await target.reconcile()
+
+    assert report.missing_overlay == []
+    assert name in (await state_names(gw))
+
+
+async def state_names(gw: gateway.Gateway) -> set[str]:
+    return {v.name for v in await gw.run(ops.list_domains, op="list")}
+
+
+async def test_domains_of_groups_without_policy_are_counted_and_left_alone(target: kvm.KvmTarget) -> None:
+    done = (await target.scale_out(web_policy(), 2)).done
+    gw = target.gateway(target.hosts[0])
+    target.set_policies([])
+
+    [report] = await target.reconcile()
+
+    assert report.unmanaged == {"web": 2}
+    assert target.unmanaged() == {"web": 2}
+    assert set(done) <= await state_names(gw)
+    target.set_policies([web_policy()])
+    assert target.unmanaged() == {}
