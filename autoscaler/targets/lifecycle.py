@@ -121,7 +121,9 @@ async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, poo
     """The whole idempotent destroy sequence for one of our domains (the record is updated)."""
     overlays: list[str] = []
     try:
-        if record.owner.phase is not xml.Phase.DRAINING:
+        # A pooled domain keeps its phase: cut short, it is still a valid pooled domain (or gone),
+        # the reconciler decides again, and it never shows up as a draining member meanwhile.
+        if record.owner.phase not in (xml.Phase.DRAINING, xml.Phase.POOLED):
             record.owner = record.owner.with_phase(xml.Phase.DRAINING)
             await set_phase(gw, record.uuid, record.owner)
         disks = await gw.run(ops.disk_paths, record.uuid, op="lookup")

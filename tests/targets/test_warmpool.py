@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -236,3 +237,16 @@ async def test_members_are_unaffected_by_pool_states(shutoff_pool: kvm.KvmTarget
     assert all(i.state is not model.InstanceState.FAILED for i in inventory.instances)
     # 4096 - 512 template - 256 foreign = 3328; minus 256 -> 6: shut-off pooled domains hold no memory
     assert inventory.headroom == 6
+
+
+async def test_a_pooled_domain_being_removed_never_shows_as_a_member(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    victim = shutoff_pool._cache.pooled("web")[0]
+    removal = asyncio.create_task(shutoff_pool._remove(victim, "default"))
+    seen: list[tuple[model.Instance, ...]] = []
+    while not removal.done():
+        seen.append((await shutoff_pool.inventory("web")).instances)
+        await asyncio.sleep(0)
+    await removal
+    assert seen
+    assert all(instances == () for instances in seen)
