@@ -1,8 +1,9 @@
 """Linked clones (qcow2 overlays) against full copies (the virt-clone way), on a real libvirtd.
 
 Times how long it takes until 1 and then 10 new instances are running, from a golden image of
-1 GiB filled with data (not sparse). libvirtd and virtlogd are started when none is running,
-as in tests/integration; everything created is removed at the end.
+1 GiB filled with data (not sparse), and how long 1 instance takes from a warm pool (a paused
+domain resumed, a shut-off one started) against 1 linked clone. libvirtd and virtlogd are
+started when none is running, as in tests/integration; everything created is removed at the end.
 """
 
 from __future__ import annotations
@@ -121,22 +122,28 @@ async def remove_full_copy(gw: gateway.Gateway, handle: str) -> None:
     await gw.run(ops.delete_volume_by_path, path, op="vol_delete")
 
 
-async def measure(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> list[tuple[int, float, float]]:
-    """Both methods for each count, side by side."""
+def bench_policy(
+    golden: pathlib.Path, template_path: pathlib.Path, pool: str, **extra: object
+) -> spec.GroupPolicy:
+    """The benchmark group, optionally with a warm pool."""
+    fields: dict[str, object] = {
+        "group": "bench",
+        "golden": str(golden),
+        "template": str(template_path),
+        "pool": pool,
+        "min": 0,
+        "max": 20,
+        "warmup": 0.0,
+    }
+    return spec.GroupPolicy.model_validate(fields | extra)
+
+
+async def measure(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> Rows:
+    """Both methods for each count, side by side; then 1 instance from each kind of warm pool."""
     template_path = workdir / "template.xml"
     template_path.write_text(template(golden))
-    policy = spec.GroupPolicy.model_validate(
-        {
-            "group": "bench",
-            "golden": str(golden),
-            "template": str(template_path),
-            "pool": pool,
-            "min": 0,
-            "max": 20,
-        }
-    )
-    settings = kvm.KvmSettings(memory_reserve=256 * MiB, stop=lifecycle.StopTimings(shutdown_timeout=0.1))
-    target = kvm.KvmTarget(URI, settings=settings, policies=[policy])
+    policy = bench_policy(golden, template_path, pool)
+    target = kvm.KvmTarget(URI, settings=SETTINGS, policies=[policy])
     await target.start()
     try:
         gw = target.gateway(URI)
@@ -145,9 +152,47 @@ async def measure(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> lis
             fast = await linked(target, policy, count)
             slow = await full_copy(gw, pool, str(golden), template_path.read_text(), count)
             rows.append((count, fast, slow))
-        return rows
+        single = min(fast for count, fast, _slow in rows if count == 1)
     finally:
         await target.close()
+    pools = [(state, await from_pool(bench_policy(golden, template_path, pool), state)) for state in POOLS]
+    return rows, single, pools
+
+
+SETTINGS = kvm.KvmSettings(
+    memory_reserve=256 * MiB, watch_interval=0.05, stop=lifecycle.StopTimings(shutdown_timeout=0.1)
+)
+POOLS = ("paused", "shutoff")
+Rows = tuple[list[tuple[int, float, float]], float, list[tuple[str, float]]]
+
+
+async def from_pool(policy: spec.GroupPolicy, state: str) -> float:
+    """Seconds until 1 instance runs when the group keeps one pooled domain waiting `state`."""
+    pooled = policy.model_copy(update={"warm_pool": spec.WarmPool(size=1, state=state)})
+    target = kvm.KvmTarget(URI, settings=SETTINGS, policies=[pooled])
+    await target.start()
+    try:
+        await wait_parked(target, state)
+        started = time.monotonic()
+        result = await target.scale_out(pooled, 1)
+        elapsed = time.monotonic() - started
+        if result.failed:
+            raise RuntimeError(f"take from the pool failed: {result.errors}")
+        await target.scale_in(pooled, list(result.done))
+        target.set_policies([policy])  # no pool: the refilled domain is removed
+        await target.fill_pools()
+        return elapsed
+    finally:
+        await target.close()
+
+
+async def wait_parked(target: kvm.KvmTarget, state: str, deadline: float = 60.0) -> None:
+    """Wait until the group's one pooled domain waits as asked."""
+    end = time.monotonic() + deadline
+    while [r.run for r in target._cache.pooled("bench")] != [state]:
+        if time.monotonic() > end:
+            raise RuntimeError(f"the warm pool did not fill ({state}) within {deadline:g}s")
+        await asyncio.sleep(0.05)
 
 
 def main() -> None:
@@ -164,7 +209,7 @@ def main() -> None:
         subprocess.run(
             [*virsh, "pool-create-as", pool, "dir", "--target", str(images)], check=True, capture_output=True
         )
-        rows = asyncio.run(measure(workdir, pool, golden))
+        rows, single, pools = asyncio.run(measure(workdir, pool, golden))
     finally:
         subprocess.run([*virsh, "pool-destroy", pool], check=False, capture_output=True)
         for process in reversed(daemons):
@@ -176,7 +221,23 @@ def main() -> None:
         table.add_column(column, justify="right")
     for count, fast, slow in rows:
         table.add_row(str(count), f"{fast:.2f}", f"{slow:.2f}", f"{slow / fast:.1f}x")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(pool_table(single, pools))
+
+
+def pool_table(single: float, pools: list[tuple[str, float]]) -> Table:
+    """1 instance from a warm pool against 1 linked clone (time until running)."""
+    table = Table(title="Time until running: 1 instance from a warm pool vs 1 linked clone")
+    for column in ("how", "seconds", "linked / this"):
+        table.add_column(column, justify="right")
+    table.add_row("1 linked clone (overlay, define, start)", f"{single:.3f}", "1.0x")
+    for state, seconds in pools:
+        label = (
+            "1 instance from a paused warm pool" if state == "paused" else "1 instance from a shut-off pool"
+        )
+        table.add_row(label, f"{seconds:.3f}", f"{single / seconds:.1f}x")
+    return table
 
 
 if __name__ == "__main__":
