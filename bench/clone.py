@@ -9,6 +9,7 @@ started when none is running, as in tests/integration; everything created is rem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -37,10 +39,7 @@ def answers() -> bool:
 
 
 def start_daemons(workdir: pathlib.Path) -> list[subprocess.Popen[bytes]]:
-    """virtlogd and libvirtd as children (after giving /dev/kvm the mode QEMU needs)."""
-    if os.path.exists("/dev/kvm"):
-        shutil.chown("/dev/kvm", group="kvm")
-        os.chmod("/dev/kvm", 0o660)
+    """virtlogd and libvirtd as children."""
     env = dict(os.environ, LIBVIRT_LOG_OUTPUTS=f"3:file:{workdir}/libvirtd.log")
     with (workdir / "daemons.out").open("ab") as out:
         started = [subprocess.Popen(["virtlogd"], stdout=out, stderr=out)]
@@ -51,6 +50,22 @@ def start_daemons(workdir: pathlib.Path) -> list[subprocess.Popen[bytes]]:
             raise RuntimeError("libvirtd did not start")
         time.sleep(0.1)
     return started
+
+
+@contextlib.contextmanager
+def kvm_permissions() -> Iterator[None]:
+    """Give /dev/kvm the group and mode QEMU needs (also under a libvirtd already running), then restore."""
+    if not os.path.exists("/dev/kvm"):
+        yield
+        return
+    stat = os.stat("/dev/kvm")
+    shutil.chown("/dev/kvm", group="kvm")
+    os.chmod("/dev/kvm", 0o660)
+    try:
+        yield
+    finally:
+        os.chown("/dev/kvm", stat.st_uid, stat.st_gid)
+        os.chmod("/dev/kvm", stat.st_mode & 0o7777)
 
 
 def make_golden(images: pathlib.Path) -> pathlib.Path:
@@ -195,12 +210,8 @@ async def wait_parked(target: kvm.KvmTarget, state: str, deadline: float = 60.0)
         await asyncio.sleep(0.05)
 
 
-def main() -> None:
-    """Set up, measure, print, clean up."""
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-bench-"))
-    workdir.chmod(0o755)
-    images = workdir / "images"
-    images.mkdir()
+def run_bench(workdir: pathlib.Path, images: pathlib.Path) -> Rows:
+    """Start daemons if needed, make the golden image and pool, measure, remove them again."""
     daemons = [] if answers() else start_daemons(workdir)
     pool = f"as-bench-{os.getpid()}"
     virsh = ["virsh", "-c", URI]
@@ -209,12 +220,24 @@ def main() -> None:
         subprocess.run(
             [*virsh, "pool-create-as", pool, "dir", "--target", str(images)], check=True, capture_output=True
         )
-        rows, single, pools = asyncio.run(measure(workdir, pool, golden))
+        return asyncio.run(measure(workdir, pool, golden))
     finally:
         subprocess.run([*virsh, "pool-destroy", pool], check=False, capture_output=True)
         for process in reversed(daemons):
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+def main() -> None:
+    """Set up, measure, print, clean up."""
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-bench-"))
+    workdir.chmod(0o755)
+    images = workdir / "images"
+    images.mkdir()
+    try:
+        with kvm_permissions():
+            rows, single, pools = run_bench(workdir, images)
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
     table = Table(title="Time until running: linked clone vs full copy (1 GiB golden image, data-filled)")
     for column in ("instances", "linked clones (s)", "full copies (s)", "full / linked"):

@@ -659,8 +659,11 @@ class KvmTarget:
         now = self._clock()
         owner = record.owner.with_phase(xml.Phase.ACTIVE, ready=now)
         async with self._locks[record.uuid]:
+            current = self._cache.get(record.host, record.uuid)
+            if current is None or current.owner.phase is not xml.Phase.CREATING:
+                return  # removed (or being removed) while it was probed: nothing to promote
             await lifecycle.set_phase(self._gateways[record.host], record.uuid, owner)
-            record.owner = owner
+            record.owner = current.owner = owner
         seconds = max(0.0, now - owner.created)
         window = self._provision.setdefault(
             record.group, collections.deque(maxlen=self.settings.provision_window)
