@@ -354,7 +354,7 @@ class KvmTarget:
             group=policy.group,
             golden=policy.golden,
             generation=warmpool.fingerprint(policy) if pooled else membership.revision(policy),
-            created=self._clock(),
+            created=self._stamp(),
             phase=xml.Phase.POOLED if pooled else xml.Phase.CREATING,
             host=host,
         )
@@ -363,7 +363,7 @@ class KvmTarget:
 
     async def _take_one(self, policy: spec.GroupPolicy, record: membership.Record) -> membership.Record:
         """One domain out of the warm pool (already marked busy); a failed take is removed."""
-        owner = warmpool.joining(record, policy, membership.revision(policy), self._clock())
+        owner = warmpool.joining(record, policy, membership.revision(policy), self._stamp())
         started = time.monotonic()
         try:
             async with self._locks[record.uuid]:
@@ -534,6 +534,10 @@ class KvmTarget:
 
     # --- background work --------------------------------------------------------------------
 
+    def _stamp(self) -> float:
+        """Now, to the millisecond the metadata keeps, so the cache and libvirt agree exactly."""
+        return round(self._clock(), 3)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run a background task owned by this target (cancelled by close)."""
         task = asyncio.create_task(coro, name=name)
@@ -656,12 +660,12 @@ class KvmTarget:
 
     async def _promote(self, record: membership.Record) -> None:
         """phase=active in libvirt first, then in the cache; measure clone-to-ready."""
-        now = self._clock()
-        owner = record.owner.with_phase(xml.Phase.ACTIVE, ready=now)
+        now = self._stamp()
         async with self._locks[record.uuid]:
             current = self._cache.get(record.host, record.uuid)
             if current is None or current.owner.phase is not xml.Phase.CREATING:
                 return  # removed (or being removed) while it was probed: nothing to promote
+            owner = current.owner.with_phase(xml.Phase.ACTIVE, ready=now)
             await lifecycle.set_phase(self._gateways[record.host], record.uuid, owner)
             record.owner = current.owner = owner
         seconds = max(0.0, now - owner.created)
