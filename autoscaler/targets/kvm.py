@@ -235,7 +235,10 @@ class KvmTarget:
             raise errors.CapacityLimited(f"no host has {size // MiB} MiB free plus the reserve")
         jobs = [self._take_one(policy, r) for r in taken]
         jobs += [self._clone_one(policy, host, template) for host in chosen]
-        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        finally:  # a take cancelled before it began must not stay busy forever
+            self._busy.difference_update(r.uuid for r in taken)
         await self._refresh_memory()
         return _result(outcomes, refused=refused)
 
