@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from autoscaler.engine import Clock
-from autoscaler.policy import files
+from autoscaler.policy import files, locate
 from autoscaler.telemetry import metrics as telemetry
 
 log = structlog.get_logger("autoscaler.policy")
@@ -51,7 +51,7 @@ class Reload:
     """The outcome of one reload."""
 
     groups: dict[str, files.LoadedGroup]
-    problems: dict[str, list[files.Problem]]
+    problems: dict[str, list[locate.Problem]]
     result: str
     """ok, partial (some files rejected) or unchanged."""
 
@@ -73,7 +73,7 @@ class Watcher:
         self.clock = clock
         self.poll_interval = poll_interval
         self.groups: dict[str, files.LoadedGroup] = {}
-        self.problems: dict[str, list[files.Problem]] = {}
+        self.problems: dict[str, list[locate.Problem]] = {}
         self.requested = asyncio.Event()
         self.loads = 0
         self._seen: Fingerprint | None = None
@@ -98,7 +98,7 @@ class Watcher:
         self.apply(merged)
         return Reload(merged, problems, outcome)
 
-    def _log_problems(self, problems: Mapping[str, list[files.Problem]]) -> None:
+    def _log_problems(self, problems: Mapping[str, list[locate.Problem]]) -> None:
         for file, found in problems.items():
             if self.problems.get(file) != found:
                 kept = sorted(n for n, g in self.groups.items() if g.file == file)

@@ -118,6 +118,9 @@ class Daemon:
             self.sources = factories.source_map(self.settings.sources, target)
         if isinstance(target, Managed):
             await target.start()
+        unmanaged = getattr(target, "unmanaged", None)
+        if callable(unmanaged):
+            self.metrics.watch_unmanaged(unmanaged)
         self.manager = manager.GroupManager(self._deps(target, self.sources))
         self.watcher = policies.Watcher(
             self.settings.policies, self._apply, self.metrics, self.clock, self.settings.engine.policy_poll

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -48,6 +48,8 @@ class GroupSnapshot:
     """Seconds until the current cooldown ends (0 outside a cooldown)."""
     last_evaluation: float | None = None
     """When the last evaluation succeeded (Unix seconds), or None before the first."""
+    pooled: int = 0
+    """Pre-cloned warm-pool domains waiting to be taken (not members yet)."""
 
     def __post_init__(self) -> None:
         if self.state not in GROUP_STATES:
@@ -79,6 +81,7 @@ class GroupSnapshot:
             failed=counts["failed"],
             cooldown_remaining=cooldown_remaining,
             last_evaluation=last_evaluation,
+            pooled=inventory.pooled,
         )
 
 
@@ -116,11 +119,12 @@ class GroupCollector(Collector):
             gauge(
                 "group_last_evaluation_timestamp_seconds", "When the last evaluation succeeded.", ["group"]
             ),
+            gauge("group_pooled_instances", "Warm-pool domains waiting to be taken.", ["group"]),
         ]
 
     @staticmethod
     def _fill(families: list[GaugeMetricFamily], group: str, snap: GroupSnapshot) -> None:
-        current, ready, desired, low, high, instances, state, cooldown, last = families
+        current, ready, desired, low, high, instances, state, cooldown, last, pooled = families
         for family, value in ((current, snap.current), (ready, snap.ready), (desired, snap.desired)):
             family.add_metric([group], value)
         low.add_metric([group], snap.min)
@@ -138,3 +142,32 @@ class GroupCollector(Collector):
         cooldown.add_metric([group], snap.cooldown_remaining)
         if snap.last_evaluation is not None:
             last.add_metric([group], snap.last_evaluation)
+        pooled.add_metric([group], snap.pooled)
+
+
+class UnmanagedCollector(Collector):
+    """Our domains whose group has no policy here, counted by the target at scrape time.
+
+    They are left alone (removing a policy never destroys its VMs); the gauge tells the operator
+    they still exist.
+    """
+
+    def __init__(self, count: Callable[[], Mapping[str, int]]) -> None:
+        self._count = count
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """The family, without samples."""
+        return [self._family()]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        """The counts as the target reports them now."""
+        family = self._family()
+        for group, count in sorted(self._count().items()):
+            family.add_metric([group], count)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{PREFIX}_unmanaged_instances", "Our domains whose group has no policy here.", labels=["group"]
+        )

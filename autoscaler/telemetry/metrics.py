@@ -17,7 +17,7 @@ import contextlib
 import math
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, exposition
@@ -219,6 +219,10 @@ class Metrics:
     def publish(self, group: str, snapshot: groups.GroupSnapshot) -> None:
         """Replace the group's snapshot; the next scrape shows it."""
         self._snapshots[group] = snapshot
+
+    def watch_unmanaged(self, count: Callable[[], Mapping[str, int]]) -> None:
+        """Export `count()` (our domains per group without a policy) at every scrape."""
+        self.registry.register(groups.UnmanagedCollector(count))
 
     def forget(self, group: str) -> None:
         """Stop exporting a group's state (its policy was removed)."""

@@ -164,3 +164,14 @@ def test_promtool_check_metrics_passes(m: metrics.Metrics) -> None:
     )
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
     assert checked.stdout.decode().strip() == ""
+
+
+def test_pooled_and_unmanaged_instances(registry: CollectorRegistry, m: metrics.Metrics) -> None:
+    inventory = model.GroupInventory("web", (), pooled=2)
+    m.publish("web", groups.GroupSnapshot.of(inventory, desired=0, low=0, high=4, state="idle"))
+    assert registry.get_sample_value("autoscaler_group_pooled_instances", {"group": "web"}) == 2
+    counts = {"old-group": 3}
+    m.watch_unmanaged(lambda: counts)
+    assert registry.get_sample_value("autoscaler_unmanaged_instances", {"group": "old-group"}) == 3
+    counts.clear()  # read at scrape time: the group's domains were removed by hand
+    assert registry.get_sample_value("autoscaler_unmanaged_instances", {"group": "old-group"}) is None
