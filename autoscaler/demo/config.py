@@ -49,14 +49,19 @@ readiness:
 """
 
 
-def template_xml(name: str, golden_path: str, domain_type: str) -> str:
-    """The shut-off template the clones copy: tiny, no network, a serial console."""
+def template_xml(name: str, golden_path: str, domain_type: str, memory_mib: int = MEMORY_MIB) -> str:
+    """The shut-off template the clones copy: tiny, no network, a serial console, ACPI for shutdown.
+
+    On the empty golden disk SeaBIOS finds nothing to boot and QEMU idles, which is the whole
+    clone, start and destroy lifecycle (the integration tests use the same template).
+    """
     return f"""\
 <domain type='{domain_type}'>
   <name>{name}</name>
-  <memory unit='MiB'>{MEMORY_MIB}</memory>
+  <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
   <on_poweroff>destroy</on_poweroff>
   <on_crash>destroy</on_crash>
   <devices>

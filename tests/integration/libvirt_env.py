@@ -22,6 +22,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from autoscaler.demo import config
+
 URI = "qemu:///system"
 KVM = pathlib.Path("/dev/kvm")
 
@@ -134,24 +136,8 @@ def domain_type() -> str:
 
 
 def template_xml(kind: str, golden: str, memory_mib: int = 64) -> str:
-    """A minimal template: SeaBIOS finds nothing to boot on the empty golden disk and idles."""
-    return f"""<domain type='{kind}'>
-  <name>as-test-template</name>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='{golden}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <serial type='pty'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    """The demo's minimal template, under a test name: SeaBIOS idles on the empty golden disk."""
+    return config.template_xml("as-test-template", golden, kind, memory_mib)
 
 
 def _make_pool(workdir: pathlib.Path, pool: str) -> str:

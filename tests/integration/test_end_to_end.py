@@ -26,7 +26,6 @@ from autoscaler.runtime import daemon
 from tests.integration import libvirt_env, prometheus_env
 
 pytestmark = [pytest.mark.integration_libvirt, pytest.mark.integration_prometheus, pytest.mark.slow]
-prometheus_server = prometheus_env.prometheus_server
 GROUP = "it-web"
 PREFIX = f"as-{GROUP}-"
 DAY_SECONDS = 120.0

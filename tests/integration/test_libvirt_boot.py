@@ -16,7 +16,6 @@ from tests.integration import libvirt_env
 from tests.targets.hosts import RecordingObserver, eventually
 
 pytestmark = [pytest.mark.integration_libvirt, pytest.mark.slow]
-libvirt_host = libvirt_env.libvirt_env
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = ROOT / ".cache" / "test-image"
 

@@ -16,7 +16,6 @@ from tests.integration import libvirt_env
 from tests.targets.hosts import RecordingObserver, eventually
 
 pytestmark = pytest.mark.integration_libvirt
-libvirt_host = libvirt_env.libvirt_env
 MiB = 1024 * 1024
 
 

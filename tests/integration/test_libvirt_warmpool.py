@@ -16,7 +16,6 @@ from tests.integration.test_libvirt_target import settings
 from tests.targets.hosts import eventually
 
 pytestmark = pytest.mark.integration_libvirt
-libvirt_host = libvirt_env.libvirt_env
 GROUP = "itlv-pool"
 
 

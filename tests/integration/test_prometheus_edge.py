@@ -16,7 +16,6 @@ from autoscaler.sources import prometheus
 from tests.integration import prometheus_env
 
 pytestmark = pytest.mark.integration_prometheus
-prometheus_server = prometheus_env.prometheus_server
 DEADLINE = 30.0
 
 
