@@ -71,11 +71,11 @@ def stabilize(
     stable = up if up > current else down if down < current else current
     if stable == desired:
         return stable, None
-    window = policy.scale_up if desired > current else policy.scale_down
-    return (
-        stable,
-        f"highest/lowest recommendation in the {durations.format_seconds(window.stabilization)} window",
-    )
+    if stable < desired:
+        span = durations.format_seconds(policy.scale_up.stabilization)
+        return stable, f"lowest recommendation in the {span} scale-up window"
+    span = durations.format_seconds(policy.scale_down.stabilization)
+    return stable, f"highest recommendation in the {span} scale-down window"
 
 
 def _moved(changes: Sequence[model.Change], up: bool, since: float) -> int:
@@ -117,7 +117,7 @@ def cooldown(
     wait = (policy.scale_up if up else policy.scale_down).cooldown
     if last is None or now - last >= wait:
         return desired, None
-    left = durations.format_seconds(round(wait - (now - last)))
+    left = durations.format_seconds(math.ceil(wait - (now - last)))
     return current, f"{'scale-up' if up else 'scale-in'} cooling down for {left} more"
 
 

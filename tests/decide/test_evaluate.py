@@ -148,6 +148,7 @@ def test_scale_down_stabilization_uses_the_highest_recent_recommendation() -> No
     decision, memory = evaluate(group, fleet(8), {"cpu": fresh(0.1, NOW + 60)}, memory, NOW + 60)
     assert decision.desired == 8
     assert "stabilization" in stages(decision)
+    assert decision.trail[-1].reason == "highest recommendation in the 5m scale-down window"
     later, _ = evaluate(group, fleet(8), {"cpu": fresh(0.1, NOW + 400)}, memory, NOW + 400)
     assert later.desired == 2
 
