@@ -1,0 +1,106 @@
+"""How a group handler shows itself to the outside: the metrics snapshot, the /status document and
+the logs that mark where failures begin and end, kept apart from the deciding and acting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from autoscaler import model
+from autoscaler.engine import health, journal
+from autoscaler.policy import spec
+from autoscaler.telemetry import metrics as telemetry
+
+log = structlog.get_logger("autoscaler.engine")
+
+
+class FailureEdges:
+    """Logs once when a failure kind begins and once when it ends (counters carry the repeats)."""
+
+    def __init__(self) -> None:
+        self._failing: set[str] = set()
+
+    def mark(self, kind: str, failing: bool, **fields: Any) -> None:
+        """Record whether `kind` is failing now, logging only the change."""
+        if failing and kind not in self._failing:
+            self._failing.add(kind)
+            log.warning("failure_began", kind=kind, **fields)
+        elif not failing and kind in self._failing:
+            self._failing.discard(kind)
+            log.info("failure_recovered", kind=kind)
+
+
+class DecisionLog:
+    """Logs a decision when it says something new: a held decision is logged once, not per tick."""
+
+    def __init__(self) -> None:
+        self._last_said: tuple[str, int, int] | None = None
+        """The last logged (outcome, current, desired)."""
+
+    def say(self, decision: model.Decision, outcome: str, state: str) -> None:
+        """Log `decision` and its outcome unless nothing happened or it repeats the last one."""
+        said = (outcome, decision.current, decision.desired)
+        if outcome != "none" and said != self._last_said:
+            self._last_said = said
+            log.info(
+                "decision",
+                current=decision.current,
+                desired=decision.desired,
+                outcome=outcome,
+                reason=decision.reason,
+                state=state,
+            )
+
+
+def snapshot(
+    inventory: model.GroupInventory,
+    policy: spec.GroupPolicy,
+    last: journal.Entry | None,
+    state: str,
+    cooldown_remaining: float,
+    desired: int | None,
+) -> telemetry.GroupSnapshot:
+    """The group's gauges; `desired` defaults to the last decision's, else the current size."""
+    if desired is None:
+        desired = last.decision.desired if last is not None else inventory.current
+    return telemetry.GroupSnapshot.of(
+        inventory,
+        desired=desired,
+        low=policy.min,
+        high=policy.max,
+        state=state,
+        cooldown_remaining=cooldown_remaining,
+        last_evaluation=last.decision.at if last is not None else None,
+    )
+
+
+def members(inventory: model.GroupInventory) -> list[dict[str, Any]]:
+    """The group's members as /status lists them."""
+    return [_member(i) for i in inventory.instances]
+
+
+def replacements(done: Iterable[health.Replacement]) -> list[dict[str, Any]]:
+    """The recent replacements of broken members as /status lists them."""
+    return [_replacement(r) for r in done]
+
+
+def _member(instance: model.Instance) -> dict[str, Any]:
+    return {
+        "name": instance.name,
+        "state": instance.state.value,
+        "created_at": instance.created_at,
+        "ready_at": instance.ready_at,
+        "host": instance.host,
+    }
+
+
+def _replacement(replacement: health.Replacement) -> dict[str, Any]:
+    return {
+        "at": replacement.at,
+        "broken": list(replacement.broken),
+        "created": list(replacement.created),
+        "removed": list(replacement.removed),
+        "errors": list(replacement.errors),
+    }
