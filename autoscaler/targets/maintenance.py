@@ -1,0 +1,160 @@
+"""The KVM target's background upkeep: lifecycle events, reconnects, reconciles and load readings.
+
+The cache is only as good as this keeps it: events refresh single domains, a lost connection is
+reconnected and its host fully reconciled (events were missed), and a loop runs the readiness
+watch, CPU-load and free-memory readings and the periodic full reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+
+import structlog
+
+from autoscaler import errors
+from autoscaler.targets import reconcile as reconciling
+from autoscaler.targets import resources, scalein, watch
+from autoscaler.targets.state import KvmState
+from autoscaler.virt import events, ops, xml
+from autoscaler.virt import gateway as gateways
+
+log = structlog.get_logger(__name__)
+
+
+async def consume_events(state: KvmState) -> None:
+    """Apply lifecycle events to the cache; a closed connection starts recovery."""
+    while True:
+        event = await state.queue.get()
+        if isinstance(event, events.ConnectionClosed):
+            _connection_lost(state, event.uri)
+        elif event.uri in state.gateways:
+            state.spawn(_refresh_one(state, event.uri, event.uuid), "libvirt-refresh")
+
+
+async def _refresh_one(state: KvmState, host: str, uuid: str) -> None:
+    """Re-read one domain after an event (under its lock, so a destroy is not undone)."""
+    async with state.locks[uuid]:
+        try:
+            view = await state.gateways[host].run(ops.get_domain, uuid, op="lookup")
+        except gateways.NotFound:
+            state.cache.drop(host, uuid)
+            return
+        except errors.TargetError:
+            return
+        for record in reconciling.records_of(host, [view]):
+            state.cache.upsert(record)
+
+
+def _connection_lost(state: KvmState, host: str) -> None:
+    """Mark the host unreconciled and reconnect in the background (once at a time)."""
+    state.cache.unreconciled(host)
+    if host in state.recovering:
+        return
+    state.recovering.add(host)
+    state.gateways[host].mark_broken()
+    state.spawn(_recover(state, host), "libvirt-reconnect")
+
+
+async def _recover(state: KvmState, host: str) -> None:
+    """Reconnect with back-off, then a full reconcile of that host (events were missed)."""
+    try:
+        gw = state.gateways[host]
+        while True:
+            await gw.reconnect()
+            try:
+                await _reconcile_host(state, gw)
+            except errors.TargetError:
+                continue
+            log.info("libvirt_reconnected", host=host)
+            return
+    finally:
+        state.recovering.discard(host)
+
+
+async def maintain(state: KvmState) -> None:
+    """Readiness watch, load and memory readings, periodic reconcile, broken-link recovery."""
+    settings = state.settings
+    due = {"stats": 0.0, "memory": 0.0, "reconcile": time.monotonic() + settings.reconcile_interval}
+    while True:
+        await asyncio.sleep(settings.watch_interval)
+        for host, gw in state.gateways.items():
+            if not gw.connected:
+                _connection_lost(state, host)
+        try:
+            await watch.watch_readiness(state)
+            await _periodic(state, due)
+        except errors.TargetError as exc:
+            log.warning("libvirt_maintenance_failed", error=str(exc), error_class=exc.error_class)
+
+
+async def _periodic(state: KvmState, due: dict[str, float]) -> None:
+    """Run whichever periodic job is due."""
+    now = time.monotonic()
+    if now >= due["stats"]:
+        due["stats"] = now + state.settings.stats_interval
+        for group in {r.group for r in state.cache.all()}:
+            await refresh_load(state, group)
+    if now >= due["memory"]:
+        due["memory"] = now + state.settings.memory_interval
+        await resources.refresh_memory(state)
+    if now >= due["reconcile"]:
+        due["reconcile"] = now + state.settings.reconcile_interval
+        await reconcile(state)
+
+
+async def refresh_load(state: KvmState, group: str) -> float | None:
+    """Read CPU time of the group's ready members now; returns the reading time, or None."""
+    members = [r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE]
+    read_at: float | None = None
+    for host in state.gateways:
+        uuids = [r.uuid for r in members if r.host == host]
+        if uuids and state.gateways[host].connected:
+            readings = await state.gateways[host].run(ops.cpu_times, uuids, op="stats")
+            read_at = _apply_readings(state, host, readings) or read_at
+    return read_at
+
+
+def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, int, float]]) -> float | None:
+    """Turn two successive CPU-time readings into a 0..1 load on each record."""
+    computed = False
+    for uuid, (cpu_ns, vcpus, at) in readings.items():
+        previous = state.cpu.get(uuid)
+        state.cpu[uuid] = (cpu_ns, vcpus, at)
+        record = state.cache.get(host, uuid)
+        if previous is None or record is None or at <= previous[2]:
+            continue
+        used = (cpu_ns - previous[0]) / 1e9 / (at - previous[2]) / max(1, vcpus)
+        record.load = min(1.0, max(0.0, used))
+        computed = True
+    return state.clock() if computed else None
+
+
+async def reconcile(state: KvmState) -> list[reconciling.Report]:
+    """One full reconcile of every connected host."""
+    reports = []
+    for gw in state.gateways.values():
+        if gw.connected:
+            reports.append(await _reconcile_host(state, gw))
+    return reports
+
+
+async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.Report:
+    """Reconcile one host, log what had to be repaired, and ask for the pools to be refilled."""
+    pools = {p.pool for p in state.policies.values()} | set(state.settings.sweep_pools)
+    report = await reconciling.reconcile_host(
+        gw,
+        state.cache,
+        busy=state.busy,
+        policies=state.policies,
+        pools=pools,
+        grace=state.settings.grace,
+        now=state.clock(),
+        remove=functools.partial(scalein.remove, state),
+    )
+    if report.repaired:
+        log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
+    state.refill_wanted.set()
+    return report

@@ -1,0 +1,51 @@
+"""The scale-in path: removing named members, and the one destroy sequence everything else reuses.
+
+Scale-in, warm-pool trimming, failed takes and the reconciler all remove a domain the same way:
+under its lock, marked busy meanwhile, then dropped from the cache with its load readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+
+from autoscaler import model
+from autoscaler.policy import spec
+from autoscaler.targets import inventory as membership
+from autoscaler.targets import lifecycle, outcomes, resources
+from autoscaler.targets.state import KvmState
+
+
+async def scale_in(state: KvmState, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
+    """Remove the named members; names that are not members of this group are refused."""
+    state.policies[policy.group] = policy
+    found = [(name, state.cache.find(policy.group, name)) for name in victims]
+    refusals = [f"{name}: not a member of group {policy.group}" for name, rec in found if rec is None]
+    records = [rec for _name, rec in found if rec is not None]
+    gathered = await asyncio.gather(
+        *(_remove_named(state, r, policy.pool) for r in records), return_exceptions=True
+    )
+    result = outcomes.result(gathered, refused=0)
+    await resources.refresh_memory(state)
+    return dataclasses.replace(
+        result, failed=result.failed + len(refusals), errors=(*result.errors, *refusals)
+    )
+
+
+async def _remove_named(state: KvmState, record: membership.Record, pool: str) -> str:
+    """Remove one member; returns its name for the result."""
+    await remove(state, record, pool)
+    return record.name
+
+
+async def remove(state: KvmState, record: membership.Record, pool: str | None) -> None:
+    """The destroy sequence under the domain's lock; the cache shows it draining meanwhile."""
+    async with state.locks[record.uuid]:
+        state.busy.add(record.uuid)
+        try:
+            await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
+        finally:
+            state.busy.discard(record.uuid)
+        state.cache.drop(record.host, record.uuid)
+        state.cpu.pop(record.uuid, None)

@@ -1,0 +1,112 @@
+"""What the KVM target's parts share: its settings and the one mutable state they all work on.
+
+`KvmTarget` is a facade over several parts (scale-out, scale-in, pool refill, readiness watch,
+maintenance). They are plain functions over one `KvmState`, so each part lives in its own module
+while the busy set, the per-domain locks and the cache stay one and the same object for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from autoscaler.policy import spec
+from autoscaler.targets import TargetObserver, lifecycle
+from autoscaler.targets import inventory as membership
+from autoscaler.targets import reconcile as reconciling
+from autoscaler.virt import events, ops
+from autoscaler.virt import gateway as gateways
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class KvmSettings:
+    """Tuning of the KVM target; the defaults suit production hosts."""
+
+    memory_reserve: int = 1024 * MiB
+    """Free memory each host keeps beyond the domains it runs; admission never eats into it."""
+    grace: reconciling.Grace = dataclasses.field(default_factory=reconciling.Grace)
+    """How long half-done work may wait before the reconciler removes it."""
+    stop: lifecycle.StopTimings = dataclasses.field(default_factory=lifecycle.StopTimings)
+    """How patiently a domain is shut down on scale-in."""
+    reconcile_interval: float = 300.0
+    """Full reconcile of every host this often (also at start and after each reconnect)."""
+    watch_interval: float = 0.5
+    """How often booting members are checked for readiness (each group probes at its own interval)."""
+    stats_interval: float = 10.0
+    """How often CPU time is read for the instances' load."""
+    memory_interval: float = 5.0
+    """How often the hosts' free memory is read for the headroom."""
+    call_timeout: float = 120.0
+    """Longest wait for one libvirt call."""
+    sweep_pools: tuple[str, ...] = ()
+    """Pools swept for orphan overlays besides those named by policies."""
+    name_attempts: int = 5
+    """New UUIDs tried when a generated name is taken."""
+    provision_window: int = 50
+    """How many recent clone-to-ready durations `provision_seconds` summarises."""
+    pool_fill_batch: int = 4
+    """At most this many warm-pool domains are cloned per refill round (one at a time)."""
+    close_timeout: float = 10.0
+    """Longest wait for each step of `close()`; a worker still stuck after it is abandoned."""
+
+
+class KvmState:
+    """The connections, the cache and the bookkeeping of one KVM target."""
+
+    def __init__(
+        self,
+        hosts: list[str],
+        settings: KvmSettings,
+        observer: TargetObserver,
+        clock: Callable[[], float],
+        new_uuid: Callable[[], str],
+    ) -> None:
+        self.settings = settings
+        self.observer = observer
+        self.clock = clock
+        self.new_uuid = new_uuid
+        self.executor = gateways.new_executor()
+        self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
+        self.gateways = {uri: self._gateway(uri) for uri in hosts}
+        self.cache = membership.Cache(hosts)
+        self.policies: dict[str, spec.GroupPolicy] = {}
+        self.busy: set[str] = set()
+        self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.free: dict[str, int] = {}
+        self.sizes: dict[str, int] = {}
+        self.templates: dict[str, str] = {}
+        self.goldens: dict[tuple[str, str, str], ops.Golden] = {}
+        self.cpu: dict[str, tuple[int, int, float]] = {}
+        self.provision: dict[str, collections.deque[float]] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.recovering: set[str] = set()
+        self.scaling_out = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.refill_wanted = asyncio.Event()
+
+    def _gateway(self, uri: str) -> gateways.Gateway:
+        """The gateway of one host, sharing the worker pool and the event queue."""
+        return gateways.Gateway(
+            uri,
+            self.executor,
+            observer=self.observer,
+            timeout=self.settings.call_timeout,
+            queue=self.queue,
+        )
+
+    def stamp(self) -> float:
+        """Now, to the millisecond the metadata keeps, so the cache and libvirt agree exactly."""
+        return round(self.clock(), 3)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run a background task owned by this target (cancelled by close)."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
