@@ -88,7 +88,9 @@ async def test_running_creating_within_timeout_is_adopted(tmp_path: pathlib.Path
 
 
 async def test_draining_is_finished(target: kvm.KvmTarget) -> None:
-    name = (await target.scale_out(web_policy(), 1)).done[0]
+    # A long warm-up keeps the readiness watch from promoting the clone to active meanwhile:
+    # the phase is written behind the cache's back here, as a crashed process would have left it.
+    name = (await target.scale_out(web_policy(warmup=3600.0), 1)).done[0]
     record = target._cache.find("web", name)
     assert record is not None
     gw = target.gateway(target.hosts[0])
