@@ -9,6 +9,7 @@ AutoscalerError
     ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
     ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
     ├── Conflict           name or volume taken: look up by UUID, adopt if ours
+    ├── UpkeepFailed       background work died: exit non-zero, systemd restarts, reconcile
     └── CapacityLimited    the host lacks headroom: clip, record, not an error state
 """
 
@@ -67,6 +68,12 @@ class Conflict(TargetError):
     """A name or volume is already taken."""
 
     error_class = "conflict"
+
+
+class UpkeepFailed(TargetError):
+    """A target's background work died (a bug): the daemon exits so that it is restarted."""
+
+    error_class = "upkeep"
 
 
 class CapacityLimited(TargetError):

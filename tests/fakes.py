@@ -141,6 +141,35 @@ class FakeTarget:
 
 
 @dataclass
+class ManagedFakeTarget(FakeTarget):
+    """A FakeTarget with a life of its own, as KvmTarget has: start, close and background upkeep.
+
+    Setting `upkeep_broken` makes `upkeep` raise, as when a background task dies; `close_hangs`
+    makes `close` never return, as a libvirt call stuck in a worker thread would.
+    """
+
+    upkeep_broken: asyncio.Event = field(default_factory=asyncio.Event)
+    close_hangs: bool = False
+    started: bool = False
+    closed: bool = False
+
+    async def start(self) -> None:
+        """Connect and reconcile (nothing to do here)."""
+        self.started = True
+
+    async def close(self) -> None:
+        """Stop; hangs forever when `close_hangs`."""
+        if self.close_hangs:
+            await asyncio.Event().wait()
+        self.closed = True
+
+    async def upkeep(self) -> None:
+        """Raise once `upkeep_broken` is set."""
+        await self.upkeep_broken.wait()
+        raise errors.UpkeepFailed("libvirt-maintenance: RuntimeError: injected")
+
+
+@dataclass
 class FakeMetricSource:
     """Answers queries from scripted values; `errors` makes a query raise, `delay` makes it slow."""
 

@@ -2,8 +2,9 @@
 
 Startup: settings → sources and target → target start (connect, first reconcile) → first policy
 load → group handlers → HTTP bound → READY=1. Then one TaskGroup runs `policy-watcher`,
-`group-manager`, `http-server`, `watchdog` and `stopper`; a root task that returns or raises is a
-bug, so the others are cancelled and the process exits non-zero for systemd to restart it.
+`group-manager`, `http-server`, `watchdog`, `stopper` and, for a target with background work of
+its own, `target-upkeep`; a root task that returns or raises is a bug, so the others are
+cancelled and the process exits non-zero for systemd to restart it.
 
 Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no new action → in-flight
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
@@ -20,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -53,6 +54,10 @@ class Managed(Protocol):
 
     async def close(self) -> None:
         """Stop background work and disconnect."""
+        ...
+
+    async def upkeep(self) -> None:
+        """Never return while the background work lives; raise once it died."""
         ...
 
 
@@ -151,7 +156,8 @@ class Daemon:
             await self._start()
         except (errors.AutoscalerError, OSError) as exc:
             log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
-            await self._close_parts()
+            with self._hard_deadline():
+                await self._close_parts()
             return 1
         self.ticker.start()
         self.started.set()
@@ -168,6 +174,8 @@ class Daemon:
             "watchdog": self._watchdog,
             "stopper": self._stop_when_asked,
         }
+        if isinstance(self.target, Managed):
+            roots["target-upkeep"] = self.target.upkeep
         failed: list[str] = []
         try:
             async with asyncio.TaskGroup() as group:
@@ -177,8 +185,9 @@ class Daemon:
             failed = [str(e) for e in failure.exceptions]
         if failed:
             log.error("root_task_failed", errors=failed)
-            self.ticker.shutdown()
-            await self._close_parts()
+            with self._hard_deadline():
+                self.ticker.shutdown()
+                await self._close_parts()
             return 1
         return 0
 
@@ -223,15 +232,21 @@ class Daemon:
                 sdnotify.watchdog()
                 last_ping = time.monotonic()
 
-    async def _stop_when_asked(self) -> None:
-        await self.stopping.wait()
+    @contextlib.contextmanager
+    def _hard_deadline(self) -> Iterator[None]:
+        """End the process with EXIT_HUNG if the block outlives the grace plus a margin."""
         deadline = threading.Timer(self.settings.engine.shutdown_grace + HARD_DEADLINE_MARGIN, _hung)
         deadline.daemon = True
         deadline.start()
         try:
-            await self._shutdown()
+            yield
         finally:
             deadline.cancel()
+
+    async def _stop_when_asked(self) -> None:
+        await self.stopping.wait()
+        with self._hard_deadline():
+            await self._shutdown()
         for name, task in self._tasks.items():
             if name != "stopper":
                 task.cancel()

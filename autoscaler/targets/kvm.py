@@ -75,9 +75,19 @@ class KvmTarget:
             await gw.open()
         await self.reconcile()
         await resources.refresh_memory(self._state)
-        self._state.spawn(maintenance.consume_events(self._state), "libvirt-events")
-        self._state.spawn(maintenance.maintain(self._state), "libvirt-maintenance")
-        self._state.spawn(poolfill.refill_loop(self._state), "libvirt-warm-pool")
+        self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
+        self._state.spawn(maintenance.maintain(self._state), "libvirt-maintenance", essential=True)
+        self._state.spawn(poolfill.refill_loop(self._state), "libvirt-warm-pool", essential=True)
+
+    async def upkeep(self) -> None:
+        """Return never while the background work runs; raise UpkeepFailed once a part of it died.
+
+        Without its event consumer, readiness watch, reconciler or pool refill the cache goes
+        stale unnoticed, so the daemon treats this as fatal: it exits and systemd restarts it,
+        and the start's reconcile picks up from libvirt.
+        """
+        await self._state.upkeep_broken.wait()
+        raise errors.UpkeepFailed(f"libvirt background task ended: {self._state.upkeep_failure}")
 
     async def close(self) -> None:
         """Stop background work, close every connection and the worker pool, each step bounded.

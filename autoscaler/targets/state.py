@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from autoscaler.policy import spec
 from autoscaler.targets import TargetObserver, lifecycle
 from autoscaler.targets import inventory as membership
@@ -22,6 +24,7 @@ from autoscaler.virt import events, ops
 from autoscaler.virt import gateway as gateways
 
 MiB = 1024 * 1024
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,9 @@ class KvmState:
         self.cpu: dict[str, tuple[int, int, float]] = {}
         self.provision: dict[str, collections.deque[float]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.essential: set[asyncio.Task[Any]] = set()
+        self.upkeep_failure = ""
+        self.upkeep_broken = asyncio.Event()
         self.recovering: set[str] = set()
         self.scaling_out = 0
         self.idle = asyncio.Event()
@@ -105,8 +111,29 @@ class KvmState:
         """Now, to the millisecond the metadata keeps, so the cache and libvirt agree exactly."""
         return round(self.clock(), 3)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        """Run a background task owned by this target (cancelled by close)."""
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str, essential: bool = False) -> None:
+        """Run a background task owned by this target (cancelled by close).
+
+        An essential task runs for the target's whole life: its end, by an exception or a return,
+        breaks the upkeep (see `KvmTarget.upkeep`). Any task's exception is logged with its trace.
+        """
         task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        if essential:
+            self.essential.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        """Forget a finished task; log its exception; an essential one's end breaks the upkeep."""
+        self.tasks.discard(task)
+        essential = task in self.essential
+        self.essential.discard(task)
+        if task.cancelled():
+            return
+        failure = task.exception()
+        if failure is not None:
+            log.error("libvirt_background_task_crashed", task=task.get_name(), exc_info=failure)
+        if essential and not self.upkeep_broken.is_set():
+            why = f"{type(failure).__name__}: {failure}" if failure is not None else "returned"
+            self.upkeep_failure = f"{task.get_name()}: {why}"
+            self.upkeep_broken.set()

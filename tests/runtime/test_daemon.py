@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -248,3 +249,79 @@ async def test_watchdog_is_fed_while_healthy(
     finally:
         runner.request_stop()
         assert await asyncio.wait_for(task, 10) == 0
+
+
+def managed_daemon(config: settings.Settings, target: fakes.ManagedFakeTarget) -> daemon.Daemon:
+    return daemon.Daemon(
+        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
+    )
+
+
+async def test_managed_target_is_started_and_closed(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
+    runner = managed_daemon(config, target)
+    task = asyncio.create_task(runner.run())
+    await next_message(notify, "READY=1")
+    assert target.started
+    assert runner.health() == (True, "")
+    runner.request_stop()
+    assert await asyncio.wait_for(task, 10) == 0
+    assert target.closed
+
+
+async def test_dead_target_upkeep_exits_with_status_1(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
+    runner = managed_daemon(config, target)
+    task = asyncio.create_task(runner.run())
+    await next_message(notify, "READY=1")
+
+    target.upkeep_broken.set()
+
+    assert await asyncio.wait_for(task, 10) == 1  # systemd's Restart=on-failure takes it from here
+    assert target.closed
+
+
+HUNG_SHUTDOWN = """
+import asyncio, sys
+from pathlib import Path
+from prometheus_client import CollectorRegistry
+from autoscaler.runtime import clock, daemon
+from tests import fakes
+from tests.runtime.test_daemon import make_settings
+
+async def main() -> int:
+    daemon.HARD_DEADLINE_MARGIN = 0.5
+    config, _ = make_settings(Path(sys.argv[1]), shutdown_grace=0.2)
+    target = fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0, close_hangs=True)
+    runner = daemon.Daemon(
+        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
+    )
+    task = asyncio.create_task(runner.run())
+    await runner.started.wait()
+    runner.request_stop()
+    return await task
+
+sys.exit(asyncio.run(main()))
+"""
+
+
+async def test_a_shutdown_that_hangs_ends_the_process_with_status_70(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HUNG_SHUTDOWN,
+        str(tmp_path),
+        cwd=Path(__file__).parent.parent.parent,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, stderr = await asyncio.wait_for(child.communicate(), 30)
+    finally:
+        if child.returncode is None:
+            child.kill()
+    assert child.returncode == daemon.EXIT_HUNG, stderr.decode()[-2000:]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from autoscaler import errors, model
-from autoscaler.targets import kvm, lifecycle
+from autoscaler.targets import kvm, lifecycle, watch
 from autoscaler.virt import ops, xml
 from tests.targets.hosts import MiB, RecordingObserver, eventually, fast_settings, host_uri, web_policy
 
@@ -209,3 +210,22 @@ async def test_ready_flag_follows_reconcile(tmp_path: pathlib.Path) -> None:
         assert target.ready_for("web")
     finally:
         await target.close()
+
+
+async def test_a_dead_background_task_breaks_the_upkeep(
+    target: kvm.KvmTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(state: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(watch, "watch_readiness", broken)  # a bug in the readiness watch
+
+    with pytest.raises(errors.UpkeepFailed, match=r"libvirt-maintenance: RuntimeError: injected"):
+        await asyncio.wait_for(target.upkeep(), 5)
+
+
+async def test_close_does_not_read_as_a_broken_upkeep(tmp_path: pathlib.Path) -> None:
+    started = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[web_policy()])
+    await started.start()
+    await started.close()  # cancels the background tasks; their ends are handled before it returns
+    assert not started._state.upkeep_broken.is_set()
