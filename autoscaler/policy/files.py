@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import yaml
@@ -69,7 +70,12 @@ def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.Group
     try:
         parsed = model.model_validate(data, context={"from_file": True})
     except pydantic.ValidationError as exc:
-        return [], [locate.from_pydantic(file, node, error, model) for error in exc.errors()]
+        field_problems = [locate.from_pydantic(file, node, error, model) for error in exc.errors()]
+        rule_problems = [
+            locate.problem(file, node, loc, message)
+            for loc, message in _rules_of_valid_parts(data, [tuple(e["loc"]) for e in exc.errors()])
+        ]
+        return [], field_problems + rule_problems
     groups = list(parsed.groups) if isinstance(parsed, spec.PolicyFile) else [parsed]
     prefix: Loc = ("groups",) if isinstance(parsed, spec.PolicyFile) else ()
     problems = [
@@ -78,6 +84,20 @@ def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.Group
         for loc, message in rules.problems(group)
     ]
     return ([], problems) if problems else (groups, [])
+
+
+def _rules_of_valid_parts(data: dict[str, Any], invalid: list[Loc]) -> Iterator[tuple[Loc, str]]:
+    """Part rules of a document with field errors, so both kinds show up in the same report."""
+    if "groups" not in data:
+        yield from rules.part_problems(data, invalid)
+        return
+    groups = data["groups"]
+    for index, group in enumerate(groups if isinstance(groups, list) else []):
+        if isinstance(group, dict):
+            prefix: Loc = ("groups", index)
+            inside = [loc[2:] for loc in invalid if loc[:2] == prefix]
+            for loc, message in rules.part_problems(group, inside):
+                yield (*prefix, *loc), message
 
 
 def revision(policy: spec.GroupPolicy) -> str:

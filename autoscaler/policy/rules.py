@@ -1,72 +1,144 @@
-"""Rules that span several fields of a group (bounds, schedules, steps), checked once every field is valid.
+"""Rules that span several fields (bounds, schedules, steps), so that a file is fixed in one pass.
 
-Each rule yields the path of the offending field and a message; the loader locates it in the YAML.
+Part rules look inside one part of a group (a check, a schedule, a rate limit, the readiness) and
+also run on the parts that validated when others in the same group did not; group rules compare
+parts with the group's bounds and need the whole group valid. Each rule yields the path of the
+offending field and a message; the loader locates it in the YAML.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
+
+import pydantic
 
 from autoscaler.policy import schedule, spec
 from autoscaler.policy.locate import Loc
 
+Found = Iterator[tuple[Loc, str]]
 
-def problems(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, str]]:
+
+def problems(policy: spec.GroupPolicy) -> Found:
+    """Every rule a field-valid group breaks."""
     if policy.min > policy.max:
         yield ("max",), f"max ({policy.max}) is below min ({policy.min})"
-    yield from _checks(policy)
-    yield from _directions(policy)
-    yield from _schedules(policy)
-    if policy.readiness.probe == "tcp" and policy.readiness.port is None:
-        yield ("readiness", "port"), "the tcp probe needs a port"
+    yield from _duplicate_names(policy)
+    yield from _schedule_bounds(policy)
+    for loc, part in _parts(policy):
+        yield from _within(loc, _PART_RULES[type(part)](part))
 
 
-def _checks(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, str]]:
+def part_problems(data: Mapping[str, Any], invalid: Collection[Loc]) -> Found:
+    """The part rules broken by the parts of a raw group that hold no field error themselves."""
+    for loc, model, raw in _raw_parts(data):
+        if any(tuple(error[: len(loc)]) == loc for error in invalid):
+            continue
+        try:
+            part = model.model_validate(raw, context={"from_file": True})
+        except pydantic.ValidationError:
+            continue
+        yield from _within(loc, _PART_RULES[model](part))
+
+
+def _within(loc: Loc, found: Found) -> Found:
+    for inner, message in found:
+        yield (*loc, *inner), message
+
+
+def _parts(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, spec.Spec]]:
+    for index, check in enumerate(policy.checks):
+        yield ("checks", index), check
+    for index, window in enumerate(policy.schedules):
+        yield ("schedules", index), window
+    for name in ("scale_up", "scale_down"):
+        rate = getattr(policy, name).rate
+        if rate is not None:
+            yield (name, "rate"), rate
+    yield ("readiness",), policy.readiness
+
+
+def _raw_parts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, type[spec.Spec], object]]:
+    for key, model in (("checks", spec.Check), ("schedules", spec.Schedule)):
+        items = data.get(key)
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                yield (key, index), model, item
+    for name in ("scale_up", "scale_down"):
+        direction = data.get(name)
+        if isinstance(direction, dict) and direction.get("rate") is not None:
+            yield (name, "rate"), spec.RateLimit, direction["rate"]
+    if "readiness" in data:
+        yield ("readiness",), spec.Readiness, data["readiness"]
+
+
+# --- group rules ------------------------------------------------------------------------------
+
+
+def _duplicate_names(policy: spec.GroupPolicy) -> Found:
     seen: set[str] = set()
     for index, check in enumerate(policy.checks):
         if check.name in seen:
             yield ("checks", index, "name"), f"duplicate check name '{check.name}'"
         seen.add(check.name)
-        if check.on_missing.scale_up is not None and check.on_missing.fallback is not None:
-            yield ("checks", index, "on_missing"), "give either scale_up or fallback, not both"
-        if not check.query and not isinstance(check.strategy, spec.Fixed):
-            yield ("checks", index, "query"), "a query is required for this strategy"
-        if isinstance(check.strategy, spec.Threshold):
-            yield from _steps(index, check.strategy)
 
 
-def _steps(check_index: int, strategy: spec.Threshold) -> Iterator[tuple[Loc, str]]:
-    for index, step in enumerate(strategy.steps):
-        loc: Loc = ("checks", check_index, "strategy", "steps", index)
-        actions = [name for name in ("change", "percent", "set") if getattr(step, name) is not None]
-        if len(actions) != 1:
-            yield loc, "give exactly one of change, percent or set"
-        if step.lower is not None and step.upper is not None and step.lower >= step.upper:
-            yield (*loc, "upper"), f"upper ({step.upper:g}) must be above lower ({step.lower:g})"
-
-
-def _directions(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, str]]:
-    for name in ("scale_up", "scale_down"):
-        rate = getattr(policy, name).rate
-        if rate is not None and rate.instances is None and rate.percent is None:
-            yield (name, "rate"), "give instances, percent or both"
-
-
-def _schedules(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, str]]:
+def _schedule_bounds(policy: spec.GroupPolicy) -> Found:
     for index, window in enumerate(policy.schedules):
-        loc: Loc = ("schedules", index)
-        try:
-            schedule.zone(window.timezone)
-        except ValueError as exc:
-            yield (*loc, "timezone"), str(exc)
-        else:
-            try:
-                schedule.trigger(window.cron, window.timezone)
-            except ValueError as exc:
-                yield (*loc, "cron"), f"invalid cron expression: {exc}"
-        if window.min is None and window.max is None:
-            yield loc, "a schedule needs min, max or both"
         if window.min is not None and window.min > policy.max:
-            yield (*loc, "min"), f"floor {window.min} is above the group's max ({policy.max})"
+            yield ("schedules", index, "min"), f"floor {window.min} is above the group's max ({policy.max})"
         if window.max is not None and window.max < policy.min:
-            yield (*loc, "max"), f"ceiling {window.max} is below the group's min ({policy.min})"
+            yield ("schedules", index, "max"), f"ceiling {window.max} is below the group's min ({policy.min})"
+
+
+# --- part rules -------------------------------------------------------------------------------
+
+
+def _check(check: spec.Check) -> Found:
+    if check.on_missing.scale_up is not None and check.on_missing.fallback is not None:
+        yield ("on_missing",), "give either scale_up or fallback, not both"
+    if not check.query and not isinstance(check.strategy, spec.Fixed):
+        yield ("query",), "a query is required for this strategy"
+    if isinstance(check.strategy, spec.Threshold):
+        for index, step in enumerate(check.strategy.steps):
+            yield from _within(("strategy", "steps", index), _step(step))
+
+
+def _step(step: spec.Step) -> Found:
+    actions = [name for name in ("change", "percent", "set") if getattr(step, name) is not None]
+    if len(actions) != 1:
+        yield (), "give exactly one of change, percent or set"
+    if step.lower is not None and step.upper is not None and step.lower >= step.upper:
+        yield ("upper",), f"upper ({step.upper:g}) must be above lower ({step.lower:g})"
+
+
+def _schedule(window: spec.Schedule) -> Found:
+    try:
+        schedule.zone(window.timezone)
+    except ValueError as exc:
+        yield ("timezone",), str(exc)
+    else:
+        try:
+            schedule.trigger(window.cron, window.timezone)
+        except ValueError as exc:
+            yield ("cron",), f"invalid cron expression: {exc}"
+    if window.min is None and window.max is None:
+        yield (), "a schedule needs min, max or both"
+
+
+def _rate(rate: spec.RateLimit) -> Found:
+    if rate.instances is None and rate.percent is None:
+        yield (), "give instances, percent or both"
+
+
+def _readiness(readiness: spec.Readiness) -> Found:
+    if readiness.probe == "tcp" and readiness.port is None:
+        yield ("port",), "the tcp probe needs a port"
+
+
+_PART_RULES: dict[type[spec.Spec], Callable[[Any], Found]] = {
+    spec.Check: _check,
+    spec.Schedule: _schedule,
+    spec.RateLimit: _rate,
+    spec.Readiness: _readiness,
+}
