@@ -87,6 +87,8 @@ class Instance:
     """The libvirt URI of the host that runs it."""
     protected: bool = False
     """Never chosen as a scale-in victim."""
+    outdated: bool = False
+    """Cloned from a golden image the policy no longer names: among ready members, removed first."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""Which members a scale-in removes: broken ones first, then not-ready ones, then the policy's order."""
+"""Which members a scale-in removes: broken ones first, then not-ready ones, then the policy's order.
+
+Among ready members, those cloned from a golden image the policy no longer names go before the
+rest, so a new golden image replaces the old one as the group breathes in and out.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,6 @@ def choose(
     candidates = stages.removable(policy, inventory, now)
     ranked = sorted(
         candidates,
-        key=lambda i: (_STATE_RANK.get(i.state, 2), *_policy_key(policy.scale_in_order, i)),
+        key=lambda i: (_STATE_RANK.get(i.state, 2), not i.outdated, *_policy_key(policy.scale_in_order, i)),
     )
     return tuple(i.name for i in ranked[:count])

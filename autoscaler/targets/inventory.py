@@ -54,8 +54,8 @@ def instance_state(record: Record, in_flight: bool) -> model.InstanceState:
     return model.InstanceState.BOOTING
 
 
-def to_instance(record: Record, in_flight: bool) -> model.Instance:
-    """The engine's view of a cached domain."""
+def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> model.Instance:
+    """The engine's view of a cached domain; `golden` is the image its group's policy names now."""
     return model.Instance(
         name=record.name,
         uuid=record.uuid,
@@ -64,6 +64,7 @@ def to_instance(record: Record, in_flight: bool) -> model.Instance:
         ready_at=record.owner.ready,
         load=record.load,
         host=record.host,
+        outdated=golden is not None and record.owner.golden != golden,
     )
 
 

@@ -157,7 +157,10 @@ class KvmTarget:
     async def inventory(self, group: str) -> model.GroupInventory:
         """The group's members from the cache, oldest first, with the headroom and the pool size."""
         records = sorted(self._cache.members(group), key=lambda r: (r.owner.created, r.name))
-        instances = tuple(membership.to_instance(r, r.uuid in self._state.busy) for r in records)
+        policy = self._policies.get(group)
+        golden = policy.golden if policy is not None else None
+        busy = self._state.busy
+        instances = tuple(membership.to_instance(r, r.uuid in busy, golden) for r in records)
         pooled = len(self._cache.pooled(group))
         return model.GroupInventory(group, instances, resources.headroom(self._state, group), pooled=pooled)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -251,6 +252,17 @@ def test_victims_follow_the_policy_order(order: str, expected: tuple[str, ...]) 
 def test_failed_members_go_first() -> None:
     decision, _ = evaluate(policy(), fleet(5, failed=1), {"cpu": fresh(0.1, NOW)})
     assert decision.victims[0] == "web-5"
+
+
+def test_members_of_an_old_golden_image_go_before_current_ones() -> None:
+    members = fleet(6)
+    old = {"web-1", "web-3"}
+    mixed = dataclasses.replace(
+        members,
+        instances=tuple(dataclasses.replace(i, outdated=i.name in old) for i in members.instances),
+    )
+    decision, _ = evaluate(policy(scale_in_order="newest"), mixed, {"cpu": fresh(0.3, NOW)})
+    assert decision.victims == ("web-3", "web-1")  # the policy's order among the outdated ones
 
 
 def test_decision_records_inputs_and_reason() -> None:

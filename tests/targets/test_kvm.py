@@ -229,3 +229,12 @@ async def test_close_does_not_read_as_a_broken_upkeep(tmp_path: pathlib.Path) ->
     await started.start()
     await started.close()  # cancels the background tasks; their ends are handled before it returns
     assert not started._state.upkeep_broken.is_set()
+
+
+async def test_members_of_a_golden_image_no_longer_named_are_outdated(target: kvm.KvmTarget) -> None:
+    await target.scale_out(web_policy(), 1)
+    assert [i.outdated for i in (await target.inventory("web")).instances] == [False]
+
+    target.set_policies([web_policy(golden="golden-web-v2.qcow2")])
+
+    assert [i.outdated for i in (await target.inventory("web")).instances] == [True]
