@@ -5,8 +5,9 @@ everything decided leaves as values, so the same code runs in the daemon, in `au
 and in the simulator.
 
 Stages, in order (each may change or hold the count and then leaves a Stage in the trail):
-bounds_guard, checks, tolerance, combine, forecast, schedule, stabilization, rate_limit, cooldown,
-warmup, min_lifetime, bounds, capacity, paused/dry_run; then the scale-in victims.
+bounds_guard, checks, tolerance, combine, forecast, schedule, stabilization, rate_limit,
+churn_budget, cooldown, warmup, min_lifetime, bounds, capacity, paused/dry_run; then the scale-in
+victims.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def _remember(
         # restart never shrinks the group before a whole scale-down window has been observed.
         recommendations = ((now - _JUST_BEFORE, current_size),)
     periods = [d.rate.period for d in (policy.scale_up, policy.scale_down) if d.rate is not None]
+    if policy.churn_budget is not None:
+        periods.append(policy.churn_budget.period)
     keep = max([*periods, 0.0])
     changes = tuple(c for c in memory.changes if c.at > now - keep)
     return model.GroupMemory(
@@ -122,6 +125,7 @@ def _limited(
     current = inventory.current
     trail.apply("stabilization", stages.stabilize(policy, current, recommendations, now))
     trail.apply("rate_limit", stages.rate_limit(policy, current, trail.count, memory.changes, now))
+    trail.apply("churn_budget", stages.churn(policy, current, trail.count, memory.changes, now))
     trail.apply("cooldown", stages.cooldown(policy, memory, current, trail.count, now), held_from=trail.count)
     trail.apply("warmup", stages.warmup(inventory, current, trail.count), held_from=trail.count)
     trail.apply("min_lifetime", stages.lifetime(policy, inventory, trail.count, now))

@@ -106,6 +106,22 @@ def rate_limit(
     return limited, f"at most {allowed} per {per} ({moved} already moved in that window)"
 
 
+def churn(
+    policy: spec.GroupPolicy, current: int, desired: int, changes: Sequence[model.Change], now: float
+) -> StageResult:
+    """Creates plus removals in the rolling period stay within the group's churn budget."""
+    budget = policy.churn_budget
+    if budget is None or desired == current:
+        return desired, None
+    used = sum(abs(c.delta) for c in changes if c.at > now - budget.period)
+    left = max(0, budget.max_changes - used)
+    if abs(desired - current) <= left:
+        return desired, None
+    limited = current + left if desired > current else current - left
+    per = durations.format_seconds(budget.period)
+    return limited, f"{used} of {budget.max_changes} clones and removals per {per} already spent"
+
+
 def cooldown(
     policy: spec.GroupPolicy, memory: model.GroupMemory, current: int, desired: int, now: float
 ) -> StageResult:

@@ -180,6 +180,13 @@ class RateLimit(Spec):
     period: Duration = Field(60.0, description="The rolling window the limits apply to.")
 
 
+class ChurnBudget(Spec):
+    """At most this many instances created plus removed per period, both directions together."""
+
+    max_changes: int = Field(ge=1, description="Creates plus removals allowed in any rolling period.")
+    period: Duration = Field(3600.0, description="The rolling window the budget applies to.")
+
+
 class Direction(Spec):
     """How fast one direction may move."""
 
@@ -288,6 +295,9 @@ class GroupPolicy(Spec):
     )
     scale_up: Direction = Field(default_factory=_default_up, description="Behaviour when growing.")
     scale_down: Direction = Field(default_factory=_default_down, description="Behaviour when shrinking.")
+    churn_budget: ChurnBudget | None = Field(
+        None, description="Cap on creates plus removals per period, against flapping; none means no cap."
+    )
     schedules: tuple[Schedule, ...] = Field((), description="Calendar floors and ceilings.")
     scale_in_order: Literal["newest", "oldest", "least_loaded"] = Field(
         "newest", description="Which instances go first on scale-in (not-ready ones always go first)."

@@ -191,6 +191,38 @@ def test_scale_down_rate_limit() -> None:
     assert "rate_limit" in stages(decision)
 
 
+@pytest.mark.parametrize(
+    ("spent", "load", "current", "expected"),
+    [
+        ((), 5.0, 4, 12),  # nothing spent: 8 at once (the checks want 40)
+        (((-60, 3), (-30, -2)), 5.0, 4, 7),  # 5 of 8 spent, both directions count
+        (((-60, 8),), 5.0, 4, 4),  # spent: hold
+        (((-4000, 8),), 5.0, 4, 12),  # spent before the period: free again
+        (((-60, 6),), 0.05, 8, 6),  # scale-in spends it too (the checks want 1)
+    ],
+)
+def test_churn_budget(spent: tuple[tuple[int, int], ...], load: float, current: int, expected: int) -> None:
+    group = policy(churn_budget={"max_changes": 8, "period": "1h"}, scale_down={"rate": None})
+    memory = model.GroupMemory(changes=tuple(model.Change(NOW + at, delta) for at, delta in spent))
+    decision, _ = evaluate(group, fleet(current), {"cpu": fresh(load, NOW)}, memory)
+    assert decision.desired == expected
+    assert "churn_budget" in stages(decision)
+
+
+def test_churn_budget_never_holds_a_group_below_its_min() -> None:
+    group = policy(min=6, churn_budget={"max_changes": 2, "period": "1h"})
+    memory = model.GroupMemory(changes=(model.Change(NOW - 60, 2),))
+    decision, _ = evaluate(group, fleet(3), {"cpu": fresh(0.1, NOW)}, memory)
+    assert decision.desired == 6
+
+
+def test_changes_are_kept_for_the_churn_period() -> None:
+    group = policy(churn_budget={"max_changes": 8, "period": "2h"})
+    memory = model.GroupMemory(changes=(model.Change(NOW - 5000, 3),))
+    _, kept = evaluate(group, fleet(4), {"cpu": fresh(0.5, NOW)}, memory)
+    assert kept.changes == memory.changes
+
+
 def test_cooldown_per_direction() -> None:
     group = policy(scale_up={"cooldown": "2m"}, scale_down={"cooldown": "5m"})
     recent_up = model.GroupMemory(last_up_at=NOW - 60)

@@ -136,3 +136,23 @@ def test_victims_match_the_reduction(ready: int, failed: int, load: float) -> No
     decision, _ = decide.evaluate(group, inventory, inputs, model.GroupMemory(), NOW)
     assert len(decision.victims) == max(inventory.current - decision.desired, 0)
     assert len(set(decision.victims)) == len(decision.victims)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    loads=st.lists(st.floats(min_value=0.0, max_value=3.0), min_size=5, max_size=80),
+    budget=st.integers(1, 12),
+)
+def test_churn_budget_bounds_changes_in_every_period(loads: list[float], budget: int) -> None:
+    group = policy(min=0, max=40, churn_budget={"max_changes": budget, "period": "10m"}, scale_down={})
+    size, memory, changes = 4, model.GroupMemory(), []
+    for step, load in enumerate(loads):
+        now = NOW + 30 * step
+        inputs = {"cpu": model.Fresh((model.Sample(load, now),))}
+        decision, memory = decide.evaluate(group, fleet(size, created_at=NOW - 3600), inputs, memory, now)
+        if decision.desired != size:
+            changes.append((now, abs(decision.desired - size)))
+            memory = memory.record_change(now, decision.desired - size)
+            size = decision.desired
+    for start, _ in changes:
+        assert sum(moved for at, moved in changes if start <= at < start + 600) <= budget
