@@ -272,6 +272,11 @@ class WarmPool(Spec):
 
     size: int = Field(0, ge=0, description="How many instances to keep ready in the pool.")
     state: Literal["shutoff", "paused"] = Field("shutoff", description="How pooled instances wait.")
+    boot_once: bool = Field(
+        False,
+        description="shutoff pools: boot each clone until ready, then shut it down, so first-boot work "
+        "(cloud-init, host keys) is done before a scale-out starts it.",
+    )
 
 
 class GroupPolicy(Spec):

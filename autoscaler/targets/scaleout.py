@@ -69,12 +69,13 @@ async def clone_one(
 ) -> membership.Record:
     """One clone on one host, with a fresh UUID (and name) when the name is taken.
 
-    A pooled clone is not timed as provisioning; it boots only when its pool waits paused.
+    A pooled clone is not timed as provisioning; it boots only when its pool waits paused or
+    boots its clones once before they wait shut off.
     """
     gw = state.gateways[host]
     golden = await resources.golden(state, gw, policy)
     observer = NullObserver() if pooled else state.observer
-    boot = not pooled or policy.warm_pool.state == "paused"
+    boot = not pooled or warmpool.boots_first(policy)
     for _ in range(state.settings.name_attempts):
         new = plan(state, policy, host, template, golden, pooled)
         if new.name in state.cache.names(host):

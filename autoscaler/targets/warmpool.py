@@ -26,7 +26,9 @@ USABLE_RUN = frozenset({"shutoff", "paused", "running"})
 
 def fingerprint(policy: spec.GroupPolicy) -> str:
     """What makes a clone of the group: golden image, template, pool and how pooled domains wait."""
-    shape = "\0".join((policy.golden, policy.template, policy.pool, policy.warm_pool.state))
+    pool = policy.warm_pool
+    waits = pool.state + ("+boot_once" if pool.boot_once and pool.state == "shutoff" else "")
+    shape = "\0".join((policy.golden, policy.template, policy.pool, waits))
     return "pool-" + hashlib.sha256(shape.encode()).hexdigest()[:12]
 
 
@@ -38,6 +40,11 @@ def current(record: Record, policy: spec.GroupPolicy) -> bool:
 def usable(record: Record, policy: spec.GroupPolicy) -> bool:
     """Current, not broken, and in a run state a scale-out can start or resume."""
     return current(record, policy) and record.run in USABLE_RUN and not record.failed
+
+
+def boots_first(policy: spec.GroupPolicy) -> bool:
+    """Whether a new pooled domain boots (and is probed) before it waits: paused or boot-once pools."""
+    return policy.warm_pool.state == "paused" or policy.warm_pool.boot_once
 
 
 def holds_memory(record: Record) -> bool:
@@ -110,7 +117,14 @@ async def take(gw: gateway.Gateway, record: Record, owner: xml.Ownership) -> Non
     record.run = await gw.run(ops.run_state, record.uuid, op="state")
 
 
-async def park(gw: gateway.Gateway, record: Record) -> None:
-    """Pause a pooled domain that has booted, so a scale-out resumes a ready guest."""
-    await gw.run(ops.suspend, record.uuid, op="suspend")
-    record.run = "paused"
+async def park(
+    gw: gateway.Gateway, record: Record, policy: spec.GroupPolicy, stop: lifecycle.StopTimings
+) -> None:
+    """Put a pooled domain that has booted to rest: paused (a scale-out resumes a ready guest), or
+    shut down after its first boot (a scale-out starts a guest whose first-boot work is done)."""
+    if policy.warm_pool.state == "paused":
+        await gw.run(ops.suspend, record.uuid, op="suspend")
+        record.run = "paused"
+        return
+    await lifecycle.stop(gw, record.uuid, stop)
+    record.run = "shutoff"

@@ -1,8 +1,8 @@
 """The readiness watch: probing booting (and some active) domains and acting on what it finds.
 
 A booting member becomes active in libvirt first, then in the cache, and its clone-to-ready time
-is measured; an active one that keeps failing is marked failed; a booting pooled domain of a
-paused pool is parked once ready. `readiness` holds the probes themselves.
+is measured; an active one that keeps failing is marked failed; a booting pooled domain is parked
+once ready (paused, or shut down after its first boot). `readiness` holds the probes themselves.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ import collections
 import math
 import time
 
+import structlog
+
+from autoscaler import errors
 from autoscaler.policy import spec
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import lifecycle, readiness, warmpool
 from autoscaler.targets.state import KvmState
 from autoscaler.virt import xml
+
+log = structlog.get_logger(__name__)
 
 
 async def watch_readiness(state: KvmState) -> None:
@@ -78,27 +83,44 @@ async def _promote(state: KvmState, record: membership.Record) -> None:
 async def _settle_pooled(
     state: KvmState, record: membership.Record, policy: spec.GroupPolicy, ok: bool
 ) -> None:
-    """A booting pooled domain of a paused pool: pause it once ready, mark it failed if it never is."""
+    """A booting pooled domain: park it once ready (paused, or shut down after its first boot),
+    mark it failed if it never is. A shut-down runs in the background: it can take a while."""
     if not ok:
         record.failed = state.clock() - record.owner.created > policy.readiness.timeout
         return
-    async with state.locks[record.uuid]:
-        now = state.cache.get(record.host, record.uuid)
-        if now is None or now.owner.phase is not xml.Phase.POOLED or record.uuid in state.busy:
-            return  # taken by a scale-out meanwhile: it is a member now, never paused by us
-        await warmpool.park(state.gateways[record.host], now)
+    if record.uuid in state.busy:
+        return  # being taken by a scale-out: it is a member now, never parked by us
+    state.busy.add(record.uuid)  # no take and no second park while this one runs
+    if policy.warm_pool.state == "paused":
+        await _park(state, record, policy)
+    else:
+        state.spawn(_park(state, record, policy), "warm-pool-park")
+
+
+async def _park(state: KvmState, record: membership.Record, policy: spec.GroupPolicy) -> None:
+    """Park a pooled domain the caller marked busy; the mark is lifted whatever happens."""
+    try:
+        async with state.locks[record.uuid]:
+            now = state.cache.get(record.host, record.uuid)
+            if now is None or now.owner.phase is not xml.Phase.POOLED:
+                return  # removed meanwhile
+            await warmpool.park(state.gateways[record.host], now, policy, state.settings.stop)
+    except errors.TargetError as exc:
+        log.warning("warm_pool_park_failed", vm=record.name, error=str(exc), error_class=exc.error_class)
+    finally:
+        state.busy.discard(record.uuid)
 
 
 def _probed_in(phase: xml.Phase, run: str, policy: spec.GroupPolicy) -> bool:
     """Whether a domain in this phase and run state is probed at all.
 
     Booting members are; active ones only by probes that detect failure (tcp, guest agent);
-    pooled ones only while they boot toward a paused pool; a paused member is a take cut short.
+    pooled ones only while they boot before they wait; a paused member is a take cut short.
     """
     if phase is xml.Phase.ACTIVE:
         return policy.readiness.probe in ("tcp", "guest_agent")
     if phase is xml.Phase.POOLED:
-        return policy.warm_pool.state == "paused" and run == "running"
+        return warmpool.boots_first(policy) and run == "running"
     return run == "running"
 
 

@@ -158,6 +158,37 @@ async def test_paused_pool_boots_then_parks_and_resumes(tmp_path: pathlib.Path) 
         await target.close()
 
 
+async def test_boot_once_pool_waits_for_the_first_boot_before_it_shuts_down(tmp_path: pathlib.Path) -> None:
+    # The channel probe never answers on the test driver: the first boot never finishes.
+    booting = web_policy(
+        warm_pool={"size": 1, "state": "shutoff", "boot_once": True},
+        readiness={"probe": "channel", "interval": 0.05},
+    )
+    target = await started(tmp_path, booting)
+    try:
+        await eventually(lambda: full(target, 1, "running"))
+        [pooled] = target._cache.pooled("web")
+        await eventually(lambda: pooled.last_probe > 0)
+        assert set((await pooled_in_libvirt(target)).values()) == {"running"}
+
+        target.set_policies(
+            [booting.model_copy(update={"readiness": spec.Readiness(interval=0.05)})]
+        )  # answers
+
+        await eventually(lambda: full(target, 1, "shutoff"))
+        assert (await pooled_in_libvirt(target)) == {pooled.name: "shutoff"}
+        result = await target.scale_out(booting, 1)
+        assert result.done == (pooled.name,)
+        assert (await views(target))[pooled.name].run == "running"
+    finally:
+        await target.close()
+
+
+def test_boot_once_is_part_of_the_clone_shape() -> None:
+    plain = warmpool.fingerprint(pooled_policy())
+    assert warmpool.fingerprint(web_policy(warm_pool={"size": 2, "boot_once": True})) != plain
+
+
 def _none() -> Record:
     raise AssertionError("member vanished")
 
