@@ -33,7 +33,10 @@ def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.Metr
     from autoscaler.sources import exporter
 
     return exporter.ExporterSource(
-        config.url, timeout=config.timeout, bearer_token_file=config.bearer_token_file
+        config.url,
+        timeout=config.timeout,
+        bearer_token_file=config.bearer_token_file,
+        min_rate_window=config.min_rate_window,
     )
 
 

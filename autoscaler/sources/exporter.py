@@ -3,17 +3,21 @@
 The query language is deliberately tiny:
 
     name{label="v", other=~"re.*"}         sum of the matching series (a gauge, or a counter's total)
-    rate(name{label="v"})                  per-second increase between the last two scrapes,
-                                           summed over series; a counter reset counts the new
-                                           value as the increase, as Prometheus does
+    rate(name{label="v"})                  per-second increase since the newest earlier scrape
+                                           at least `min_rate_window` old, summed over series;
+                                           a counter reset counts the new value as the
+                                           increase, as Prometheus does
 
-No matching series, NaN, or a rate with only one scrape so far is *missing* (no samples), never 0.
-One scrape serves every query asked for the same instant, so the checks of one tick share it.
+No matching series, NaN, or a rate without an earlier scrape in the window is *missing* (no
+samples), never 0. One scrape serves every query asked for the same instant, so the checks of one
+tick share it; several groups ticking a moment apart share the source, so a rate is never taken
+over the milliseconds between their scrapes (that reads as a fresh 0 or as noise).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import math
@@ -133,16 +137,22 @@ class ExporterSource:
         bearer_token_file: str | None = None,
         tls_ca: str | None = None,
         tls_insecure: bool = False,
+        min_rate_window: float = 10.0,
+        max_rate_window: float = 600.0,
     ) -> None:
-        """`url` is the exporter's full metrics URL (e.g. http://127.0.0.1:9100/metrics)."""
+        """`url` is the exporter's full metrics URL (e.g. http://127.0.0.1:9100/metrics).
+
+        A rate spans at least `min_rate_window` and at most `max_rate_window` seconds.
+        """
         self.url = url
         self.timeout = timeout
+        self.min_rate_window = min_rate_window
+        self.max_rate_window = max_rate_window
         self._bearer_token_file = bearer_token_file
         self._ssl = http.tls(tls_ca, tls_insecure)
         self._session: aiohttp.ClientSession | None = None
         self._pending: tuple[float, asyncio.Task[_Taken]] | None = None
-        self._previous: _Taken | None = None
-        self._current: _Taken | None = None
+        self._history: collections.deque[_Taken] = collections.deque()
 
     def _client(self) -> aiohttp.ClientSession:
         """The one session, created on first use so that it belongs to the running loop."""
@@ -171,8 +181,9 @@ class ExporterSource:
 
     async def scrape(self, at: float) -> Scrape:
         """The scrape for instant `at`, shared by every query for that instant (and concurrent ones)."""
-        if self._current is not None and self._current.at == at:
-            return self._current.scrape
+        newest = self._history[-1] if self._history else None
+        if newest is not None and newest.at == at:
+            return newest.scrape
         if self._pending is None or self._pending[0] != at:
             self._pending = (at, asyncio.ensure_future(self._fetch(at)))
             self._pending[1].add_done_callback(_retrieve)
@@ -182,9 +193,16 @@ class ExporterSource:
         finally:
             if self._pending is not None and self._pending[1] is task and task.done():
                 self._pending = None
-        if self._current is None or taken.at > self._current.at:
-            self._previous, self._current = self._current, taken
+        self._remember(taken)
         return taken.scrape
+
+    def _remember(self, taken: _Taken) -> None:
+        """Keep the scrapes a rate may still start from (newest last)."""
+        if self._history and taken.at <= self._history[-1].at:
+            return
+        self._history.append(taken)
+        while self._history and taken.at - self._history[0].at > self.max_rate_window:
+            self._history.popleft()
 
     async def query(self, query: str, at: float) -> model.Samples:
         """The summed value (or rate) of the selector at `at`; empty when unknown."""
@@ -196,10 +214,11 @@ class ExporterSource:
         return self._rate(selector, current, at)
 
     def _rate(self, selector: Selector, current: Mapping[SeriesKey, float], at: float) -> model.Samples:
-        """Per-second increase between the previous scrape and the one for `at`."""
-        previous = self._previous
-        if previous is None or self._current is None or self._current.at != at or at <= previous.at:
+        """Per-second increase since the newest scrape at least `min_rate_window` before `at`."""
+        earlier = [t for t in self._history if self.min_rate_window <= at - t.at <= self.max_rate_window]
+        if not earlier:
             return ()
+        previous = earlier[-1]
         grown = increase(selector.series(previous.scrape), current)
         if grown is None or not math.isfinite(grown):
             return ()
@@ -212,6 +231,7 @@ class ExporterSource:
             with contextlib.suppress(asyncio.CancelledError, errors.SourceError):
                 await self._pending[1]
             self._pending = None
+        self._history.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None

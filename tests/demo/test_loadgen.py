@@ -99,7 +99,7 @@ async def test_exporter_source_reads_sessions_and_request_rate(
     served: tuple[loadgen.LoadGenerator, FakeClock, str],
 ) -> None:
     gen, clock, url = served
-    source = exporter.ExporterSource(url, timeout=5.0)
+    source = exporter.ExporterSource(url, timeout=5.0, min_rate_window=1.0)
     try:
         (sessions,) = await source.query("webmail_active_sessions", at=clock.now)
         assert sessions.value == gen.sessions()

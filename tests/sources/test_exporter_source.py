@@ -104,6 +104,28 @@ async def test_rate_between_consecutive_scrapes(served: tuple[Exporter, exporter
     assert await source.query('rate(webmail_requests_total{site="b"})', at=20.0) == (model.Sample(3.0, 20.0),)
 
 
+async def test_checks_ticking_a_moment_apart_share_the_rate_window(
+    served: tuple[Exporter, exporter.ExporterSource],
+) -> None:
+    target, source = served
+    await source.query("rate(webmail_requests_total)", at=10.0)
+    target.counters = {"a": 130.0, "b": 80.0}
+    assert await source.query("rate(webmail_requests_total)", at=20.0) == (model.Sample(6.0, 20.0),)
+    target.counters = {"a": 131.0, "b": 81.0}  # another group, 0.2 s later: still over ~10 s
+    [sample] = await source.query("rate(webmail_requests_total)", at=20.2)
+    assert sample.value == pytest.approx(62.0 / 10.2)
+
+
+@pytest.mark.parametrize(("first", "second"), [(10.0, 15.0), (10.0, 700.0)])
+async def test_rate_without_a_scrape_inside_the_window_is_empty(
+    served: tuple[Exporter, exporter.ExporterSource], first: float, second: float
+) -> None:
+    target, source = served
+    await source.query("rate(webmail_requests_total)", at=first)
+    target.counters = {"a": 130.0, "b": 80.0}
+    assert await source.query("rate(webmail_requests_total)", at=second) == ()
+
+
 async def test_rate_counter_reset_counts_new_value(served: tuple[Exporter, exporter.ExporterSource]) -> None:
     target, source = served
     await source.query("rate(webmail_requests_total)", at=10.0)
