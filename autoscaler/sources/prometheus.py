@@ -112,6 +112,8 @@ class PrometheusSource:
             response = await self._client().post(url, data=form, headers=self._headers(), ssl=self._ssl)
             async with response:
                 body = await response.json(content_type=None)
+            if not isinstance(body, dict):  # an empty 401/502 from a proxy, `null`, a bare string
+                raise errors.SourceUnavailable(f"{url}: HTTP {response.status}: not an API answer")
             _check_status(response.status, body, url)
             data: Mapping[str, Any] = body["data"]
             return data

@@ -23,6 +23,8 @@ class RecordedApi:
     """Serves one recorded answer to every request and remembers what was asked."""
 
     fixture: str = "vector"
+    raw: str | None = None
+    """Served as is instead of the fixture."""
     status: int = 200
     delay: float = 0.0
     requests: list[tuple[str, dict[str, str], dict[str, str]]] = dataclasses.field(default_factory=list)
@@ -32,7 +34,7 @@ class RecordedApi:
         self.requests.append((request.path, form, dict(request.headers)))
         if self.delay:
             await asyncio.sleep(self.delay)
-        body = (FIXTURES / f"{self.fixture}.json").read_text()
+        body = self.raw if self.raw is not None else (FIXTURES / f"{self.fixture}.json").read_text()
         return web.Response(status=self.status, text=body, content_type="application/json")
 
 
@@ -146,6 +148,17 @@ async def test_garbage_body_is_unavailable_and_chained(
     with pytest.raises(errors.SourceUnavailable) as caught:
         await source.query("q", at=1.0)
     assert caught.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"), [("", 401), ("", 502), ("null", 200), ('"down"', 200), ("[]", 200)]
+)
+async def test_a_body_that_is_no_api_object_is_unavailable(
+    api: tuple[RecordedApi, str], source: prometheus.PrometheusSource, raw: str, status: int
+) -> None:
+    api[0].raw, api[0].status = raw, status
+    with pytest.raises(errors.SourceUnavailable):
+        await source.query("q", at=1.0)
 
 
 async def test_timeout_is_unavailable(api: tuple[RecordedApi, str]) -> None:
