@@ -35,6 +35,8 @@ CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
 """The Content-Type of `Metrics.exposition()`, for the HTTP handler."""
 NON_CLIPPING_STAGES = frozenset({"propose", "combine"})
 """Stages that form the proposal; a count change in any other stage counts as a clip."""
+PROPOSAL_STAGES = NON_CLIPPING_STAGES | {"tolerance"}
+"""Trail entries that explain the checks' proposal rather than a stage that shaped it."""
 
 OPERATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 LIBVIRT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -49,6 +51,16 @@ _BOUNDED = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 def bounded(value: str) -> str:
     """`value` when it looks like a bounded token (lower-case snake_case, <= 40 chars), else "other"."""
     return value if _BOUNDED.fullmatch(value) else "other"
+
+
+def decision_reason(decision: model.Decision) -> str:
+    """The bounded `reason` label of a decision: the last stage that shaped the count, or `checks`.
+
+    The decision's own reason is a sentence for people; this is the stage name behind it
+    (`rate_limit`, `cooldown`, `schedule`, `capacity`, ...), so it can be a label.
+    """
+    shaping = [s.name for s in decision.trail if s.name not in PROPOSAL_STAGES]
+    return bounded(shaping[-1]) if shaping else "checks"
 
 
 def scale_outcome(result: model.ScaleResult | None, error_class: str | None) -> str:
@@ -239,7 +251,7 @@ class Metrics:
     def decided(self, decision: model.Decision) -> None:
         """Count a decision and each stage that clipped it."""
         group = decision.group
-        self.decisions.labels(group, decision.direction.value, bounded(decision.reason)).inc()
+        self.decisions.labels(group, decision.direction.value, decision_reason(decision)).inc()
         for stage in decision.trail:
             if stage.before != stage.after and stage.name not in NON_CLIPPING_STAGES:
                 self.clipped.labels(group, bounded(stage.name)).inc()

@@ -60,9 +60,27 @@ def test_decision_counts_direction_reason_and_clipping_stages(
 ) -> None:
     populate(m)
     get = registry.get_sample_value
-    assert get("autoscaler_decisions_total", {"group": "web", "direction": "up", "reason": "scale_out"}) == 1
+    assert get("autoscaler_decisions_total", {"group": "web", "direction": "up", "reason": "rate_limit"}) == 1
     assert get("autoscaler_decision_clipped_total", {"group": "web", "stage": "rate_limit"}) == 1
     assert get("autoscaler_decision_clipped_total", {"group": "web", "stage": "propose"}) is None
+
+
+@pytest.mark.parametrize(
+    ("trail", "expected"),
+    [
+        ((), "checks"),
+        ((model.Stage("combine", 4, 6, "cpu"), model.Stage("tolerance", 6, 6, "x")), "checks"),
+        ((model.Stage("combine", 4, 9, "cpu"), model.Stage("cooldown", 9, 4, "2m more")), "cooldown"),
+        ((model.Stage("schedule", 4, 8, "office"), model.Stage("capacity", 8, 6, "full")), "capacity"),
+    ],
+)
+def test_decision_reason_label_is_the_stage_that_shaped_the_count(
+    trail: tuple[model.Stage, ...], expected: str
+) -> None:
+    decision = model.Decision(
+        "web", 1e9, 4, 6, (), trail, reason="scale up 4 -> 6 (cpu: ceil(4 * 0.9 / 0.6) = 6)"
+    )
+    assert metrics.decision_reason(decision) == expected
 
 
 def test_unbounded_values_collapse_to_other(registry: CollectorRegistry, m: metrics.Metrics) -> None:
