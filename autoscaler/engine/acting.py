@@ -145,18 +145,33 @@ class Actor:
         victims = health.choose(inventory)
         if not victims or policy.dry_run or policy.paused or blocked not in (None, "cooldown"):
             return "none", ""
-        held = self.lifecycle.state
+        held = (self.lifecycle.state, self.lifecycle.until, self.lifecycle.reason)
         now = self.deps.clock.now()
         target = self.deps.target
         result = await self._in_slot(policy, "replace", lambda: health.replace(target, policy, victims, now))
+        failure = self.lifecycle.reason
+        self._resume_hold(*held)
         if isinstance(result, str):
-            return result, self.lifecycle.reason
+            return result, failure
         self.replacements.append(result)
         for _ in result.removed:
             self.deps.metrics.replaced(policy.group, "failed")
         log.info("members_replaced", broken=result.broken, created=result.created, removed=result.removed)
-        if self.lifecycle.state is State.SCALING:
-            self.lifecycle.enter(held if held in HELD_STATES else State.IDLE, self.lifecycle.until)
         return "replaced", ", ".join(
             f"{b} -> {c}" for b, c in zip(result.removed, result.created, strict=False)
         )
+
+    def _resume_hold(self, state: State, until: float | None, reason: str) -> None:
+        """After a replacement, go back to the COOLDOWN it ran in, with its end and reason.
+
+        A replacement never shortens a hold: a slot timeout (IDLE) or a short BACKOFF would end the
+        cooldown early. Only DISABLED, or a BACKOFF that ends later, wins over the earlier hold.
+        """
+        lifecycle = self.lifecycle
+        if state not in HELD_STATES or lifecycle.state is State.DISABLED:
+            if lifecycle.state is State.SCALING:
+                lifecycle.enter(State.IDLE)
+            return
+        if lifecycle.state in HELD_STATES and (lifecycle.until or 0.0) >= (until or 0.0):
+            return
+        lifecycle.enter(state, until, reason)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+
+import pytest
 
 from autoscaler import errors, model
 from autoscaler.engine import handler, limiter
@@ -254,3 +257,44 @@ async def test_scale_in_removes_the_chosen_victims(world: World) -> None:
     assert len(world.target.names("web")) == 2
     assert all(v not in world.target.names("web") for v in entry.decision.victims)
     assert model.Direction.DOWN is entry.decision.direction
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome"),
+    [
+        (None, "replaced"),
+        (errors.TargetTemporary("lock timeout"), "backoff"),
+        (errors.CapacityLimited("no host has 512 MiB free"), "capacity_limited"),
+        (limiter.SlotTimeout, "slot_timeout"),
+    ],
+    ids=["done", "temporary", "capacity", "slot_timeout"],
+)
+async def test_replacing_a_member_in_cooldown_keeps_the_cooldown(
+    world: World, fault: Exception | type[limiter.SlotTimeout] | None, outcome: str
+) -> None:
+    world.target.boot_time = 0.0
+    world.target.add("web", 10)
+    world.load(120.0)
+    tight = limiter.Limiter(slots=1, timeout=0.01)
+    web = handler.GroupHandler(loaded(make_policy()), dataclasses.replace(world.deps, limiter=tight))
+    await web.tick()
+    cooldown = (web.state, web.until, web.reason)
+    assert cooldown[0] is State.COOLDOWN
+    world.target.fail("web", world.target.names("web")[0])
+    world.clock.advance(5)
+    if isinstance(fault, Exception):
+        world.target.faults = [fault]
+    async with contextlib.AsyncExitStack() as holding:
+        if fault is limiter.SlotTimeout:
+            await holding.enter_async_context(tight.slot())
+        entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == outcome
+    assert (web.state, web.until, web.reason) == cooldown
+    world.clock.advance(60)
+    world.load(300.0)
+    after = await web.tick()
+    assert after is not None
+    assert after.outcome == "acted"
+    assert web.state is State.COOLDOWN
+    assert web.until == world.clock.now() + 60
