@@ -22,6 +22,8 @@ from autoscaler.virt import events, ops, xml
 from autoscaler.virt import gateway as gateways
 
 log = structlog.get_logger(__name__)
+RETRY_DELAY_MAX = 10.0
+"""Longest pause between two reconcile attempts of a recovering host."""
 
 
 async def consume_events(state: KvmState) -> None:
@@ -59,14 +61,23 @@ def _connection_lost(state: KvmState, host: str) -> None:
 
 
 async def _recover(state: KvmState, host: str) -> None:
-    """Reconnect with back-off, then a full reconcile of that host (events were missed)."""
+    """Reconnect with back-off, then a full reconcile of that host (events were missed).
+
+    A reconcile that fails on a healthy connection is retried with back-off on the same
+    connection: reconnecting would only throw a good connection away (and again, and again).
+    """
     try:
         gw = state.gateways[host]
+        delay = state.settings.watch_interval
         while True:
-            await gw.reconnect()
+            if not gw.connected:
+                await gw.reconnect()
             try:
                 await _reconcile_host(state, gw)
-            except errors.TargetError:
+            except errors.TargetError as exc:
+                log.warning("libvirt_recovery_reconcile_failed", host=host, error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_DELAY_MAX, delay * 2)
                 continue
             log.info("libvirt_reconnected", host=host)
             return
@@ -133,11 +144,22 @@ def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, i
 
 
 async def reconcile(state: KvmState) -> list[reconciling.Report]:
-    """One full reconcile of every connected host."""
+    """One full reconcile of every connected host; raises the first host's error after all had their turn.
+
+    Each host is reconciled on its own, so a failure on one never leaves the others stale.
+    """
     reports = []
+    failure: errors.TargetError | None = None
     for gw in state.gateways.values():
-        if gw.connected:
+        if not gw.connected:
+            continue
+        try:
             reports.append(await _reconcile_host(state, gw))
+        except errors.TargetError as exc:
+            log.warning("reconcile_host_failed", host=gw.uri, error=str(exc), error_class=exc.error_class)
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     return reports
 
 
@@ -154,7 +176,7 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
     )
-    if report.repaired:
+    if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
     state.refill_wanted.set()
     return report

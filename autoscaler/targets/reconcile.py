@@ -51,6 +51,8 @@ class Report:
     """Pooled domains removed: stale (other golden image or clone shape), broken, or beyond the size."""
     unmanaged: dict[str, int] = field(default_factory=dict)
     """Our domains per group that has no policy here (left alone)."""
+    failed_removals: list[str] = field(default_factory=list)
+    """Domains this pass had to remove but could not (logged; the next pass tries again)."""
 
     @property
     def repaired(self) -> bool:
@@ -126,11 +128,35 @@ async def _finish_or_roll_back(
     for record in records:
         policy = policies[record.group]
         if record.owner.phase is xml.Phase.DRAINING:
-            await remove(record, policy.pool)
-            report.finished_deletes.append(record.name)
+            done = report.finished_deletes
         elif abandoned(record, now, policy, grace):
-            await remove(record, policy.pool)
-            report.rolled_back.append(record.name)
+            done = report.rolled_back
+        else:
+            continue
+        if await _removed(remove, record, policy.pool, report):
+            done.append(record.name)
+
+
+async def _removed(remove: Remove, record: Record, pool: str | None, report: Report) -> bool:
+    """Remove one domain; True when done. A failure is logged and counted, and the pass goes on:
+    one domain that cannot be removed must not keep the rest of the host unreconciled. Only a
+    lost connection ends the pass (nothing more can be done on that host now)."""
+    try:
+        await remove(record, pool)
+    except gateway.ConnectionLost:
+        raise
+    except errors.TargetError as exc:
+        log.warning(
+            "reconcile_remove_failed",
+            host=record.host,
+            vm=record.name,
+            group=record.group,
+            error=str(exc),
+            error_class=exc.error_class,
+        )
+        report.failed_removals.append(record.name)
+        return False
+    return True
 
 
 async def _destroy_missing_overlays(
@@ -141,7 +167,7 @@ async def _destroy_missing_overlays(
     report: Report,
 ) -> None:
     """Destroy and undefine our domains whose overlay is provably gone, and say so loudly."""
-    handled = set(report.finished_deletes) | set(report.rolled_back)
+    handled = set(report.finished_deletes) | set(report.rolled_back) | set(report.failed_removals)
     wanted = [
         (r.uuid, xml.overlay_name(r.group, r.uuid))
         for r in records
@@ -152,8 +178,8 @@ async def _destroy_missing_overlays(
     missing = set(await gw.run(ops.missing_overlays, wanted, op="overlay_check"))
     for record in (r for r in records if r.uuid in missing):
         log.error("reconcile_overlay_missing", host=gw.uri, vm=record.name, group=record.group)
-        await remove(record, policies[record.group].pool)
-        report.missing_overlay.append(record.name)
+        if await _removed(remove, record, policies[record.group].pool, report):
+            report.missing_overlay.append(record.name)
 
 
 async def _trim_pools(
@@ -172,8 +198,8 @@ async def _trim_pools(
     for group, policy in policies.items():
         idle = [r for r in cache.pooled(group) if r.uuid not in busy]
         for record in warmpool.surplus(idle, policy):
-            if record.host == host and cache.get(host, record.uuid) is record:
-                await remove(record, policy.pool)
+            mine = record.host == host and cache.get(host, record.uuid) is record
+            if mine and await _removed(remove, record, policy.pool, report):
                 report.pool_trimmed.append(record.name)
 
 

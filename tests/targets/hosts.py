@@ -6,19 +6,29 @@ import asyncio
 import dataclasses
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import libvirt
 
 from autoscaler.policy import spec
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.targets import reconcile as reconciling
+from autoscaler.virt import xml
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "fixtures" / "libvirt" / "host.xml"
 MiB = 1024 * 1024
 
 
-def host_uri(directory: pathlib.Path, name: str = "host", memory_mib: int = 4096) -> str:
-    """A test:/// URI over a private copy of the fixture, with `memory_mib` of host memory."""
+def host_uri(
+    directory: pathlib.Path, name: str = "host", memory_mib: int = 4096, domains: Sequence[str] = ()
+) -> str:
+    """A test:/// URI over a private copy of the fixture, with `memory_mib` of host memory.
+
+    `domains` (domain XML) are added to the host: they are there again after every reconnect,
+    as a real libvirtd keeps its domains across a restart (the test driver reloads the file).
+    """
     text = FIXTURE.read_text().replace("<memory>4194304</memory>", f"<memory>{memory_mib * 1024}</memory>")
+    text = text.replace("</node>", "".join(domains) + "</node>")
     path = directory / f"{name}.xml"
     path.write_text(text)
     return f"test://{path}"
@@ -82,3 +92,32 @@ async def eventually(predicate: Callable[[], object], deadline: float = 5.0) -> 
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {deadline}s")
         await asyncio.sleep(0.01)
+
+
+def libvirt_error(code: int, domain: int, message: str) -> libvirt.libvirtError:
+    """A libvirtError as libvirtd would raise it, for faults the test driver cannot produce."""
+    error = libvirt.libvirtError(message)
+    error.err = (code, domain, message, libvirt.VIR_ERR_ERROR, None, None, None, 0, 0)
+    return error
+
+
+SMALL_TEMPLATE = (
+    "<domain type='kvm'><name>t</name><memory unit='MiB'>512</memory><vcpu>1</vcpu>"
+    "<os><type arch='x86_64'>hvm</type></os><devices><disk type='file' device='disk'>"
+    "<source file='/var/lib/autoscaler-test/golden-web.qcow2'/><target dev='vda' bus='virtio'/>"
+    "</disk></devices></domain>"
+)
+
+
+def our_domain(uuid: str, owner: xml.Ownership) -> str:
+    """The domain XML of one of our clones, for `host_uri(domains=...)`."""
+    overlay = f"/var/lib/autoscaler-test/{xml.overlay_name(owner.group, uuid)}"
+    clone = xml.CloneSpec(
+        xml.clone_name(owner.group, uuid),
+        uuid,
+        overlay,
+        "/var/lib/autoscaler-test/golden-web.qcow2",
+        "qcow2",
+        owner,
+    )
+    return xml.clone_domain_xml(SMALL_TEMPLATE, clone)
