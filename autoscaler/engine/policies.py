@@ -34,6 +34,39 @@ def fingerprint(paths: Sequence[str | Path]) -> Fingerprint:
     return tuple(found)
 
 
+def load(paths: Sequence[str | Path], previous: Mapping[str, files.LoadedGroup]) -> files.LoadResult:
+    """Every policy file, where a group stays with the file that defined it before this load.
+
+    `files.load_paths` keeps the first definition in file order, so a new file sorting first (a copy
+    of `web.yaml` as `00-canary.yaml`) would take over the live group. Here a group whose file is
+    still there is reserved for it (even when that file is now rejected and keeps its last good
+    version), and any other file defining it is the one rejected.
+    """
+    found = {str(path): files.load_paths([path]) for path in files.policy_files(paths)}
+    reserved = {
+        name: found[g.file].groups.get(name, g)
+        for name, g in previous.items()
+        if g.file in found and (name in found[g.file].groups or not found[g.file].ok)
+    }
+    groups: dict[str, files.LoadedGroup] = {}
+    problems: dict[str, list[locate.Problem]] = {}
+    for file, single in found.items():
+        taken = [_taken(g, reserved.get(name) or groups.get(name)) for name, g in single.groups.items()]
+        problems[file] = single.problems.get(file, []) + [p for p in taken if p is not None]
+        if not problems[file]:
+            groups.update(single.groups)
+    return files.LoadResult(groups, problems)
+
+
+def _taken(group: files.LoadedGroup, owner: files.LoadedGroup | None) -> locate.Problem | None:
+    """The problem of defining `group` when `owner` (from another file) already has it."""
+    if owner is None or owner.file == group.file:
+        return None
+    name = group.policy.group
+    message = f"group '{name}' is already defined at {owner.file}:{owner.line}, which keeps it"
+    return locate.Problem(group.file, group.line, 1, "group", message)
+
+
 def merge(
     previous: Mapping[str, files.LoadedGroup], result: files.LoadResult
 ) -> dict[str, files.LoadedGroup]:
@@ -85,7 +118,7 @@ class Watcher:
     def load(self) -> Reload:
         """Read every file now, merge with the last good versions, hand the result over."""
         self._seen = fingerprint(self.paths)
-        result = files.load_paths(self.paths)
+        result = load(self.paths, self.groups)
         merged = merge(self.groups, result)
         problems = {f: p for f, p in result.problems.items() if p}
         changed = merged != self.groups or problems != self.problems

@@ -54,3 +54,40 @@ def test_the_fingerprint_changes_with_an_edit(tmp_path: Path) -> None:
     before = policies.fingerprint([tmp_path])
     path.write_text(GOOD.format(name="web", max=50))
     assert policies.fingerprint([tmp_path]) != before
+
+
+def test_a_new_file_repeating_a_group_is_rejected_and_the_owner_keeps_it(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(
+        GOOD.format(name="web", max=12) + "---\n" + GOOD.format(name="api", max=4)
+    )
+    seen: list[dict[str, files.LoadedGroup]] = []
+    watcher = _watcher(tmp_path, seen)
+    watcher.load()
+    canary = tmp_path / "00-canary.yaml"
+    canary.write_text(GOOD.format(name="web", max=2))
+    reload = watcher.load()
+    assert reload.result == "partial"
+    assert {n: (Path(g.file).name, g.policy.max) for n, g in reload.groups.items()} == {
+        "web": ("web.yaml", 12),
+        "api": ("web.yaml", 4),
+    }
+    assert list(reload.problems) == [str(canary)]
+    (problem,) = reload.problems[str(canary)]
+    assert str(problem).startswith(f"{canary}:1:1:")
+    assert f"{tmp_path / 'web.yaml'}:1" in str(problem)
+    (tmp_path / "web.yaml").write_text(GOOD.format(name="web", max=13))
+    assert watcher.load().groups["web"].policy.max == 13
+    canary.write_text(GOOD.format(name="web-canary", max=2))
+    assert set(watcher.load().groups) == {"web", "web-canary"}
+
+
+def test_a_group_moved_to_another_file_follows_it(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(GOOD.format(name="web", max=5))
+    seen: list[dict[str, files.LoadedGroup]] = []
+    watcher = _watcher(tmp_path, seen)
+    watcher.load()
+    (tmp_path / "web.yaml").unlink()
+    (tmp_path / "frontend.yaml").write_text(GOOD.format(name="web", max=6))
+    reload = watcher.load()
+    assert reload.result == "ok"
+    assert Path(reload.groups["web"].file).name == "frontend.yaml"
