@@ -77,7 +77,6 @@ _DONE = {
     "start": {libvirt.VIR_ERR_OPERATION_INVALID},
 }
 _BY_CODE: dict[int, type[errors.TargetError]] = {
-    libvirt.VIR_ERR_SYSTEM_ERROR: ConnectionLost,
     libvirt.VIR_ERR_NO_DOMAIN: NotFound,
     libvirt.VIR_ERR_NO_STORAGE_VOL: NotFound,
     libvirt.VIR_ERR_NO_DOMAIN_METADATA: NotFound,
@@ -94,20 +93,32 @@ _BY_CODE: dict[int, type[errors.TargetError]] = {
     libvirt.VIR_ERR_NO_STORAGE_POOL: errors.TargetPermanent,
     libvirt.VIR_ERR_CONFIG_UNSUPPORTED: errors.TargetPermanent,
 }
-"""Code -> class; unknown codes are temporary. Code 1 is special-cased in `translate`."""
+"""Code -> class; unknown codes are temporary. Codes 1 and 38 are special-cased in `translate`."""
 _RPC_DOMAINS = {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE}
+_LINK_CODES = {libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_ERR_SYSTEM_ERROR}
+"""Codes that mean a broken connection when they come from the RPC/REMOTE error domain."""
 
 
-def translate(exc: libvirt.libvirtError, op: str) -> Exception:
+def _assume_alive() -> bool:
+    """The default liveness answer when no connection is at hand to ask."""
+    return True
+
+
+def translate(exc: libvirt.libvirtError, op: str, alive: Callable[[], bool] = _assume_alive) -> Exception:
     """The project error for a libvirt error raised by `op` (by code, per libvirt.md §4).
 
-    Code 1 (internal error) is the one exception: its error domain (RPC/REMOTE means a broken
-    connection) and the storage pool's "asynchronous jobs running" message discriminate it.
+    Codes 1 (internal error) and 38 (system error) need more than the code: from the RPC/REMOTE
+    error domain they mean a broken connection. Code 38 is also a broken connection when the
+    connection is no longer `alive()`; from anywhere else (a file that cannot be unlinked, a
+    permission refused by an NFS pool) it is a temporary failure of a healthy connection. The
+    storage pool's "asynchronous jobs running" message makes a code 1 temporary.
     """
     code, domain, message = exc.get_error_code(), exc.get_error_domain(), f"{op}: {exc}"
-    broken_rpc = code == libvirt.VIR_ERR_INTERNAL_ERROR and domain in _RPC_DOMAINS
-    if broken_rpc:
+    if code in _LINK_CODES and domain in _RPC_DOMAINS:
         return ConnectionLost(message)
+    if code == libvirt.VIR_ERR_SYSTEM_ERROR:
+        broken = not alive()
+        return (ConnectionLost if broken else errors.TargetTemporary)(f"{message} (code {code})")
     if code in _DONE.get(op, ()):
         return _AlreadyDoneError(message)
     if code == libvirt.VIR_ERR_INTERNAL_ERROR and "asynchronous jobs running" in message:
@@ -153,7 +164,7 @@ class Gateway:
     async def open(self) -> None:
         """Connect, enable keepalive where supported, and subscribe to lifecycle and close events."""
         events.ensure_event_thread()
-        conn = await self.call(libvirt.open, self.uri, op="open")
+        conn = await self.call(libvirt.open, self.uri, op="open", conn=None)
         self._conn = conn
         await self._subscribe(conn)
 
@@ -220,18 +231,25 @@ class Gateway:
         if conn is None:
             raise ConnectionLost(f"{op}: not connected to {self.uri}")
         try:
-            return await self.call(fn, conn, *args, op=op, seconds=seconds)
+            return await self.call(fn, conn, *args, op=op, seconds=seconds, conn=conn)
         except ConnectionLost:
             if self._conn is conn:
                 self.mark_broken()
             raise
 
-    async def call(self, fn: Callable[..., T], *args: Any, op: str, seconds: float | None = None) -> T:
-        """`fn(*args)` in the pool, timed, translated; returns None when the goal already held."""
+    async def call(
+        self, fn: Callable[..., T], *args: Any, op: str, seconds: float | None = None, conn: Any = None
+    ) -> T:
+        """`fn(*args)` in the pool, timed, translated; returns None when the goal already held.
+
+        `conn` is the connection the call uses, asked whether it is still alive when an error
+        leaves that open (code 38); without one such an error means the link is lost.
+        """
         started = time.monotonic()
         error_class: str | None = None
         try:
-            return await self._in_pool(fn, args, op, self.timeout if seconds is None else seconds)
+            limit = self.timeout if seconds is None else seconds
+            return await self._in_pool(fn, args, op, limit, conn)
         except _AlreadyDoneError:
             return None  # type: ignore[return-value]
         except errors.TargetError as exc:
@@ -240,7 +258,9 @@ class Gateway:
         finally:
             self._observer.libvirt_call(op, time.monotonic() - started, error_class)
 
-    async def _in_pool(self, fn: Callable[..., T], args: tuple[Any, ...], op: str, seconds: float) -> T:
+    async def _in_pool(
+        self, fn: Callable[..., T], args: tuple[Any, ...], op: str, seconds: float, conn: Any
+    ) -> T:
         """Run in the pool; on timeout or cancellation, wait for the thread before raising.
 
         `asyncio.timeout`, not `wait_for`: on Python 3.11, `wait_for` returns the result and drops
@@ -249,7 +269,7 @@ class Gateway:
         """
         context = contextvars.copy_context()
         future = asyncio.get_running_loop().run_in_executor(
-            self._executor, _translated, context, fn, args, op
+            self._executor, _translated, context, fn, args, op, conn
         )
         try:
             async with asyncio.timeout(seconds):
@@ -262,12 +282,24 @@ class Gateway:
             raise
 
 
-def _translated(context: contextvars.Context, fn: Callable[..., T], args: tuple[Any, ...], op: str) -> T:
+def _translated(
+    context: contextvars.Context, fn: Callable[..., T], args: tuple[Any, ...], op: str, conn: Any
+) -> T:
     """Worker-thread side: run under the caller's context and translate libvirt errors."""
     try:
         return context.run(fn, *args)
     except libvirt.libvirtError as exc:
-        raise translate(exc, op) from exc
+        raise translate(exc, op, functools.partial(_alive, conn)) from exc
+
+
+def _alive(conn: Any) -> bool:
+    """Whether a connection still works (libvirt's own keepalive-backed answer); none is not."""
+    if conn is None:
+        return False
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
 
 
 async def _drain(future: asyncio.Future[Any]) -> None:

@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 
+import libvirt
 import pytest
 
 from autoscaler import errors
 from autoscaler.virt import gateway, ops
-from tests.targets.hosts import RecordingObserver, host_uri
+from tests.targets.hosts import RecordingObserver, host_uri, libvirt_error
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -105,6 +106,24 @@ async def test_closed_gateway_raises_connection_lost(gw: gateway.Gateway) -> Non
         await gw.run(ops.list_domains, op="list")
     await gw.reconnect(first_delay=0.01)
     assert gw.connected
+
+
+async def test_system_error_on_a_healthy_connection_keeps_it(gw: gateway.Gateway) -> None:
+    # Code 38 from the driver itself (here: a file that cannot be read), not from the link.
+    with pytest.raises(errors.TargetTemporary) as raised:
+        await gw.run(lambda conn: conn.restore("/nonexistent/image"), op="restore")
+    assert not isinstance(raised.value, gateway.ConnectionLost)
+    assert gw.connected
+    assert await gw.run(ops.list_domains, op="list")
+
+
+def test_system_error_is_a_lost_connection_only_from_the_link_or_a_dead_connection() -> None:
+    unlink = libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_STORAGE, "cannot unlink file")
+    broken = libvirt_error(libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC, "Cannot recv data")
+
+    assert type(gateway.translate(unlink, "vol_delete", lambda: True)) is errors.TargetTemporary
+    assert isinstance(gateway.translate(unlink, "vol_delete", lambda: False), gateway.ConnectionLost)
+    assert isinstance(gateway.translate(broken, "list", lambda: True), gateway.ConnectionLost)
 
 
 async def test_unreachable_uri_is_connection_lost() -> None:
