@@ -32,7 +32,7 @@ FORBIDDEN: dict[str, set[str]] = {
 CONFINED: dict[str, tuple[str, ...]] = {
     "libvirt": ("autoscaler.virt",),
     "prometheus_client": ("autoscaler.telemetry", "autoscaler.sources.exporter"),
-    "apscheduler": ("autoscaler.runtime", "autoscaler.policy.schedule"),
+    "apscheduler": ("autoscaler.runtime", "autoscaler.policy.schedule", "autoscaler.policy.cron"),
 }
 # the decision core may import only these of the project's own packages
 CORE_ALLOWED = ("autoscaler.model", "autoscaler.policy", "autoscaler.decide")

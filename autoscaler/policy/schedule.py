@@ -1,7 +1,8 @@
 """Calendar windows as a pure calculation: is a cron-opened window open at a given instant?
 
-APScheduler's CronTrigger does the cron and time-zone arithmetic (DST included); nothing here
-reads the clock, so the decision core can ask with its own `now`.
+APScheduler's CronTrigger does the cron and time-zone arithmetic (DST included), fed with the
+standard cron meaning by `cron.compile_cron`; nothing here reads the clock, so the decision core
+can ask with its own `now`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
 
-from autoscaler.policy import spec
+from autoscaler.policy import cron, spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +36,16 @@ def zone(name: str) -> ZoneInfo:
 
 
 @functools.lru_cache(maxsize=4096)
-def trigger(cron: str, tz_name: str) -> CronTrigger:
-    """The compiled trigger for five cron fields in a time zone; ValueError when malformed."""
-    fields = cron.split()
-    if len(fields) != 5:
-        raise ValueError(f"expected five cron fields (minute hour day month weekday), got {len(fields)}")
-    return CronTrigger.from_crontab(cron, timezone=zone(tz_name))
+def trigger(spec_text: str, tz_name: str) -> BaseTrigger:
+    """The trigger firing when standard cron `spec_text` would in a time zone; ValueError when malformed."""
+    return cron.compile_cron(spec_text, zone(tz_name))
 
 
 def is_open(window: spec.Schedule, now: float) -> bool:
     """Whether the window opened within the last `duration` seconds before `now`."""
-    cron = trigger(window.cron, window.timezone)
+    fires = trigger(window.cron, window.timezone)
     instant = datetime.fromtimestamp(now, tz=UTC)
-    opened = cron.get_next_fire_time(None, instant - timedelta(seconds=window.duration))
+    opened = fires.get_next_fire_time(None, instant - timedelta(seconds=window.duration))
     return opened is not None and opened <= instant
 
 

@@ -211,7 +211,10 @@ class Schedule(Spec):
     """A calendar window that raises the floor or lowers the ceiling while it is open."""
 
     name: str = Field("", description="Shown in decisions, e.g. 'office-hours'.")
-    cron: str = Field(description="When the window opens, five cron fields, e.g. '30 7 * * mon-fri'.")
+    cron: str = Field(
+        description="When the window opens, five standard cron fields, e.g. '30 7 * * mon-fri' or"
+        " '30 7 * * 1-5' (0 and 7 are Sunday; a restricted day of month OR weekday matches)."
+    )
     timezone: str = Field("UTC", description="IANA time zone for the cron fields, e.g. Europe/Berlin.")
     duration: Duration = Field(description="How long the window stays open after each opening.")
     min: int | None = Field(None, ge=0, description="Floor while the window is open.")

@@ -51,3 +51,69 @@ def test_bad_cron_and_zone_are_value_errors() -> None:
         schedule.trigger("* * *", "UTC")
     with pytest.raises(ValueError, match="unknown time zone"):
         schedule.zone("Mars/Olympus")
+
+
+def _opens_at_seven(cron_weekday: str, local_time: str) -> bool:
+    window = spec.Schedule(cron=f"0 7 * * {cron_weekday}", timezone="Europe/Berlin", duration=3600, min=1)
+    return schedule.is_open(window, at(local_time))
+
+
+# 2026-11-23 is a Monday, 2026-11-28 a Saturday, 2026-11-29 a Sunday.
+@pytest.mark.parametrize(
+    ("weekday", "mon", "sat", "sun"),
+    [
+        ("1-5", True, False, False),
+        ("mon-fri", True, False, False),
+        ("0", False, False, True),
+        ("7", False, False, True),
+        ("sun", False, False, True),
+        ("6,0", False, True, True),
+        ("5-7", False, True, True),
+        ("fri-sun", False, True, True),
+        ("0-1", True, False, True),
+        ("*/2", False, True, True),  # cron: 0,2,4,6 = sun, tue, thu, sat
+        ("*", True, True, True),
+    ],
+)
+def test_weekday_numbers_mean_what_cron_means(weekday: str, mon: bool, sat: bool, sun: bool) -> None:
+    days = ("2026-11-23 07:30", "2026-11-28 07:30", "2026-11-29 07:30")
+    assert [_opens_at_seven(weekday, day) for day in days] == [mon, sat, sun]
+
+
+@pytest.mark.parametrize(
+    ("cron", "local_time", "expected"),
+    [
+        ("0 7 1 * mon", "2026-12-01 07:30", True),  # the 1st, a Tuesday: day of month matches
+        ("0 7 1 * mon", "2026-11-23 07:30", True),  # a Monday, not the 1st: weekday matches
+        ("0 7 1 * mon", "2026-11-24 07:30", False),  # neither
+        # A day of month written from '*' does not count as restricted: both must match.
+        ("0 7 */2 * mon", "2026-11-23 07:30", True),  # odd day and a Monday
+        ("0 7 */2 * mon", "2026-11-16 07:30", False),  # a Monday, even day
+        ("0 7 */2 * mon", "2026-11-17 07:30", False),  # odd day, a Tuesday
+        ("0 7 1-7 * *", "2026-11-05 07:30", True),
+        ("0 7 1-7 * *", "2026-11-08 07:30", False),
+    ],
+)
+def test_day_of_month_or_weekday_as_cron_does(cron: str, local_time: str, expected: bool) -> None:
+    window = spec.Schedule(cron=cron, timezone="Europe/Berlin", duration=3600, min=1)
+    assert schedule.is_open(window, at(local_time)) is expected
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 0 L * *", "day of month field: 'L' is not a number"),
+        ("0 0 last * *", "day of month field: 'last' is not a number"),
+        ("0 0 * * 5#3", "weekday field: '5#3' is not standard cron"),
+        ("0 0 ? * *", "day of month field"),
+        ("0 0 * * 8", "weekday field: 8 in '8' is outside 0-7"),
+        ("0 0 5/2 * *", "'5/2' is not standard cron"),
+        ("0 0 * * fri-mon", "runs backwards"),
+        ("0 0 * * last fri", "five cron fields"),
+        ("60 0 * * *", "minute field"),
+        ("0 0 * * */0", "step 0"),
+    ],
+)
+def test_non_standard_cron_is_refused(cron: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        schedule.trigger(cron, "UTC")
