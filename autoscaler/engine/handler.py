@@ -136,9 +136,11 @@ class GroupHandler:
         self._wake.set()
 
     def update(self, loaded: files.LoadedGroup) -> None:
-        """Take a new policy version at the next tick; a new version also leaves DISABLED."""
-        if loaded.revision != self.loaded.revision:
-            self._pending = loaded
+        """Take a new policy version at the next tick; a new version also leaves DISABLED.
+
+        The version in force again (an edit reverted before the next tick) cancels the pending one.
+        """
+        self._pending = None if loaded.revision == self.loaded.revision else loaded
 
     def pause(self, reason: str) -> None:
         """Operator pause: keep deciding and journaling, stop acting (an in-flight action finishes)."""

@@ -54,7 +54,7 @@ class GroupManager:
         updated = [
             name
             for name, loaded in groups.items()
-            if name in self.handlers and self.handlers[name].loaded.revision != loaded.revision
+            if name in self.handlers and self.handlers[name].latest.revision != loaded.revision
         ]
         for name in removed:
             self._drop(name)

@@ -77,3 +77,20 @@ async def test_stop_lets_a_quick_action_finish(world: World) -> None:
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_an_edit_reverted_before_the_next_tick_is_never_applied(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(20.0)
+    groups = manager.GroupManager(world.deps)
+    first, edited = loaded(make_policy(max=20)), loaded(make_policy(max=3))
+    groups.apply({"web": first})
+    web = groups.get("web")
+    assert web is not None
+    await web.tick()
+    assert groups.apply({"web": edited}) == manager.Changes(updated=("web",))
+    assert groups.apply({"web": first}) == manager.Changes(updated=("web",))
+    assert web.latest is first
+    await web.tick()
+    assert web.policy.max == 20
+    assert groups.apply({"web": first}) == manager.Changes()
