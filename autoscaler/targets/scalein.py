@@ -19,7 +19,6 @@ from autoscaler.targets.state import KvmState
 
 async def scale_in(state: KvmState, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
     """Remove the named members; names that are not members of this group are refused."""
-    state.policies[policy.group] = policy
     found = [(name, state.cache.find(policy.group, name)) for name in victims]
     refusals = [f"{name}: not a member of group {policy.group}" for name, rec in found if rec is None]
     records = [rec for _name, rec in found if rec is not None]

@@ -23,7 +23,6 @@ async def scale_out(state: KvmState, policy: spec.GroupPolicy, count: int) -> mo
 
     CapacityLimited when nothing fits; the pool is refilled in the background afterwards.
     """
-    state.policies[policy.group] = policy
     if count <= 0:
         return model.ScaleResult()
     state.scaling_out += 1

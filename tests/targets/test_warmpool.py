@@ -281,3 +281,25 @@ async def test_a_pooled_domain_being_removed_never_shows_as_a_member(shutoff_poo
     await removal
     assert seen
     assert all(instances == () for instances in seen)
+
+
+async def test_a_late_scale_call_never_governs_a_removed_group(shutoff_pool: kvm.KvmTarget) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    shutoff_pool.set_policies([])  # the operator removed the group's policy file ...
+
+    await shutoff_pool.scale_in(pooled_policy(), [])  # ... while a tick still held the old one
+    await shutoff_pool.fill_pools()
+
+    assert shutoff_pool._policies == {}
+    assert shutoff_pool.unmanaged() == {"web": 2}
+
+
+async def test_an_older_policy_passed_to_scale_out_does_not_replace_the_current_one(
+    shutoff_pool: kvm.KvmTarget,
+) -> None:
+    newer = pooled_policy(max=30)
+    shutoff_pool.set_policies([newer])
+
+    await shutoff_pool.scale_out(pooled_policy(), 1)
+
+    assert shutoff_pool._policies == {"web": newer}
