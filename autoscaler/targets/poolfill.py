@@ -25,9 +25,23 @@ async def fill_pools(state: KvmState) -> int:
     made = 0
     for policy in list(state.policies.values()):
         if state.cache.ready:
-            await _trim_pool(state, policy)
-            made += await _fill_group(state, policy)
+            made += await _refill_group(state, policy)
     return made
+
+
+async def _refill_group(state: KvmState, policy: spec.GroupPolicy) -> int:
+    """Trim then fill one group's pool; a failure is logged and ends only this group's turn.
+
+    A broken group (its golden image gone, say) must not keep the groups after it from refilling.
+    """
+    try:
+        await _trim_pool(state, policy)
+        return await _fill_group(state, policy)
+    except errors.TargetError as exc:
+        log.warning(
+            "warm_pool_refill_failed", group=policy.group, error=str(exc), error_class=exc.error_class
+        )
+        return 0
 
 
 async def refill_loop(state: KvmState) -> None:

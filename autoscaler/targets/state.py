@@ -78,8 +78,8 @@ class KvmState:
         self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
         self.gateways = {uri: self._gateway(uri) for uri in hosts}
         self.cache = membership.Cache(hosts)
-        self.policies: dict[str, spec.GroupPolicy] = {}
         # The governed groups: written only by `KvmTarget.set_policies` (a scale call's policy may be stale).
+        self.policies: dict[str, spec.GroupPolicy] = {}
         self.busy: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.free: dict[str, int] = {}

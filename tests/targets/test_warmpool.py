@@ -303,3 +303,14 @@ async def test_an_older_policy_passed_to_scale_out_does_not_replace_the_current_
     await shutoff_pool.scale_out(pooled_policy(), 1)
 
     assert shutoff_pool._policies == {"web": newer}
+
+
+async def test_a_broken_group_does_not_keep_the_next_groups_pool_empty(tmp_path: pathlib.Path) -> None:
+    broken = pooled_policy(group="aaa", golden="golden-missing.qcow2")  # refilled first, fails
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[broken, pooled_policy()])
+    await target.start()
+    try:
+        await eventually(lambda: full(target, 2, "shutoff"))
+        assert target._cache.pooled("aaa") == []
+    finally:
+        await target.close()
