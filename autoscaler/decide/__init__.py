@@ -42,15 +42,28 @@ class _Trail:
 _JUST_BEFORE = 0.001
 
 
+def _out_of_touch(policy: spec.GroupPolicy, memory: model.GroupMemory, now: float) -> bool:
+    """Whether the memory has not followed the group lately: empty, or its newest entry too old.
+
+    Too old means older than the scale-down window and than two evaluation intervals, so a policy
+    evaluated less often than its window still counts its previous evaluation as recent.
+    """
+    if not memory.recommendations:
+        return True
+    newest = max(t for t, _ in memory.recommendations)
+    return newest < now - max(policy.scale_down.stabilization, 2 * policy.evaluation_interval)
+
+
 def _remember(
     policy: spec.GroupPolicy, memory: model.GroupMemory, current_size: int, recommendation: int, now: float
 ) -> model.GroupMemory:
     horizon = max(policy.scale_up.stabilization, policy.scale_down.stabilization)
     recommendations = tuple((t, c) for t, c in memory.recommendations if t >= now - horizon and t < now)
-    if not memory.recommendations:
-        # No history (first start): assume the current size was recommended until just now, so a
-        # restart never shrinks the group before a whole scale-down window has been observed.
-        recommendations = ((now - _JUST_BEFORE, current_size),)
+    if _out_of_touch(policy, memory, now):
+        # No recent history (first start, or a restart after a long stop): assume the current size
+        # was recommended until just now, so a restart never shrinks the group before a whole
+        # scale-down window has been observed.
+        recommendations = (*recommendations, (now - _JUST_BEFORE, current_size))
     periods = [d.rate.period for d in (policy.scale_up, policy.scale_down) if d.rate is not None]
     if policy.churn_budget is not None:
         periods.append(policy.churn_budget.period)

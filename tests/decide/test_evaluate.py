@@ -150,6 +150,7 @@ def test_scale_down_stabilization_uses_the_highest_recent_recommendation() -> No
     assert decision.desired == 8
     assert "stabilization" in stages(decision)
     assert decision.trail[-1].reason == "highest recommendation in the 5m scale-down window"
+    _, memory = evaluate(group, fleet(8), {"cpu": fresh(0.1, NOW + 200)}, memory, NOW + 200)
     later, _ = evaluate(group, fleet(8), {"cpu": fresh(0.1, NOW + 400)}, memory, NOW + 400)
     assert later.desired == 2
 
@@ -301,3 +302,26 @@ def test_decision_records_inputs_and_reason() -> None:
     decision, _ = evaluate(policy(), fleet(4), {"cpu": fresh(0.9, NOW)})
     assert decision.checks == (model.CheckReport("cpu", "fresh", 0.9, 8, "ceil(4 * 0.9 / 0.5) = 8"),)
     assert "cpu" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("interval", "stored", "expected"),
+    [
+        ("30s", (), 10),  # first start: hold for the down window
+        ("30s", ((-3600, 10),), 10),  # restart after an hour: the stored memory is out of date, hold
+        ("30s", ((-400, 10),), 10),  # newest stored entry just beyond the 5m window
+        ("30s", ((-400, 10), (-30, 2)), 9),  # memory kept up to date and the 10 has left the window
+        ("30s", ((-60, 10),), 10),  # up to date, the 10 is still in the window
+        ("10m", ((-600, 10),), 9),  # interval longer than the window: the previous evaluation counts
+    ],
+)
+def test_a_restart_with_old_memory_does_not_shrink_within_the_down_window(
+    interval: str, stored: tuple[tuple[float, int], ...], expected: int
+) -> None:
+    group = policy(
+        evaluation_interval=interval,
+        scale_down={"stabilization": "5m", "rate": {"instances": 1, "period": "1m"}},
+    )
+    memory = model.GroupMemory(tuple((NOW + at, count) for at, count in stored))
+    decision, _ = evaluate(group, fleet(10), {"cpu": fresh(0.1, NOW)}, memory)
+    assert decision.desired == expected
