@@ -58,3 +58,34 @@ def test_console_script_and_module_agree() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("ok: 3 groups")
+
+
+SIMULATED_POLICY = """\
+group: web
+golden: /golden/web.qcow2
+template: web-template
+min: 1
+max: 10
+checks:
+  - name: cpu
+    source: prometheus
+    query: avg(cpu)
+    strategy: {kind: target_tracking, target: 0.7}
+"""
+
+
+def test_simulate_runs_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "web.yaml"
+    policy.write_text(SIMULATED_POLICY)
+    trace = tmp_path / "load.csv"
+    rows = [
+        f"2024-01-01T{hour:02d}:{minute:02d}:00Z,{40 + hour * 10}" for hour in range(6) for minute in (0, 30)
+    ]
+    trace.write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "figures.json"
+    argv = ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", "20"]
+    assert cli.main([*argv, "--baseline", "hpa", "--json", str(out), "--no-progress"]) == 0
+    assert "decision quality" in capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert figures["group"] == "web"
+    assert set(figures["baselines"]) == {"hpa"}

@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--plot", type=Path, help="write a PNG of demand vs supply")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(func=run)
     return parser
 
 

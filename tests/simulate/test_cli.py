@@ -68,7 +68,7 @@ def test_simulate_writes_figures_and_a_plot(files: tuple[Path, Path], tmp_path: 
     ]
     argv += ["--json", str(out), "--plot", str(png)]
     args = _parse(argv)
-    assert args.handler(args) == 0
+    assert args.func(args) == 0
     report = json.loads(out.read_text())
     keys = {"theta_u", "theta_o", "tau_u", "tau_o", "instability", "instance_hours", "slo_violation_minutes"}
     assert keys <= report.keys()
@@ -85,11 +85,11 @@ def test_simulate_writes_figures_and_a_plot(files: tuple[Path, Path], tmp_path: 
 def test_unknown_group_is_a_usage_error(files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     policy, trace = files
     args = _parse(["simulate", "--policy", str(policy), "--group", "db", "--trace", str(trace)])
-    assert args.handler(args) == 2
+    assert args.func(args) == 2
     assert "group 'db' not in the policy file" in capsys.readouterr().err
 
 
 def test_missing_capacity_without_sidecar_is_a_usage_error(files: tuple[Path, Path]) -> None:
     policy, trace = files
     args = _parse(["simulate", "--policy", str(policy), "--trace", str(trace)])
-    assert args.handler(args) == 2
+    assert args.func(args) == 2
