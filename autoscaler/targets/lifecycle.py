@@ -128,7 +128,10 @@ async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, poo
             await set_phase(gw, record.uuid, record.owner)
         disks = await gw.run(ops.disk_paths, record.uuid, op="lookup")
         overlays = [path for path in disks if _is_our_overlay(path, record)]
-        await stop(gw, record.uuid, timings)
+        if record.owner.phase is xml.Phase.POOLED:  # no guest work to save: no graceful stop
+            await gw.run(ops.destroy, record.uuid, op="destroy")
+        else:
+            await stop(gw, record.uuid, timings)
         await gw.run(ops.undefine, record.uuid, op="undefine")
     except gateway.NotFound:
         pass  # the domain is gone already: only its overlay may be left
@@ -150,11 +153,18 @@ def _is_our_overlay(path: str, record: Record) -> bool:
 
 
 async def stop(gw: gateway.Gateway, uuid: str, timings: StopTimings) -> None:
-    """Ask politely (re-sending), then force; returns once the domain is not running."""
+    """Ask politely (re-sending), then force; returns once the domain is not running.
+
+    A paused guest cannot act on the request (QEMU answers "domain is not running"), so it is
+    forced off at once instead of after the whole timeout.
+    """
     deadline = time.monotonic() + timings.shutdown_timeout
     next_send = 0.0
     while time.monotonic() < deadline:
-        if await gw.run(ops.run_state, uuid, op="state") not in ("running", "paused"):
+        run = await gw.run(ops.run_state, uuid, op="state")
+        if run == "paused":
+            break
+        if run != "running":
             return
         if time.monotonic() >= next_send:
             await gw.run(ops.shutdown, uuid, op="shutdown")

@@ -7,13 +7,15 @@ import dataclasses
 import pathlib
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import libvirt
+import pytest
 
 from autoscaler.policy import spec
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.targets import reconcile as reconciling
-from autoscaler.virt import xml
+from autoscaler.virt import ops, xml
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "fixtures" / "libvirt" / "host.xml"
 MiB = 1024 * 1024
@@ -121,3 +123,17 @@ def our_domain(uuid: str, owner: xml.Ownership) -> str:
         owner,
     )
     return xml.clone_domain_xml(SMALL_TEMPLATE, clone)
+
+
+def shutdown_like_qemu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a shutdown request answer as QEMU does (the test driver shuts a paused guest down):
+    a paused guest is 'not running' (code 55) and nothing happens."""
+    shutdown = ops.shutdown
+
+    def like_qemu(conn: Any, uuid: str) -> None:
+        if conn.lookupByUUIDString(uuid).state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            message = "Requested operation is not valid: domain is not running"
+            raise libvirt_error(libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_FROM_QEMU, message)
+        shutdown(conn, uuid)
+
+    monkeypatch.setattr(ops, "shutdown", like_qemu)

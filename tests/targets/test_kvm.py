@@ -11,7 +11,15 @@ import pytest
 from autoscaler import errors, model
 from autoscaler.targets import kvm, lifecycle, watch
 from autoscaler.virt import ops, xml
-from tests.targets.hosts import MiB, RecordingObserver, eventually, fast_settings, host_uri, web_policy
+from tests.targets.hosts import (
+    MiB,
+    RecordingObserver,
+    eventually,
+    fast_settings,
+    host_uri,
+    shutdown_like_qemu,
+    web_policy,
+)
 
 FOREIGN = "as-web-deadbeef"
 FOREIGN_UUID = "deadbeef-0000-4000-8000-000000000001"
@@ -238,3 +246,24 @@ async def test_members_of_a_golden_image_no_longer_named_are_outdated(target: kv
     target.set_policies([web_policy(golden="golden-web-v2.qcow2")])
 
     assert [i.outdated for i in (await target.inventory("web")).instances] == [True]
+
+
+async def test_a_paused_member_is_removed_without_waiting_for_a_shutdown(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutdown_like_qemu(monkeypatch)
+    settings = fast_settings(stop=lifecycle.StopTimings(shutdown_timeout=30.0, poll_interval=0.02))
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=settings, policies=[web_policy()])
+    await target.start()
+    try:
+        [name] = (await target.scale_out(web_policy(), 1)).done
+        await target.gateway(target.hosts[0]).run(
+            ops.suspend, (await domains(target))[name].uuid, op="suspend"
+        )
+
+        result = await asyncio.wait_for(target.scale_in(web_policy(), [name]), 5.0)  # not 30 s
+
+        assert result.done == (name,)
+        assert name not in await domains(target)
+    finally:
+        await target.close()

@@ -10,10 +10,10 @@ import pytest
 
 from autoscaler import errors, model
 from autoscaler.policy import spec
-from autoscaler.targets import kvm, warmpool
+from autoscaler.targets import kvm, lifecycle, warmpool
 from autoscaler.targets.inventory import Record
 from autoscaler.virt import ops, xml
-from tests.targets.hosts import MiB, eventually, fast_settings, host_uri, web_policy
+from tests.targets.hosts import MiB, eventually, fast_settings, host_uri, shutdown_like_qemu, web_policy
 
 
 def pooled_policy(size: int = 2, state: str = "shutoff", **changes: object) -> spec.GroupPolicy:
@@ -312,5 +312,22 @@ async def test_a_broken_group_does_not_keep_the_next_groups_pool_empty(tmp_path:
     try:
         await eventually(lambda: full(target, 2, "shutoff"))
         assert target._cache.pooled("aaa") == []
+    finally:
+        await target.close()
+
+
+async def test_trimming_a_paused_pool_forces_the_domains_off_without_waiting(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutdown_like_qemu(monkeypatch)
+    settings = fast_settings(stop=lifecycle.StopTimings(shutdown_timeout=30.0, poll_interval=0.02))
+    policy = pooled_policy(size=2, state="paused")
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=settings, policies=[policy])
+    await target.start()
+    try:
+        await eventually(lambda: full(target, 2, "paused"))
+        target.set_policies([pooled_policy(size=0, state="paused")])
+        await eventually(lambda: target._cache.pooled("web") == [])  # not 2 x 30 s
+        assert await pooled_in_libvirt(target) == {}
     finally:
         await target.close()
