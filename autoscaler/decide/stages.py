@@ -93,9 +93,10 @@ def rate_limit(
     moved = _moved(changes, up, now - rate.period)
     start = current - moved if up else current + moved
     by_percent = start * (rate.percent or 0.0) / 100.0
-    allowed = max(rate.instances or 0, ceil(by_percent) if up else math.floor(by_percent + 1e-9))
+    # At least one per period either way, or a small group under a percent limit would never move.
+    allowed = max(rate.instances or 0, ceil(by_percent) if up else math.floor(by_percent + 1e-9), 1)
     if up:
-        limit = max(start + max(allowed, 1), current)
+        limit = max(start + allowed, current)
         limited = min(desired, limit)
     else:
         limit = min(start - allowed, current)

@@ -185,10 +185,20 @@ def test_scale_up_rate_limit(rate: dict[str, Any], current: int, moved: int, exp
     assert decision.desired == expected
 
 
-def test_scale_down_rate_limit() -> None:
-    group = policy(scale_down={"rate": {"instances": 1, "period": "5m"}})
-    decision, _ = evaluate(group, fleet(8), {"cpu": fresh(0.05, NOW)})
-    assert decision.desired == 7
+@pytest.mark.parametrize(
+    ("rate", "current", "moved", "expected"),
+    [
+        ({"instances": 1, "period": "5m"}, 8, 0, 7),
+        ({"percent": 10, "period": "1m"}, 5, 0, 4),  # 10 % of 5 rounds down to 0: still one
+        ({"percent": 10, "period": "1m"}, 20, 0, 18),
+        ({"percent": 10, "period": "1m"}, 5, 1, 5),  # the one of this period is spent
+    ],
+)
+def test_scale_down_rate_limit(rate: dict[str, Any], current: int, moved: int, expected: int) -> None:
+    group = policy(scale_down={"rate": rate})
+    memory = model.GroupMemory(changes=(model.Change(NOW - 10, -moved),) if moved else ())
+    decision, _ = evaluate(group, fleet(current), {"cpu": fresh(0.05, NOW)}, memory)
+    assert decision.desired == expected
     assert "rate_limit" in stages(decision)
 
 
