@@ -106,15 +106,32 @@ def revision(policy: spec.GroupPolicy) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def _defined_twice(
+    file: str, node: yaml.Node, data: object, found: list[spec.GroupPolicy], named: dict[str, Problem]
+) -> list[Problem]:
+    """A problem at each group named again in the same file; `named` records where names came first."""
+    listed = isinstance(data, dict) and "groups" in data
+    problems: list[Problem] = []
+    for index, group in enumerate(found):
+        where = locate.problem(file, node, ("groups", index, "group") if listed else ("group",), "")
+        first = named.setdefault(group.group, where)
+        if first is not where:
+            message = f"group '{group.group}' is already defined at {file}:{first.line}:{first.column}"
+            problems.append(Problem(file, where.line, where.column, where.path, message))
+    return problems
+
+
 def load_text(text: str, file: str) -> tuple[list[LoadedGroup], list[Problem]]:
     """The groups in one file's text, or every problem found in it (then no group at all)."""
     documents, problems = _documents(text, file)
     groups: list[LoadedGroup] = []
+    named: dict[str, Problem] = {}
     for node, data in documents:
         found, found_problems = _validate(node, data, file)
         problems += found_problems
         line = node.start_mark.line + 1
         groups += [LoadedGroup(g, file, line, revision(g)) for g in found]
+        problems += _defined_twice(file, node, data, found, named)
     if not documents and not problems:
         problems.append(Problem(file, 1, 1, "", "the file defines no group"))
     problems.sort(key=lambda p: (p.line, p.column))

@@ -96,3 +96,31 @@ def test_schema_rejects_what_the_loader_rejects() -> None:
     validator = jsonschema.Draft202012Validator(policy_schema.schema())
     document = yaml.safe_load((INVALID / "unknown-keys.yaml").read_text())
     assert list(validator.iter_errors(document))
+
+
+GROUP = "group: {name}\ngolden: g.qcow2\ntemplate: t\nmin: 1\nmax: 2\n"
+LISTED = "  - group: {name}\n    golden: g.qcow2\n    template: t\n    min: 1\n    max: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GROUP.format(name="a") + "---\n" + GROUP.format(name="a"),
+            "x.yaml:7:8: group: group 'a' is already defined at x.yaml:1:8",
+        ),
+        (
+            "groups:\n" + LISTED.format(name="a") + LISTED.format(name="b") + LISTED.format(name="a"),
+            "x.yaml:12:12: groups[2].group: group 'a' is already defined at x.yaml:2:12",
+        ),
+        (
+            "groups:\n" + LISTED.format(name="a") + "---\n" + GROUP.format(name="a"),
+            "x.yaml:8:8: group: group 'a' is already defined at x.yaml:2:12",
+        ),
+    ],
+    ids=["documents", "groups-list", "list-then-document"],
+)
+def test_a_group_defined_twice_in_one_file_is_located(text: str, expected: str) -> None:
+    groups, problems = files.load_text(text, "x.yaml")
+    assert groups == []
+    assert [str(p) for p in problems] == [expected]
