@@ -154,6 +154,11 @@ class GroupHandler:
             self.lifecycle.enter(State.IDLE)
         log.info("group_resumed", group=self.group)
 
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown began or the group was dropped: no new tick, no new action."""
+        return self._stopping
+
     def stop_acting(self) -> None:
         """Shutdown: decide no more and start no new action; one in flight continues."""
         self._stopping = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -38,6 +38,8 @@ class GroupManager:
         self.restart_max = restart_max
         self.handlers: dict[str, handler.GroupHandler] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired: dict[asyncio.Task[None], handler.GroupHandler] = {}
+        """Tasks of dropped groups, finishing the action they had in flight."""
         self._running = False
 
     def __iter__(self) -> Iterator[handler.GroupHandler]:
@@ -67,20 +69,38 @@ class GroupManager:
         return Changes(tuple(added), tuple(updated), tuple(removed))
 
     def _drop(self, name: str) -> None:
+        """Stop managing `name`; a task still running keeps going until its action is over."""
         dropped = self.handlers.pop(name)
         dropped.stop_acting()
-        self.deps.metrics.forget(name)
-        self.deps.journal.forget(name)
+        self._forget(name)
+        task = self._tasks.pop(name, None)
+        if task is not None and not task.done():
+            self._retired[task] = dropped
+            task.add_done_callback(self._retire_done)
         log.info("group_unmanaged", group=name, note="its instances are left as they are")
 
+    def _forget(self, name: str) -> None:
+        self.deps.metrics.forget(name)
+        self.deps.journal.forget(name)
+
+    def _retire_done(self, task: asyncio.Task[None]) -> None:
+        """A dropped group's last tick may have published after `_drop` forgot it: forget again."""
+        dropped = self._retired.pop(task, None)
+        if dropped is not None:
+            self._forget(dropped.group)
+
     def _spawn(self, name: str) -> None:
-        task = asyncio.create_task(self._supervise(self.handlers[name]), name=f"group:{name}")
+        earlier = [task for task, dropped in self._retired.items() if dropped.group == name]
+        task = asyncio.create_task(self._supervise(self.handlers[name], earlier), name=f"group:{name}")
         self._tasks[name] = task
         task.add_done_callback(
             lambda done: self._tasks.pop(name, None) if self._tasks.get(name) is done else None
         )
 
-    async def _supervise(self, group: handler.GroupHandler) -> None:
+    async def _supervise(self, group: handler.GroupHandler, earlier: Collection[asyncio.Task[None]]) -> None:
+        """Run `group` once the tasks of its dropped namesakes are over, restarting it after a crash."""
+        if earlier:
+            await asyncio.wait(earlier)
         delay = self.restart_delay
         while True:
             try:
@@ -89,6 +109,8 @@ class GroupManager:
             except Exception:
                 log.exception("handler_crashed", group=group.group, restart_in=delay)
                 self.deps.metrics.handler_restarted(group.group)
+            if group.stopping:
+                return
             await asyncio.sleep(delay)
             delay = min(self.restart_max, delay * 2)
 
@@ -113,17 +135,17 @@ class GroupManager:
         """Start no new actions; give in-flight ones `grace` seconds; returns how many were abandoned."""
         for each in self.handlers.values():
             each.stop_acting()
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._retired]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
-        abandoned = sum(1 for each in self.handlers.values() if each.acting)
+        abandoned = sum(1 for each in (*self.handlers.values(), *self._retired.values()) if each.acting)
         if abandoned:
             log.warning("actions_abandoned", count=abandoned, note="the reconciler finishes or removes them")
         await self._cancel_all()
         return abandoned
 
     async def _cancel_all(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._retired]
         for task in tasks:
             task.cancel()
         for task in tasks:

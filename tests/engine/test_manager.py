@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from autoscaler.engine import manager
 from tests import fakes
@@ -94,3 +95,57 @@ async def test_an_edit_reverted_before_the_next_tick_is_never_applied(world: Wor
     await web.tick()
     assert web.policy.max == 20
     assert groups.apply({"web": first}) == manager.Changes()
+
+
+def _group_task_running(name: str) -> bool:
+    return any(task.get_name() == f"group:{name}" and not task.done() for task in asyncio.all_tasks())
+
+
+async def test_a_group_dropped_and_restored_mid_action_acts_once(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.gate = asyncio.Event()
+    groups = manager.GroupManager(world.deps)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        groups.poke()
+        await fakes.eventually(lambda: world.target.calls)
+        groups.apply({})
+        groups.apply({"web": loaded(make_policy())})
+        groups.poke("web")
+        with contextlib.suppress(AssertionError):  # a second action would start within this time
+            await fakes.eventually(lambda: len(world.target.calls) > 1, deadline=0.5)
+        world.target.gate.set()
+        await fakes.eventually(lambda: world.deps.journal.last("web") is not None)
+        entry = world.deps.journal.last("web")
+        assert entry is not None
+        assert (entry.outcome, entry.state) == ("none", "cooldown")
+        assert [op for op, _g, _n in world.target.calls] == ["scale_out"]
+        assert len(world.target.names("web")) == 5
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_a_group_dropped_mid_action_is_not_shown_after_it(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.gate = asyncio.Event()
+    groups = manager.GroupManager(world.deps)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        groups.poke()
+        await fakes.eventually(lambda: world.target.calls)
+        groups.apply({})
+        assert _group_task_running("web")
+        world.target.gate.set()
+        await fakes.eventually(lambda: not _group_task_running("web"))
+        assert len(world.target.names("web")) == 5
+        for state in ("cooldown", "scaling"):
+            assert world.sample("autoscaler_group_state", {"group": "web", "state": state}) is None
+        assert world.deps.journal.last("web") is None
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
