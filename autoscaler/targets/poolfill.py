@@ -12,6 +12,7 @@ from autoscaler import errors
 from autoscaler.policy import spec
 from autoscaler.targets import placement, resources, scalein, scaleout, warmpool
 from autoscaler.targets.state import KvmState
+from autoscaler.virt import xml
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +60,7 @@ async def _trim_pool(state: KvmState, policy: spec.GroupPolicy) -> None:
     """Remove idle pooled domains the policy no longer wants (stale, broken, beyond the size)."""
     idle = [r for r in state.cache.pooled(policy.group) if r.uuid not in state.busy]
     for record in warmpool.surplus(idle, policy):
-        if record.uuid not in state.busy:
-            await scalein.remove(state, record, policy.pool)
+        await scalein.remove(state, record, policy.pool, xml.Phase.POOLED)
 
 
 async def _fill_group(state: KvmState, policy: spec.GroupPolicy) -> int:

@@ -66,7 +66,8 @@ class Report:
         )
 
 
-Remove = Callable[[Record, str | None], Awaitable[None]]
+Remove = Callable[[Record, str | None, xml.Phase], Awaitable[bool]]
+"""Removes a domain from its pool if it is still idle in the given phase; True when removed."""
 
 
 def records_of(host: str, views: list[ops.DomainView]) -> list[Record]:
@@ -138,11 +139,14 @@ async def _finish_or_roll_back(
 
 
 async def _removed(remove: Remove, record: Record, pool: str | None, report: Report) -> bool:
-    """Remove one domain; True when done. A failure is logged and counted, and the pass goes on:
-    one domain that cannot be removed must not keep the rest of the host unreconciled. Only a
-    lost connection ends the pass (nothing more can be done on that host now)."""
+    """Remove one domain if it is still in the phase it was listed in; True when done.
+
+    A failure is logged and counted, and the pass goes on: one domain that cannot be removed
+    must not keep the rest of the host unreconciled. Only a lost connection ends the pass
+    (nothing more can be done on that host now).
+    """
     try:
-        await remove(record, pool)
+        removed = await remove(record, pool, record.owner.phase)
     except gateway.ConnectionLost:
         raise
     except errors.TargetError as exc:
@@ -156,7 +160,7 @@ async def _removed(remove: Remove, record: Record, pool: str | None, report: Rep
         )
         report.failed_removals.append(record.name)
         return False
-    return True
+    return removed
 
 
 async def _destroy_missing_overlays(

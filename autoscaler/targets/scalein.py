@@ -15,6 +15,7 @@ from autoscaler.policy import spec
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import lifecycle, outcomes, resources
 from autoscaler.targets.state import KvmState
+from autoscaler.virt import xml
 
 
 async def scale_in(state: KvmState, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
@@ -38,9 +39,19 @@ async def _remove_named(state: KvmState, record: membership.Record, pool: str) -
     return record.name
 
 
-async def remove(state: KvmState, record: membership.Record, pool: str | None) -> None:
-    """The destroy sequence under the domain's lock; the cache shows it draining meanwhile."""
+async def remove(
+    state: KvmState, record: membership.Record, pool: str | None, expected: xml.Phase | None = None
+) -> bool:
+    """The destroy sequence under the domain's lock; the cache shows it draining meanwhile.
+
+    With `expected`, the caller decided on an older look at the domain (the reconciler, the pool
+    trim): once the lock is held it is removed only if the cache still shows it idle and in that
+    phase, since a scale-out may have taken it or the watch promoted it meanwhile. Returns
+    whether it was removed.
+    """
     async with state.locks[record.uuid]:
+        if expected is not None and not _still(state, record, expected):
+            return False
         state.busy.add(record.uuid)
         try:
             await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
@@ -48,3 +59,10 @@ async def remove(state: KvmState, record: membership.Record, pool: str | None) -
             state.busy.discard(record.uuid)
         state.cache.drop(record.host, record.uuid)
         state.cpu.pop(record.uuid, None)
+    return True
+
+
+def _still(state: KvmState, record: membership.Record, expected: xml.Phase) -> bool:
+    """Whether the domain is still cached, idle and in the phase the caller decided on."""
+    current = state.cache.get(record.host, record.uuid)
+    return current is not None and record.uuid not in state.busy and current.owner.phase is expected

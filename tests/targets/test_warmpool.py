@@ -10,7 +10,8 @@ import pytest
 
 from autoscaler import errors, model
 from autoscaler.policy import spec
-from autoscaler.targets import kvm, lifecycle, warmpool
+from autoscaler.targets import kvm, lifecycle, scalein, warmpool
+from autoscaler.targets import reconcile as reconciling
 from autoscaler.targets.inventory import Record
 from autoscaler.virt import ops, xml
 from tests.targets.hosts import MiB, eventually, fast_settings, host_uri, shutdown_like_qemu, web_policy
@@ -331,3 +332,33 @@ async def test_trimming_a_paused_pool_forces_the_domains_off_without_waiting(
         assert await pooled_in_libvirt(target) == {}
     finally:
         await target.close()
+
+
+async def test_a_pooled_domain_taken_after_the_trim_decided_is_not_removed(
+    shutoff_pool: kvm.KvmTarget,
+) -> None:
+    await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
+    state = shutoff_pool._state
+    taken: list[str] = []
+
+    async def take_then_remove(record: Record, pool: str | None, expected: xml.Phase) -> bool:
+        # A scale-out takes every pooled domain between the trim's choice and its removal.
+        taken.extend((await shutoff_pool.scale_out(pooled_policy(), 2)).done)
+        return await scalein.remove(state, record, pool, expected)
+
+    gw = shutoff_pool.gateway(shutoff_pool.hosts[0])
+    report = await reconciling.reconcile_host(
+        gw,
+        state.cache,
+        busy=state.busy,
+        policies={"web": pooled_policy(size=1)},  # one pooled domain too many
+        pools={"default"},
+        grace=state.settings.grace,
+        now=state.clock(),
+        remove=take_then_remove,
+    )
+
+    assert len(taken) == 2
+    assert report.pool_trimmed == []
+    assert set(taken) <= set(await views(shutoff_pool))
+    assert {i.name for i in (await shutoff_pool.inventory("web")).instances} == set(taken)
