@@ -56,6 +56,7 @@ def _parts(policy: spec.GroupPolicy) -> Iterator[tuple[Loc, spec.Spec]]:
         if rate is not None:
             yield (name, "rate"), rate
     yield ("readiness",), policy.readiness
+    yield ("predictive",), policy.predictive
 
 
 def _raw_parts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, type[spec.Spec], object]]:
@@ -68,8 +69,9 @@ def _raw_parts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, type[spec.Spec], 
         direction = data.get(name)
         if isinstance(direction, dict) and direction.get("rate") is not None:
             yield (name, "rate"), spec.RateLimit, direction["rate"]
-    if "readiness" in data:
-        yield ("readiness",), spec.Readiness, data["readiness"]
+    for key, model in (("readiness", spec.Readiness), ("predictive", spec.Predictive)):
+        if key in data:
+            yield (key,), model, data[key]
 
 
 # --- group rules ------------------------------------------------------------------------------
@@ -124,6 +126,8 @@ def _schedule(window: spec.Schedule) -> Found:
             yield ("cron",), f"invalid cron expression: {exc}"
     if window.min is None and window.max is None:
         yield (), "a schedule needs min, max or both"
+    if window.min is not None and window.max is not None and window.min > window.max:
+        yield ("max",), f"ceiling {window.max} is below the schedule's own floor {window.min}"
 
 
 def _rate(rate: spec.RateLimit) -> Found:
@@ -136,9 +140,15 @@ def _readiness(readiness: spec.Readiness) -> Found:
         yield ("port",), "the tcp probe needs a port"
 
 
+def _predictive(predictive: spec.Predictive) -> Found:
+    if predictive.mode == "active" and not predictive.query.strip():
+        yield ("query",), "active predictive scaling needs a query for the group's total load"
+
+
 _PART_RULES: dict[type[spec.Spec], Callable[[Any], Found]] = {
     spec.Check: _check,
     spec.Schedule: _schedule,
     spec.RateLimit: _rate,
     spec.Readiness: _readiness,
+    spec.Predictive: _predictive,
 }

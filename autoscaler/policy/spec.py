@@ -177,14 +177,14 @@ class RateLimit(Spec):
     percent: float | None = Field(
         None, gt=0, description="Largest change as a percentage of the group per period."
     )
-    period: Duration = Field(60.0, description="The rolling window the limits apply to.")
+    period: Duration = Field(60.0, gt=0, description="The rolling window the limits apply to.")
 
 
 class ChurnBudget(Spec):
     """At most this many instances created plus removed per period, both directions together."""
 
     max_changes: int = Field(ge=1, description="Creates plus removals allowed in any rolling period.")
-    period: Duration = Field(3600.0, description="The rolling window the budget applies to.")
+    period: Duration = Field(3600.0, gt=0, description="The rolling window the budget applies to.")
 
 
 class Direction(Spec):
@@ -216,7 +216,7 @@ class Schedule(Spec):
         " '30 7 * * 1-5' (0 and 7 are Sunday; a restricted day of month OR weekday matches)."
     )
     timezone: str = Field("UTC", description="IANA time zone for the cron fields, e.g. Europe/Berlin.")
-    duration: Duration = Field(description="How long the window stays open after each opening.")
+    duration: Duration = Field(gt=0, description="How long the window stays open after each opening.")
     min: int | None = Field(None, ge=0, description="Floor while the window is open.")
     max: int | None = Field(None, ge=0, description="Ceiling while the window is open.")
 

@@ -25,6 +25,7 @@ checks:
     strategy: {kind: target_tracking, target: 0.7}
 predictive:
   mode: active
+  query: sum(rate(http_requests_total[1m]))
 warm_pool:
   size: 2
   state: paused
