@@ -69,9 +69,13 @@ def _raw_parts(data: Mapping[str, Any]) -> Iterator[tuple[Loc, type[spec.Spec], 
         direction = data.get(name)
         if isinstance(direction, dict) and direction.get("rate") is not None:
             yield (name, "rate"), spec.RateLimit, direction["rate"]
-    for key, model in (("readiness", spec.Readiness), ("predictive", spec.Predictive)):
+    single: tuple[tuple[str, type[spec.Spec]], ...] = (
+        ("readiness", spec.Readiness),
+        ("predictive", spec.Predictive),
+    )
+    for key, part in single:
         if key in data:
-            yield (key,), model, data[key]
+            yield (key,), part, data[key]
 
 
 # --- group rules ------------------------------------------------------------------------------
