@@ -99,6 +99,9 @@ class Actor:
             return "slot_timeout"
         except errors.TargetError as exc:
             return self._failed(policy.group, direction, exc)
+        except Exception as exc:
+            self._crashed(policy.group, direction, exc)
+            raise
         finally:
             self.acting = False
 
@@ -113,6 +116,16 @@ class Actor:
             return "disabled"
         self.lifecycle.back_off(str(exc), self.deps.clock.now(), self.deps.settings)
         return "backoff"
+
+    def _crashed(self, group: str, direction: str, exc: Exception) -> None:
+        """A bug in the action: BACKOFF, so a restarted handler does not act again at once.
+
+        What the action did is unknown; the supervisor logs the traceback and restarts the handler.
+        """
+        self.deps.metrics.scaled(group, direction, None, "bug")
+        self.lifecycle.back_off(
+            f"bug: {type(exc).__name__}: {exc}", self.deps.clock.now(), self.deps.settings
+        )
 
     def _settle(
         self,

@@ -298,3 +298,22 @@ async def test_replacing_a_member_in_cooldown_keeps_the_cooldown(
     assert after.outcome == "acted"
     assert web.state is State.COOLDOWN
     assert web.until == world.clock.now() + 60
+
+
+async def test_a_crash_in_the_action_backs_off_instead_of_staying_scaling(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [RuntimeError("a bug")]
+    web = world.handler()
+    with pytest.raises(RuntimeError, match="a bug"):
+        await web.tick()
+    assert (web.state, web.until, web.acting) == (State.BACKOFF, world.clock.now() + 10, False)
+    assert web.reason == "bug: RuntimeError: a bug"
+    held = await web.tick()
+    assert held is not None
+    assert held.outcome == "held_backoff"
+    assert len(world.target.calls) == 1
+    world.clock.advance(10)
+    after = await web.tick()
+    assert after is not None
+    assert after.outcome == "acted"

@@ -37,6 +37,7 @@ async def test_a_crashing_handler_is_restarted_and_counted(world: World) -> None
         groups.poke("web")
         restarts = {"group": "web"}
         await fakes.eventually(lambda: world.sample("autoscaler_handler_restarts_total", restarts) == 1)
+        world.clock.advance(10)  # the crash backed off, as an action whose effect is unknown does
         groups.poke("web")
         await fakes.eventually(lambda: len(world.target.names("web")) == 5)
     finally:
