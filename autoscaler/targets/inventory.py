@@ -7,6 +7,7 @@ events patch it), so nothing here is lost by a crash.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 from autoscaler import model
@@ -69,27 +70,75 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
 
 
 class Cache:
-    """Our domains per host, and which hosts have been reconciled since they (re)connected."""
+    """Our domains per host, and which hosts have been reconciled since they (re)connected.
+
+    A full listing takes a while (several calls per domain), and clones, removals and events
+    change single domains meanwhile. Each change is stamped, so a listing installed by
+    `replace_host` gives way to whatever changed after it began (`listing_started`).
+    """
 
     def __init__(self, hosts: list[str]) -> None:
         self.hosts = list(hosts)
         self._records: dict[str, dict[str, Record]] = {h: {} for h in hosts}
         self._reconciled: set[str] = set()
+        self._stamps = itertools.count(1)
+        self._changed: dict[str, dict[str, int]] = {h: {} for h in hosts}
+        """Per host: the stamp of each domain's latest upsert or drop while a listing runs."""
+        self._listings: dict[str, list[int]] = {h: [] for h in hosts}
+        """Per host: the stamps of listings in progress."""
 
-    def replace_host(self, host: str, records: list[Record]) -> None:
-        """Install a full listing of one host, keeping what was learned by probing."""
+    def listing_started(self, host: str) -> int:
+        """Note that a full listing of the host begins; pass the stamp to `replace_host` (or
+        `listing_abandoned`), which then keeps every change made after this moment."""
+        stamp = next(self._stamps)
+        self._listings[host].append(stamp)
+        return stamp
+
+    def listing_abandoned(self, host: str, since: int) -> None:
+        """A listing begun at `since` failed: it will never be installed."""
+        self._listings[host].remove(since)
+        self._forget_changes(host)
+
+    def replace_host(self, host: str, records: list[Record], since: int | None = None) -> None:
+        """Install a full listing of one host, keeping what was learned by probing.
+
+        With `since` (from `listing_started`), domains upserted or dropped after the listing
+        began stay as they are now instead of as listed.
+        """
         old = self._records[host]
-        self._records[host] = {r.uuid: _merged(old.get(r.uuid), r) for r in records}
+        fresh = {r.uuid: _merged(old.get(r.uuid), r) for r in records}
+        if since is not None:
+            self._listings[host].remove(since)
+            for uuid in (u for u, stamp in self._changed[host].items() if stamp > since):
+                if uuid in old:
+                    fresh[uuid] = old[uuid]
+                else:
+                    fresh.pop(uuid, None)
+        self._records[host] = fresh
+        self._forget_changes(host)
         self._reconciled.add(host)
 
     def upsert(self, record: Record) -> None:
         """Add or refresh one domain."""
         records = self._records[record.host]
         records[record.uuid] = _merged(records.get(record.uuid), record)
+        self._note_change(record.host, record.uuid)
 
     def drop(self, host: str, uuid: str) -> None:
         """Forget a domain that is gone."""
         self._records[host].pop(uuid, None)
+        self._note_change(host, uuid)
+
+    def _note_change(self, host: str, uuid: str) -> None:
+        """Stamp a change of one domain, when a listing in progress must give way to it."""
+        if self._listings[host]:
+            self._changed[host][uuid] = next(self._stamps)
+
+    def _forget_changes(self, host: str) -> None:
+        """Keep only the changes a listing still in progress must give way to."""
+        pending = self._listings[host]
+        oldest = min(pending) if pending else next(self._stamps)
+        self._changed[host] = {u: stamp for u, stamp in self._changed[host].items() if stamp > oldest}
 
     def get(self, host: str, uuid: str) -> Record | None:
         """The cached domain, if any."""

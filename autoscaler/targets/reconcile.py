@@ -103,16 +103,22 @@ async def reconcile_host(
     remove: Remove,
 ) -> Report:
     """One full pass over one host; `busy` holds UUIDs this process is working on right now."""
-    views = await gw.run(ops.list_domains, op="list")
+    since = cache.listing_started(gw.uri)
+    try:
+        views = await gw.run(ops.list_domains, op="list")
+    except BaseException:
+        cache.listing_abandoned(gw.uri, since)
+        raise
     records = records_of(gw.uri, views)
-    cache.replace_host(gw.uri, records)
+    cache.replace_host(gw.uri, records, since)
     report = Report(adopted=len(records))
     governed = [r for r in records if r.uuid not in busy and r.group in policies]
     report.unmanaged = dict(collections.Counter(r.group for r in records if r.group not in policies))
     await _finish_or_roll_back(governed, policies, grace, now, remove, report)
     await _destroy_missing_overlays(gw, governed, policies, remove, report)
     await _trim_pools(gw.uri, cache, busy, policies, remove, report)
-    known = {view.uuid for view in views} | set(busy)
+    # Domains cloned after the listing began are in the cache (or busy), not in the listing.
+    known = {view.uuid for view in views} | {r.uuid for r in cache.all() if r.host == gw.uri} | set(busy)
     report.orphan_overlays = await _sweep_overlays(gw, pools, known, set(policies), now, grace.overlay)
     return report
 

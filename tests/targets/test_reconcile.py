@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
+import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from autoscaler import model
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.virt import gateway, ops, xml
-from tests.targets.hosts import fast_settings, host_uri, web_policy
+from tests.targets.hosts import eventually, fast_settings, host_uri, web_policy
 
 
 @pytest.fixture
@@ -166,3 +169,32 @@ async def test_domains_of_groups_without_policy_are_counted_and_left_alone(targe
     assert set(done) <= await state_names(gw)
     target.set_policies([web_policy()])
     assert target.unmanaged() == {}
+
+
+async def test_changes_made_while_a_host_is_listed_win_over_the_listing(
+    target: kvm.KvmTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [old] = (await target.scale_out(web_policy(), 1)).done
+    await eventually(lambda: all(r.owner.ready for r in target._cache.group("web")))
+    listed, release = threading.Event(), threading.Event()
+    list_domains = ops.list_domains
+
+    def held_listing(conn: Any) -> list[ops.DomainView]:
+        views = list_domains(conn)
+        listed.set()
+        release.wait(10.0)  # the listing is read; it reaches the cache only once released
+        return views
+
+    monkeypatch.setattr(ops, "list_domains", held_listing)
+    reconciling = asyncio.create_task(target.reconcile())
+    try:
+        assert await asyncio.to_thread(listed.wait, 5.0)
+        monkeypatch.setattr(ops, "list_domains", list_domains)
+        [new] = (await target.scale_out(web_policy(), 1)).done  # cloned after the listing ...
+        await target.scale_in(web_policy(), [old])  # ... and removed after it
+    finally:
+        release.set()
+    await reconciling
+
+    assert [i.name for i in (await target.inventory("web")).instances] == [new]
+    assert await state_names(target.gateway(target.hosts[0])) == {"web-template", "as-web-deadbeef", new}
