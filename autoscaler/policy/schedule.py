@@ -42,11 +42,30 @@ def trigger(spec_text: str, tz_name: str) -> BaseTrigger:
 
 
 def is_open(window: spec.Schedule, now: float) -> bool:
-    """Whether the window opened within the last `duration` seconds before `now`."""
-    fires = trigger(window.cron, window.timezone)
+    """Whether the window's last opening at or before `now` was at most `duration` seconds ago."""
     instant = datetime.fromtimestamp(now, tz=UTC)
-    opened = fires.get_next_fire_time(None, instant - timedelta(seconds=window.duration))
-    return opened is not None and opened <= instant
+    opened = last_opening(trigger(window.cron, window.timezone), instant, window.duration)
+    return opened is not None and instant - opened <= timedelta(seconds=window.duration)
+
+
+def last_opening(fires: BaseTrigger, instant: datetime, duration: float) -> datetime | None:
+    """The last fire time at or before `instant` (UTC), walked from a day before the window could open.
+
+    Walking instead of searching from `instant - duration` keeps a window whole across DST: an
+    opening moved out of a skipped hour is still found from inside its window, and the second pass
+    through a repeated hour (wall-clock times already fired) opens nothing again.
+    """
+    cursor = instant - timedelta(days=1, seconds=duration)
+    opened: datetime | None = None
+    wall: datetime | None = None
+    while (fire := fires.get_next_fire_time(None, cursor)) is not None:
+        at = fire.astimezone(UTC)
+        if at > instant or at < cursor:
+            break
+        if wall is None or fire.replace(tzinfo=None) > wall:
+            opened, wall = at, fire.replace(tzinfo=None)
+        cursor = at + timedelta(microseconds=1)
+    return opened
 
 
 def bounds(windows: tuple[spec.Schedule, ...], now: float) -> Bounds:

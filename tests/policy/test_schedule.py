@@ -117,3 +117,30 @@ def test_day_of_month_or_weekday_as_cron_does(cron: str, local_time: str, expect
 def test_non_standard_cron_is_refused(cron: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         schedule.trigger(cron, "UTC")
+
+
+@pytest.mark.parametrize(
+    ("instant", "expected"),
+    [
+        # 2026-03-29: 02:00-03:00 does not exist; the 02:30 opening moves to 03:30 CEST, for a whole hour.
+        ("2026-03-29T03:15:00+02:00", False),
+        ("2026-03-29T03:45:00+02:00", True),
+        ("2026-03-29T04:15:00+02:00", True),
+        ("2026-03-29T04:45:00+02:00", False),
+        # 2026-10-25: 02:00-03:00 happens twice; the window opens at the first 02:30, once.
+        ("2026-10-25T02:15:00+02:00", False),
+        ("2026-10-25T02:45:00+02:00", True),
+        ("2026-10-25T02:15:00+01:00", True),  # the repeated hour, 45 minutes after the opening
+        ("2026-10-25T02:45:00+01:00", False),  # 75 minutes after: closed, not opened again
+        ("2026-10-25T03:15:00+01:00", False),
+        ("2026-10-26T02:45:00+01:00", True),
+    ],
+)
+def test_daylight_saving_neither_shortens_nor_stretches_a_window(instant: str, expected: bool) -> None:
+    window = spec.Schedule(cron="30 2 * * *", timezone="Europe/Berlin", duration=3600, min=1)
+    assert schedule.is_open(window, datetime.fromisoformat(instant).timestamp()) is expected
+
+
+def test_a_window_longer_than_the_repeat_stays_open_across_openings() -> None:
+    window = spec.Schedule(cron="0 * * * *", timezone="UTC", duration=2 * 86400, min=1)
+    assert schedule.is_open(window, datetime.fromisoformat("2026-10-25T01:59:59+00:00").timestamp())
