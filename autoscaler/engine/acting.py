@@ -39,10 +39,14 @@ class Outcome:
 class Actor:
     """Carries out one group's decisions and moves its lifecycle by how they end."""
 
-    def __init__(self, deps: Deps, lifecycle: Lifecycle, edges: FailureEdges) -> None:
+    def __init__(
+        self, deps: Deps, lifecycle: Lifecycle, edges: FailureEdges, blocked: Callable[[], str | None]
+    ) -> None:
         self.deps = deps
         self.lifecycle = lifecycle
         self.edges = edges
+        self.blocked = blocked
+        """Why no action may start now (shutdown, operator pause), asked again once a slot is free."""
         self.acting = False
         """True while a scale action is waiting for a slot or running."""
         self.replacements: collections.deque[health.Replacement] = collections.deque(maxlen=20)
@@ -87,11 +91,14 @@ class Actor:
     async def _in_slot(
         self, policy: spec.GroupPolicy, direction: str, call: Callable[[], Awaitable[T]]
     ) -> T | str:
-        """Run `call` in a limiter slot; the outcome label instead of the result when it failed."""
+        """Run `call` in a limiter slot; the outcome label instead of the result when held or failed."""
         self.acting = True
         self.lifecycle.enter(State.WAITING_SLOT)
         try:
             async with self.deps.limiter.slot():
+                if (blocked := self.blocked()) is not None:
+                    self.lifecycle.enter(State.IDLE)
+                    return f"held_{blocked}"
                 self.lifecycle.enter(State.SCALING)
                 return await call()
         except limiter.SlotTimeout as exc:

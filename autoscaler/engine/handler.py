@@ -75,7 +75,7 @@ class GroupHandler:
         self.forecaster = predict.Forecaster(deps.settings.history_refresh, deps.settings.query_timeout)
         self._edges = status.FailureEdges()
         self._said = status.DecisionLog()
-        self._actor = Actor(deps, self.lifecycle, self._edges)
+        self._actor = Actor(deps, self.lifecycle, self._edges, self._blocked)
         self._pending: files.LoadedGroup | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -210,12 +210,15 @@ class GroupHandler:
         )
         floor = await self.forecaster.floor(policy, self.deps.sources, now, self.deps.metrics)
         decision, self.memory = decide.evaluate(policy, inventory, found, self.memory, now, forecast=floor)
-        blocked = self.lifecycle.blocked(self._stopping, self.paused)
+        blocked = self._blocked()
         outcome = await self._actor.carry_out(policy, decision, inventory, self.memory, blocked)
         self.memory = outcome.memory
         if outcome.label in CHANGED:
             self.inventory = await self._inventory() or inventory
         return await self._record(decision, outcome.label, outcome.detail)
+
+    def _blocked(self) -> str | None:
+        return self.lifecycle.blocked(self._stopping, self.paused)
 
     def _take_pending(self) -> None:
         pending, self._pending = self._pending, None

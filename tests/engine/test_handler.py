@@ -317,3 +317,25 @@ async def test_a_crash_in_the_action_backs_off_instead_of_staying_scaling(world:
     after = await web.tick()
     assert after is not None
     assert after.outcome == "acted"
+
+
+@pytest.mark.parametrize("held", ["stopping", "paused"])
+async def test_an_action_waiting_for_a_slot_does_not_start_after_stop_or_pause(
+    world: World, held: str
+) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    tight = limiter.Limiter(slots=1, timeout=5.0)
+    web = handler.GroupHandler(loaded(make_policy()), dataclasses.replace(world.deps, limiter=tight))
+    async with tight.slot():
+        tick = asyncio.create_task(web.tick())
+        await fakes.eventually(lambda: web.state is State.WAITING_SLOT)
+        if held == "stopping":
+            web.stop_acting()
+        else:
+            web.pause("maintenance")
+    entry = await tick
+    assert entry is not None
+    assert entry.outcome == f"held_{held}"
+    assert world.target.calls == []
+    assert web.state is State.IDLE
