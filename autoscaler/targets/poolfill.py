@@ -70,19 +70,21 @@ async def _fill_group(state: KvmState, policy: spec.GroupPolicy) -> int:
     while made < batch and warmpool.deficit(state.cache.pooled(policy.group), policy):
         await state.idle.wait()
         template = await resources.template(state, policy)
-        host = await _pool_host(state, policy, template)
+        size = resources.size(state, policy, template)
+        host = await _pool_host(state, policy, size)
         if host is None:
             break
-        await scaleout.clone_one(state, policy, host, template, pooled=True)
+        booting = [host] if warmpool.boots_first(policy) else []
+        async with resources.reserving(state, booting, size):
+            await scaleout.clone_one(state, policy, host, template, pooled=True)
         made += 1
     if made == batch:
         state.refill_wanted.set()  # more to do: another round, after whatever else is waiting
     return made
 
 
-async def _pool_host(state: KvmState, policy: spec.GroupPolicy, template: str) -> str | None:
+async def _pool_host(state: KvmState, policy: spec.GroupPolicy, size: int) -> str | None:
     """Where the next pooled domain goes; a paused one must pass admission, a shut-off one not."""
-    size = resources.size(state, policy, template)
     await resources.refresh_memory(state)
     free = resources.connected_free(state)
     if not free:

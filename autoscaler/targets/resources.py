@@ -10,7 +10,7 @@ import asyncio
 import collections
 import contextlib
 import os.path
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from autoscaler import errors
 from autoscaler.policy import spec
@@ -70,8 +70,32 @@ async def refresh_memory(state: KvmState) -> None:
 
 
 def connected_free(state: KvmState) -> dict[str, int]:
-    """Free memory of the connected hosts whose memory has been read."""
-    return {h: state.free[h] for h, gw in state.gateways.items() if gw.connected and h in state.free}
+    """Free memory of the connected hosts whose memory has been read, less what is reserved."""
+    return {
+        h: state.free[h] - state.reserved[h]
+        for h, gw in state.gateways.items()
+        if gw.connected and h in state.free
+    }
+
+
+@contextlib.asynccontextmanager
+async def reserving(state: KvmState, hosts: Iterable[str], size: int) -> AsyncIterator[None]:
+    """Hold `size` bytes on each host listed (once per entry) while domains placed there start.
+
+    Two scale-outs (or a scale-out and a pool refill) read free memory at once; without the
+    reservation both would count the same memory and overcommit a host. The memory is re-read
+    before the reservation ends, so the started domains are counted by then; on failure the
+    domains were undone and the older reading still holds.
+    """
+    held = collections.Counter(hosts)
+    for host, count in held.items():
+        state.reserved[host] += count * size
+    try:
+        yield
+        await refresh_memory(state)
+    finally:
+        for host, count in held.items():
+            state.reserved[host] -= count * size
 
 
 def placement_hosts(state: KvmState, group: str, free: dict[str, int]) -> list[placement.Host]:

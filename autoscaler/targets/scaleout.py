@@ -55,11 +55,12 @@ async def _admit_and_run(state: KvmState, policy: spec.GroupPolicy, count: int) 
         raise errors.CapacityLimited(f"no host has {size // MiB} MiB free plus the reserve")
     jobs = [take_one(state, policy, r) for r in taken]
     jobs += [clone_one(state, policy, host, template) for host in chosen]
+    starting = [r.host for r in taken if not warmpool.holds_memory(r)] + chosen
     try:
-        gathered = await asyncio.gather(*jobs, return_exceptions=True)
+        async with resources.reserving(state, starting, size):
+            gathered = await asyncio.gather(*jobs, return_exceptions=True)
     finally:  # a take cancelled before it began must not stay busy forever
         state.busy.difference_update(r.uuid for r in taken)
-    await resources.refresh_memory(state)
     return outcomes.result(gathered, refused=refused)
 
 

@@ -83,6 +83,8 @@ class KvmState:
         self.busy: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.free: dict[str, int] = {}
+        # Memory promised to domains placed but maybe not yet counted in `free` (see resources.reserving).
+        self.reserved: collections.Counter[str] = collections.Counter()
         self.sizes: dict[str, int] = {}
         self.templates: dict[str, str] = {}
         self.goldens: dict[tuple[str, str, str], ops.Golden] = {}

@@ -267,3 +267,23 @@ async def test_a_paused_member_is_removed_without_waiting_for_a_shutdown(
         assert name not in await domains(target)
     finally:
         await target.close()
+
+
+async def test_concurrent_scale_outs_never_share_the_same_free_memory(tmp_path: pathlib.Path) -> None:
+    # 4096 - 512 template - 256 foreign = 3328 MiB free; a 2716 MiB reserve leaves room for one clone.
+    web, api = web_policy(), web_policy(group="api")
+    settings = fast_settings(memory_reserve=2716 * MiB)
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=settings, policies=[web, api])
+    await target.start()
+    try:
+        outcomes = await asyncio.gather(
+            target.scale_out(web, 1), target.scale_out(api, 1), return_exceptions=True
+        )
+
+        done = [o for o in outcomes if isinstance(o, model.ScaleResult) and o.done]
+        refused = [o for o in outcomes if isinstance(o, errors.CapacityLimited)]
+        assert (len(done), len(refused)) == (1, 1)
+        assert target._state.free[target.hosts[0]] >= settings.memory_reserve
+        assert not +target._state.reserved
+    finally:
+        await target.close()
