@@ -48,12 +48,11 @@ def forecast_setup(
     """The forecast of `policy` in the simulated world; the load per instance comes from the trace's scale."""
     predictive = policy.predictive
     lead = predictive.lead if predictive.lead is not None else policy_run.ready_delay(policy, setup.boot_time)
-    interval = max(int(policy.evaluation_interval), step)
     per_instance = setup.capacity * policy_run.target_utilisation(policy, setup.capacity)
     return policy_run.ForecastSetup(
         params,
         lead,
-        float(interval),
+        float(policy_run.evaluation_seconds(policy)),
         per_instance,
         predictive.headroom,
         predictive.mode == "active",
@@ -83,7 +82,7 @@ def run_policy(
     model = forecast.params_for(policy.predictive) if params is None else params
     if policy.predictive.mode != "off":
         forecaster = policy_run.Forecaster(trace, forecast_setup(policy, setup, trace.step, model))
-    controller = policy_run.PolicyController(policy, setup.capacity, trace.step, forecaster, name)
+    controller = policy_run.PolicyController(policy, setup.capacity, forecaster, name)
     run = engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))
     run.extra["decisions"] = controller.decisions
     if forecaster is not None:

@@ -59,9 +59,10 @@ class Run:
 
 
 def grid(step: int, interval: int) -> tuple[int, int]:
-    """(grid seconds, grid steps per decision): the trace step or the interval, whichever is coarser."""
-    if interval >= step:
-        return step, max(1, round(interval / step))
+    """(grid seconds, grid steps per decision): fine enough to hold both the trace step and the interval.
+
+    A decision falls exactly every `interval` seconds, never rounded to a multiple of the step.
+    """
     fine = math.gcd(step, interval)
     return fine, interval // fine
 

@@ -38,6 +38,11 @@ def ready_delay(policy: spec.GroupPolicy, boot_time: float) -> float:
     return max(boot_time, policy.warmup)
 
 
+def evaluation_seconds(policy: spec.GroupPolicy) -> int:
+    """The policy's evaluation interval in whole seconds (the replay's clock), at least one."""
+    return max(1, round(policy.evaluation_interval))
+
+
 def observe(
     check: spec.Check, reading: engine.Reading | None, ready: int, capacity: float, now: float
 ) -> model.CheckInput:
@@ -123,12 +128,12 @@ class PolicyController:
     """Drives `decide.evaluate` as the daemon would, acting on every decision (the simulation is active)."""
 
     def __init__(
-        self, policy: spec.GroupPolicy, capacity: float, step: int, forecaster: Forecaster | None, name: str
+        self, policy: spec.GroupPolicy, capacity: float, forecaster: Forecaster | None, name: str
     ) -> None:
         self.name = name
         self.policy = policy
         self.capacity = capacity
-        self.interval = max(int(policy.evaluation_interval), step)
+        self.interval = evaluation_seconds(policy)
         self.forecaster = forecaster
         self.memory = model.GroupMemory()
         self.decisions = 0

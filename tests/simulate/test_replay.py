@@ -118,3 +118,28 @@ def test_late_capacity_does_not_count_for_its_step_but_is_billed_for_its_share()
     run = engine.replay(trace, _AddOneAt(float(trace.times[1]) + 30), group)
     assert run.supply.tolist() == [1, 1, 2]  # ready at 390 s: not for the whole of row 1
     assert run.alive.tolist() == pytest.approx([1.0, 1.9, 2.0])  # 9 of 10 ticks of row 1 with two
+
+
+@pytest.mark.parametrize(
+    ("step", "interval", "decisions"),
+    [
+        (300, 30.0, 40),  # four 5-minute rows: every 30 s, not every 300 s
+        (300, 450.0, 3),  # at 0, 450 and 900 s: not rounded to every 600 s
+        (300, 600.0, 2),
+        (60, 60.0, 20),
+    ],
+)
+def test_the_policy_is_evaluated_at_its_own_interval(step: int, interval: float, decisions: int) -> None:
+    trace = helpers.make_trace([7.0] * (1200 // step), step=step)
+    run = simulate.run_policy(trace, helpers.policy(evaluation_interval=interval), SETUP)
+    assert run.extra["decisions"] == decisions
+
+
+@pytest.mark.parametrize(
+    ("step", "interval", "expected"),
+    [(300, 30, (30, 1)), (300, 450, (150, 3)), (60, 120, (60, 2)), (60, 45, (15, 3))],
+)
+def test_replay_grid_holds_the_step_and_the_interval(
+    step: int, interval: int, expected: tuple[int, int]
+) -> None:
+    assert engine.grid(step, interval) == expected
