@@ -35,6 +35,8 @@ class Record:
     failed: bool = False
     """Failed its probes after warm-up, or never became ready in time."""
     load: float | None = None
+    load_at: float | None = None
+    """When `load` was computed (Unix seconds)."""
 
     @property
     def group(self) -> str:
@@ -188,6 +190,7 @@ def _merged(previous: Record | None, fresh: Record) -> Record:
         last_probe=previous.last_probe,
         failed=previous.failed and fresh.run in RUNNING,
         load=previous.load,
+        load_at=previous.load_at,
     )
 
 

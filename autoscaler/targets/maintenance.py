@@ -117,30 +117,39 @@ async def _periodic(state: KvmState, due: dict[str, float]) -> None:
 
 
 async def refresh_load(state: KvmState, group: str) -> float | None:
-    """Read CPU time of the group's ready members now; returns the reading time, or None."""
+    """Read CPU time of the group's ready members now; returns when the oldest of their loads was
+    computed, or None while none is known."""
     members = [r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE]
-    read_at: float | None = None
     for host in state.gateways:
         uuids = [r.uuid for r in members if r.host == host]
         if uuids and state.gateways[host].connected:
             readings = await state.gateways[host].run(ops.cpu_times, uuids, op="stats")
-            read_at = _apply_readings(state, host, readings) or read_at
-    return read_at
+            _apply_readings(state, host, readings)
+    current = (state.cache.get(r.host, r.uuid) for r in members)
+    computed = [r.load_at for r in current if r is not None and r.load_at is not None]
+    return min(computed, default=None)
 
 
-def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, int, float]]) -> float | None:
-    """Turn two successive CPU-time readings into a 0..1 load on each record."""
-    computed = False
+def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, int, float]]) -> None:
+    """Turn CPU-time readings into a 0..1 load on each record, over at least `min_cpu_window`.
+
+    A reading too close to its baseline (the stats loop and a query, or two groups' queries, a
+    few milliseconds apart) would measure noise: it is dropped, and the baseline and the last
+    load stay.
+    """
     for uuid, (cpu_ns, vcpus, at) in readings.items():
-        previous = state.cpu.get(uuid)
-        state.cpu[uuid] = (cpu_ns, vcpus, at)
+        baseline = state.cpu.get(uuid)
         record = state.cache.get(host, uuid)
-        if previous is None or record is None or at <= previous[2]:
+        if baseline is None or record is None:
+            state.cpu[uuid] = (cpu_ns, vcpus, at)
             continue
-        used = (cpu_ns - previous[0]) / 1e9 / (at - previous[2]) / max(1, vcpus)
+        elapsed = at - baseline[2]
+        if elapsed <= 0 or elapsed < state.settings.min_cpu_window:
+            continue
+        used = (cpu_ns - baseline[0]) / 1e9 / elapsed / max(1, vcpus)
         record.load = min(1.0, max(0.0, used))
-        computed = True
-    return state.clock() if computed else None
+        record.load_at = state.clock()
+        state.cpu[uuid] = (cpu_ns, vcpus, at)
 
 
 async def reconcile(state: KvmState) -> list[reconciling.Report]:

@@ -43,6 +43,8 @@ class KvmSettings:
     """How often booting members are checked for readiness (each group probes at its own interval)."""
     stats_interval: float = 10.0
     """How often CPU time is read for the instances' load."""
+    min_cpu_window: float = 5.0
+    """Shortest interval a CPU load is computed over; readings closer to the baseline are dropped."""
     memory_interval: float = 5.0
     """How often the hosts' free memory is read for the headroom."""
     call_timeout: float = 120.0

@@ -58,6 +58,7 @@ def fast_settings(**changes: object) -> kvm.KvmSettings:
         memory_reserve=256 * MiB,
         watch_interval=0.02,
         stats_interval=0.05,
+        min_cpu_window=0.0,
         memory_interval=0.05,
         stop=lifecycle.StopTimings(shutdown_timeout=2.0, resend_interval=0.5, poll_interval=0.02),
         grace=reconciling.Grace(creating_stopped=0.0, creating_running=0.0, overlay=0.0),
