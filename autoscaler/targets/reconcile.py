@@ -117,10 +117,34 @@ async def reconcile_host(
     await _finish_or_roll_back(governed, policies, grace, now, remove, report)
     await _destroy_missing_overlays(gw, governed, policies, remove, report)
     await _trim_pools(gw.uri, cache, busy, policies, remove, report)
-    # Domains cloned after the listing began are in the cache (or busy), not in the listing.
-    known = {view.uuid for view in views} | {r.uuid for r in cache.all() if r.host == gw.uri} | set(busy)
-    report.orphan_overlays = await _sweep_overlays(gw, pools, known, set(policies), now, grace.overlay)
+    report.orphan_overlays = await _sweep_if_complete(
+        gw, cache, views, busy, pools, set(policies), now, grace
+    )
     return report
+
+
+async def _sweep_if_complete(
+    gw: gateway.Gateway,
+    cache: Cache,
+    views: list[ops.DomainView],
+    busy: Collection[str],
+    pools: Collection[str],
+    groups: set[str],
+    now: float,
+    grace: Grace,
+) -> list[str]:
+    """Sweep orphan overlays, counting every host's domains as known, once every host is listed.
+
+    A storage pool may be shared by several hosts (NFS): an overlay in it may belong to a domain
+    on another host, so the sweep waits until every host's domains are in the cache. Domains
+    cloned after this host's listing began are in the cache (or busy), not in the listing.
+    Domains on hosts driven by another daemon are unknown here: hosts sharing a pool must all
+    be driven by one target, or the other daemon's overlays would look orphaned.
+    """
+    if not cache.ready:
+        return []
+    known = {view.uuid for view in views} | {r.uuid for r in cache.all()} | set(busy)
+    return await _sweep_overlays(gw, pools, known, groups, now, grace.overlay)
 
 
 async def _finish_or_roll_back(

@@ -198,3 +198,27 @@ async def test_changes_made_while_a_host_is_listed_win_over_the_listing(
 
     assert [i.name for i in (await target.inventory("web")).instances] == [new]
     assert await state_names(target.gateway(target.hosts[0])) == {"web-template", "as-web-deadbeef", new}
+
+
+async def test_an_overlay_of_another_hosts_domain_in_a_shared_pool_is_kept(tmp_path: pathlib.Path) -> None:
+    first, second = host_uri(tmp_path, "h1"), host_uri(tmp_path, "h2")
+    target = kvm.KvmTarget([first, second], settings=fast_settings(), policies=[web_policy()])
+    await target.start()
+    try:
+        await target.scale_out(web_policy(), 2)
+        [elsewhere] = [r for r in target._cache.members("web") if r.host == second]
+        gw = target.gateway(first)
+        golden = await target._golden(gw, web_policy())
+        shared = xml.overlay_name("web", elsewhere.uuid)  # the shared pool, as the first host sees it
+        orphan = xml.overlay_name("web", "0dd0dd00-0000-4000-8000-000000000001")
+        for name in (shared, orphan):
+            volume = xml.volume_xml(name, golden.capacity, golden.path, golden.format)
+            await gw.run(ops.create_volume, "default", volume, op="vol_create")
+
+        reports = await target.reconcile()
+
+        assert reports[0].orphan_overlays == [orphan]
+        _names, vols = await state(gw)
+        assert shared in vols
+    finally:
+        await target.close()
