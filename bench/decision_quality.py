@@ -91,7 +91,7 @@ def _one(name: str, path: Path) -> tuple[str, engine.Run, float]:
     trace = trace_mod.load_csv(path)
     setup = simulate.Setup(capacity=_capacity(path), boot_time=BOOT_TIME)
     if name in simulate.BASELINES:
-        run = simulate.run_baseline(name, trace, setup)
+        run = simulate.run_baseline(name, trace, setup, target=TARGET)
     else:
         run = _policy_run(name, trace, setup)
     return name, run, time.perf_counter() - started

@@ -98,20 +98,21 @@ def run_baseline(
     low: int = 1,
     high: int = 10_000,
     progress: engine.Progress | None = None,
+    target: float = baselines.TARGET,
 ) -> engine.Run:
-    """Replay `trace` through one peer baseline: hpa, aws, static or oracle (all at 70 % utilisation)."""
+    """Replay `trace` through one peer baseline (hpa, aws, static or oracle) holding `target` utilisation."""
     if name == "static":
-        return baselines.static(trace, setup.capacity)
+        return baselines.static(trace, setup.capacity, target)
     if name == "oracle":
-        return baselines.oracle(trace, setup.capacity, setup.boot_time)
+        return baselines.oracle(trace, setup.capacity, setup.boot_time, target)
     controller: engine.Controller
     max_age = max(120.0, 2.0 * trace.step)
     if name == "hpa":
-        controller = baselines.Hpa(setup.capacity, low, high, max_age)
+        controller = baselines.Hpa(setup.capacity, low, high, max_age, target)
     elif name == "aws":
-        controller = baselines.AwsTargetTracking(setup.capacity, low, high, max_age)
+        controller = baselines.AwsTargetTracking(setup.capacity, low, high, max_age, target)
     else:
         raise ValueError(f"unknown baseline {name!r}; expected one of {', '.join(BASELINES)}")
-    start = _start_count(trace, setup.capacity, baselines.TARGET, low, high)
+    start = _start_count(trace, setup.capacity, target, low, high)
     group = fleet.Fleet(name, setup.boot_time, fleet.PoolModel(), start, float(trace.times[0]))
     return engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))

@@ -26,6 +26,11 @@ MODELS: dict[str, seasonal.Params | None] = {"nearterm": None} | {
 LONG_TRACE = 20_000
 """Rows from which a progress bar is shown."""
 HEADERS = {"instability": "instab.", "instance_hours": "inst-hours", "slo_violation_minutes": "SLO-viol min"}
+DEMAND = (
+    "ceil(value / (capacity_per_instance x target_utilisation)) per row, for the policy and every"
+    " baseline alike; target_utilisation is the policy's own, and the baselines hold it too"
+)
+"""The demand every row of the table is judged against, as written into the JSON report."""
 COLUMNS = ("theta_u", "theta_o", "tau_u", "tau_o", "instability", "instance_hours", "slo_violation_minutes")
 
 
@@ -110,7 +115,11 @@ def _cell(value: object) -> str:
 def simulate_all(
     args: argparse.Namespace, policy: spec.GroupPolicy, trace: trace_mod.Trace, setup: simulate.Setup
 ) -> tuple[dict[str, dict[str, object]], list[engine.Run]]:
-    """Our policy and each requested baseline replayed, with their figures."""
+    """Our policy and each requested baseline replayed, with their figures.
+
+    Every row of the table is judged against one demand curve, at the policy's target utilisation
+    (`DEMAND`), and the baselines hold that same target, so the rows differ only by their decisions.
+    """
     show = not args.no_progress and len(trace.times) >= LONG_TRACE and sys.stderr.isatty()
     target = policy_run.target_utilisation(policy, setup.capacity)
     with _progress(show, policy.group) as progress:
@@ -122,9 +131,9 @@ def simulate_all(
     for name in args.baseline or ():
         with _progress(show, name) as progress:
             run = simulate.run_baseline(
-                name, trace, setup, low=policy.min, high=policy.max, progress=progress
+                name, trace, setup, low=policy.min, high=policy.max, progress=progress, target=target
             )
-        rows[name] = _figures(trace, run, setup.capacity, 0.7)
+        rows[name] = _figures(trace, run, setup.capacity, target)
         runs.append(run)
     return rows, runs
 
@@ -140,15 +149,13 @@ def run(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"simulate: {exc}", markup=False)
         return 2
     rows, runs = simulate_all(args, policy, trace, setup)
-    console.print(table(rows, f"{trace.name}: decision quality"))
+    target = policy_run.target_utilisation(policy, setup.capacity)
+    console.print(table(rows, f"{trace.name}: decision quality at {target:.0%} target utilisation"))
     if args.json is not None:
-        target = policy_run.target_utilisation(policy, setup.capacity)
         head = {"trace": trace.name, "group": policy.group, "capacity_per_instance": setup.capacity}
-        head |= {"boot_time": setup.boot_time, "target_utilisation": target}
+        head |= {"boot_time": setup.boot_time, "target_utilisation": target, "demand": DEMAND}
         ours = rows.pop(policy.group)
         args.json.write_text(json.dumps({**head, **ours, "baselines": rows}, indent=2) + "\n")
     if args.plot is not None:
-        plot.save(
-            args.plot, trace, runs, setup.capacity, policy_run.target_utilisation(policy, setup.capacity)
-        )
+        plot.save(args.plot, trace, runs, setup.capacity, target)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,20 @@ def test_missing_capacity_without_sidecar_is_a_usage_error(files: tuple[Path, Pa
     policy, trace = files
     args = _parse(["simulate", "--policy", str(policy), "--trace", str(trace)])
     assert args.func(args) == 2
+
+
+def test_every_row_is_judged_against_the_policys_demand(files: tuple[Path, Path], tmp_path: Path) -> None:
+    policy, trace = files
+    policy.write_text(POLICY.replace("target: 0.7", "target: 0.5"))
+    out = tmp_path / "out.json"
+    argv = ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", "20"]
+    args = _parse([*argv, "--baseline", "oracle", "--baseline", "hpa", "--json", str(out)])
+    assert args.func(args) == 0
+    report = json.loads(out.read_text())
+    assert report["target_utilisation"] == 0.5
+    assert "target_utilisation" in report["demand"]
+    oracle = report["baselines"]["oracle"]
+    assert (oracle["theta_u"], oracle["theta_o"]) == (0.0, 0.0)
+    rows = [line.split(",") for line in trace.read_text().splitlines()[1:]]
+    demand_hours = sum(math.ceil(float(value) / (20 * 0.5)) for _, value in rows) * 300 / 3600
+    assert oracle["instance_hours"] >= demand_hours  # the oracle served the 50 % demand, not a 70 % one
