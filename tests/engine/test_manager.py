@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from autoscaler.engine import manager
+from autoscaler.engine import handler, manager
 from tests import fakes
 from tests.engine.conftest import World, loaded, make_policy
 
@@ -118,10 +118,11 @@ async def test_a_group_dropped_and_restored_mid_action_acts_once(world: World) -
         with contextlib.suppress(AssertionError):  # a second action would start within this time
             await fakes.eventually(lambda: len(world.target.calls) > 1, deadline=0.5)
         world.target.gate.set()
-        await fakes.eventually(lambda: world.deps.journal.last("web") is not None)
-        entry = world.deps.journal.last("web")
-        assert entry is not None
-        assert (entry.outcome, entry.state) == ("none", "cooldown")
+        restored = groups.get("web")
+        assert restored is not None
+        await fakes.eventually(lambda: restored.ticks == 1 and restored.status()["last_decision"] is not None)
+        assert restored.status()["last_decision"]["outcome"] == "none"
+        assert restored.state is handler.State.COOLDOWN
         assert [op for op, _g, _n in world.target.calls] == ["scale_out"]
         assert len(world.target.names("web")) == 5
     finally:
