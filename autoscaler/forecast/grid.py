@@ -21,10 +21,23 @@ class Grid:
     start: float
     step: float
     values: FloatArray
+    newest: FloatArray | None = None
+    """Per cell, the time of its newest sample (NaN when empty); None: samples sit at cell starts."""
 
     def index(self, t: float) -> int:
         """The cell holding time `t` (may lie outside the grid)."""
         return math.floor((t - self.start) / self.step)
+
+    def last_known(self, known: float) -> int:
+        """The last cell whose samples are all at or before `known` (-1 when none is).
+
+        Only the cell holding `known` can mix older and newer samples: a sample stamped after
+        `known` must never reach a forecast made at `known`, so that cell then counts as unknown.
+        """
+        cell = min(self.index(known), len(self.values) - 1)
+        if cell >= 0 and self.newest is not None and self.newest[cell] > known:
+            cell -= 1
+        return cell
 
 
 def from_arrays(
@@ -42,7 +55,9 @@ def from_arrays(
     counts = np.bincount(cells, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return Grid(start, step, out.astype(np.float64))
+    newest = np.full(size, np.nan)
+    np.fmax.at(newest, cells, t)
+    return Grid(start, step, out.astype(np.float64), newest)
 
 
 def regrid(samples: Sequence[model.Sample], step: float) -> Grid | None:

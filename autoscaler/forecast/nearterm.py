@@ -119,7 +119,7 @@ def peak(
     zone: Zone = 0.0,
 ) -> float | None:
     """The peak load expected over [start, end] from cells up to `known`; None without recent data."""
-    limit = min(series.index(known), len(series.values) - 1)
+    limit = series.last_known(known)
     if limit < 0:
         return None
     recent_first = max(series.index(known - params.recent), 0)

@@ -115,7 +115,7 @@ def peak(
     series: grid_mod.Grid, now: float, start: float, end: float, *, params: Params, utc_offset: float = 0.0
 ) -> float | None:
     """The forecast peak load over [start, end] using only cells up to `now`; None without history."""
-    limit = min(series.index(now), len(series.values) - 1)
+    limit = series.last_known(now)
     if limit < 0:
         return None
     peaks: list[float] = []

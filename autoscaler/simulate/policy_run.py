@@ -89,7 +89,7 @@ class Forecaster:
     def load(self, known: float, start: float, end: float) -> float | None:
         """The model's peak over [start, end] from rows known by `known` (cached per grid cell)."""
         series, params = self.series, self.setup.params
-        key = (series.index(known), series.index(start), series.index(end))
+        key = (series.last_known(known), series.index(start), series.index(end))
         if key not in self._cache:
             if isinstance(params, nearterm.Params):
                 value = nearterm.peak(series, known, start, end, params=params, zone=float(self.offset))
