@@ -80,6 +80,8 @@ class GroupHandler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loaded_state = False
+        self._saved = True
+        """Whether the last write of the memory succeeded."""
 
     # --- identity and control -------------------------------------------------------------------
 
@@ -192,7 +194,7 @@ class GroupHandler:
         started = self.deps.clock.monotonic()
         with structlog.contextvars.bound_contextvars(group=self.group, tick_id=self.ticks):
             entry = await self._tick(self.deps.clock.now())
-        result = "ok" if entry is not None else "skipped"
+        result = "skipped" if entry is None else ("ok" if self._saved else "error")
         self.deps.metrics.evaluated(self.group, result, self.deps.clock.monotonic() - started)
         return entry
 
@@ -253,9 +255,23 @@ class GroupHandler:
         await self.persist()
         return entry
 
-    async def persist(self) -> None:
-        """Write the memory and operator pause to the state directory."""
-        await self.deps.store.save(self.group, memory.Saved(self.memory, self.paused))
+    async def persist(self) -> bool:
+        """Write the memory and operator pause to the state directory; False when that failed.
+
+        A failed write (a full disk, a file where the state directory should be) is logged when it
+        begins and ends, and the ticks it happens in count as evaluation errors; the group goes on
+        deciding and acting, and the next tick writes again.
+        """
+        try:
+            await self.deps.store.save(self.group, memory.Saved(self.memory, self.paused))
+        except OSError as exc:
+            path = str(self.deps.store.path(self.group))
+            self._edges.mark("state_write", True, error=str(exc), path=path)
+            self._saved = False
+            return False
+        self._edges.mark("state_write", False)
+        self._saved = True
+        return True
 
     def _publish(self, desired: int | None = None) -> None:
         inventory = self.inventory or model.GroupInventory(self.group)

@@ -1,7 +1,8 @@
 """Owns one supervised task per group, and adds, updates and drops handlers as policies change.
 
 A handler that crashes (a bug: nothing it expects escapes `tick`) is logged with its traceback and
-restarted with backoff, counted in `handler_restarts_total`, without disturbing the other groups.
+restarted with backoff, counted in `handler_restarts_total`, without disturbing the other groups;
+the backoff starts over after a run that lasted at least its longest delay.
 Dropping a group (its policy file was removed) stops managing it; it never touches its VMs.
 """
 
@@ -103,15 +104,18 @@ class GroupManager:
             await asyncio.wait(earlier)
         delay = self.restart_delay
         while True:
+            started = self.deps.clock.monotonic()
             try:
                 await group.run()
                 return
             except Exception:
+                if self.deps.clock.monotonic() - started >= self.restart_max:
+                    delay = self.restart_delay
                 log.exception("handler_crashed", group=group.group, restart_in=delay)
                 self.deps.metrics.handler_restarted(group.group)
             if group.stopping:
                 return
-            await asyncio.sleep(delay)
+            await self.deps.clock.sleep(delay)
             delay = min(self.restart_max, delay * 2)
 
     def poke(self, group: str | None = None) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from autoscaler import errors, model
-from autoscaler.engine import handler, limiter
+from autoscaler.engine import handler, limiter, memory
 from tests import fakes
 from tests.engine.conftest import World, loaded, make_policy
 
@@ -339,3 +341,31 @@ async def test_an_action_waiting_for_a_slot_does_not_start_after_stop_or_pause(
     assert entry.outcome == f"held_{held}"
     assert world.target.calls == []
     assert web.state is State.IDLE
+
+
+async def test_a_failed_memory_write_is_logged_once_and_counted_without_failing_the_tick(
+    world: World, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    deps = dataclasses.replace(world.deps, store=memory.MemoryStore(blocker))
+    world.target.add("web", 2)
+    world.load(50.0)
+    web = handler.GroupHandler(loaded(make_policy()), deps)
+    with capture_logs() as logs:
+        first = await web.tick()
+        second = await web.tick()
+    assert first is not None
+    assert second is not None
+    assert (first.outcome, second.outcome) == ("acted", "none")
+    assert len(world.target.names("web")) == 5
+    assert [e["kind"] for e in logs if e["event"] == "failure_began"] == ["state_write"]
+    assert world.sample("autoscaler_evaluations_total", {"group": "web", "result": "error"}) == 2
+    blocker.unlink()
+    with capture_logs() as logs:
+        assert await web.tick() is not None
+    assert [e["kind"] for e in logs if e["event"] == "failure_recovered"] == ["state_write"]
+    assert world.sample("autoscaler_evaluations_total", {"group": "web", "result": "ok"}) == 1
+    saved = await deps.store.load("web")
+    assert saved is not None
+    assert saved.memory.last_up_at == web.memory.last_up_at

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 
+from structlog.testing import capture_logs
+
+from autoscaler import model
 from autoscaler.engine import handler, manager
 from tests import fakes
 from tests.engine.conftest import World, loaded, make_policy
@@ -151,3 +155,47 @@ async def test_a_group_dropped_mid_action_is_not_shown_after_it(world: World) ->
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+@dataclasses.dataclass
+class _BrokenInventory(fakes.FakeTarget):
+    """A target whose inventory raises a bug's exception while `broken`."""
+
+    broken: bool = True
+
+    async def inventory(self, group: str) -> model.GroupInventory:
+        if self.broken:
+            raise RuntimeError("a bug")
+        return await super().inventory(group)
+
+
+async def test_the_restart_delay_starts_over_after_a_long_healthy_run(world: World) -> None:
+    target = _BrokenInventory(world.clock)
+    deps = dataclasses.replace(world.deps, target=target)
+    groups = manager.GroupManager(deps, restart_delay=1.0, restart_max=8.0)
+    groups.apply({"web": loaded(make_policy())})
+
+    def evaluations(result: str) -> float | None:
+        return world.sample("autoscaler_evaluations_total", {"group": "web", "result": result})
+
+    def restarts() -> float | None:
+        return world.sample("autoscaler_handler_restarts_total", {"group": "web"})
+
+    with capture_logs() as logs:
+        runner = asyncio.create_task(groups.run())
+        try:
+            for count in range(1, 6):
+                groups.poke("web")
+                await fakes.eventually(lambda: restarts() == count)  # noqa: B023
+            target.broken = False
+            groups.poke("web")
+            await fakes.eventually(lambda: evaluations("ok") == 1)
+            world.clock.advance(8)
+            target.broken = True
+            groups.poke("web")
+            await fakes.eventually(lambda: restarts() == 6)
+        finally:
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+    delays = [e["restart_in"] for e in logs if e["event"] == "handler_crashed"]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 1.0]
