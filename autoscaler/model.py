@@ -5,6 +5,7 @@ Times are Unix seconds as floats: the core receives `now` and never reads a cloc
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -197,14 +198,17 @@ class GroupMemory:
     """When the group last grew."""
     last_down_at: float | None = None
     """When the group last shrank."""
+    samples: tuple[tuple[str, Samples], ...] = ()
+    """(check name, its newest fresh samples) for strategies that read several, e.g. a threshold's
+    trigger_samples; kept only while the check stays fresh."""
 
     def record_change(self, at: float, delta: int) -> GroupMemory:
         """The memory after the group's size really changed by `delta` at `at`."""
         if delta == 0:
             return self
         up = delta > 0
-        return GroupMemory(
-            recommendations=self.recommendations,
+        return dataclasses.replace(
+            self,
             changes=(*self.changes, Change(at, delta)),
             last_up_at=at if up else self.last_up_at,
             last_down_at=self.last_down_at if up else at,

@@ -55,7 +55,12 @@ def _out_of_touch(policy: spec.GroupPolicy, memory: model.GroupMemory, now: floa
 
 
 def _remember(
-    policy: spec.GroupPolicy, memory: model.GroupMemory, current_size: int, recommendation: int, now: float
+    policy: spec.GroupPolicy,
+    memory: model.GroupMemory,
+    current_size: int,
+    recommendation: int,
+    now: float,
+    samples: tuple[tuple[str, model.Samples], ...],
 ) -> model.GroupMemory:
     horizon = max(policy.scale_up.stabilization, policy.scale_down.stabilization)
     recommendations = tuple((t, c) for t, c in memory.recommendations if t >= now - horizon and t < now)
@@ -70,7 +75,7 @@ def _remember(
     keep = max([*periods, 0.0])
     changes = tuple(c for c in memory.changes if c.at > now - keep)
     return model.GroupMemory(
-        (*recommendations, (now, recommendation)), changes, memory.last_up_at, memory.last_down_at
+        (*recommendations, (now, recommendation)), changes, memory.last_up_at, memory.last_down_at, samples
     )
 
 
@@ -88,41 +93,52 @@ def _reason(
     return head + lead + why
 
 
+_Remembered = tuple[tuple[str, model.Samples], ...]
+
+
 def _checks(
     policy: spec.GroupPolicy,
     inventory: model.GroupInventory,
     inputs: Mapping[str, model.CheckInput],
+    memory: model.GroupMemory,
     now: float,
-) -> tuple[tuple[model.CheckReport, ...], list[str]]:
+) -> tuple[tuple[model.CheckReport, ...], list[str], _Remembered]:
     reports: list[model.CheckReport] = []
     tolerated: list[str] = []
+    remembered = dict(memory.samples)
+    kept: list[tuple[str, model.Samples]] = []
     for check in policy.checks:
-        entry, held = checks.report(check, inputs.get(check.name), inventory.current, inventory.ready, now)
+        raw = inputs.get(check.name)
+        before = remembered.get(check.name, ())
+        entry, held, samples = checks.report(check, raw, inventory.current, inventory.ready, now, before)
         reports.append(entry)
         if held:
             tolerated.append(check.name)
-    return tuple(reports), tolerated
+        if samples:
+            kept.append((check.name, samples))
+    return tuple(reports), tolerated, tuple(kept)
 
 
 def _proposed(
     policy: spec.GroupPolicy,
     inventory: model.GroupInventory,
     inputs: Mapping[str, model.CheckInput],
+    memory: model.GroupMemory,
     now: float,
     forecast: int | None,
     trail: _Trail,
-) -> tuple[model.CheckReport, ...]:
+) -> tuple[tuple[model.CheckReport, ...], _Remembered]:
     """Stages up to the raw recommendation: bounds guard, checks, tolerance, combine, forecast."""
     current = inventory.current
     outside = stages.bounds_guard(policy, current)
     if outside is not None:
         trail.note("bounds_guard", outside)
-    reports, tolerated = _checks(policy, inventory, inputs, now)
+    reports, tolerated, samples = _checks(policy, inventory, inputs, memory, now)
     if tolerated:
         trail.note("tolerance", f"{', '.join(tolerated)} within tolerance")
     trail.apply("combine", stages.combine(current, reports), held_from=stages.smallest_fresh(reports))
     trail.apply("forecast", stages.forecast_floor(trail.count, forecast))
-    return reports
+    return reports, samples
 
 
 def _limited(
@@ -158,10 +174,10 @@ def evaluate(
     """One evaluation of one group: the decision, and the memory to keep for the next one."""
     current = inventory.current
     trail = _Trail(current)
-    reports = _proposed(policy, inventory, inputs, now, forecast, trail)
+    reports, samples = _proposed(policy, inventory, inputs, memory, now, forecast, trail)
     windows = schedule.bounds(policy.schedules, now)
     trail.apply("schedule", stages.calendar(trail.count, windows))
-    new_memory = _remember(policy, memory, current, trail.count, now)
+    new_memory = _remember(policy, memory, current, trail.count, now, samples)
     _limited(policy, inventory, memory, new_memory.recommendations, now, trail, windows)
     act = not (policy.paused or policy.dry_run)
     if not act:

@@ -45,17 +45,40 @@ def on_missing(check: spec.Check, check_input: model.CheckInput, current: int) -
     return current, f"{what}: on_missing hold"
 
 
+def with_history(check: spec.Check, fresh: model.Fresh, remembered: model.Samples) -> model.Samples:
+    """The newest samples the strategy reads: this evaluation's, after those remembered from before.
+
+    A source answering an instant query gives one sample per evaluation, so a threshold's
+    trigger_samples can only be met across evaluations. A sample seen again (same timestamp)
+    counts once.
+    """
+    wanted = strategies.samples_read(check.strategy)
+    if wanted <= 1:
+        return fresh.samples
+    by_time = {s.timestamp: s for s in (*remembered, *fresh.samples)}
+    return tuple(sorted(by_time.values(), key=lambda s: s.timestamp))[-wanted:]
+
+
 def report(
-    check: spec.Check, raw: model.CheckInput | None, current: int, ready: int, now: float
-) -> tuple[model.CheckReport, bool]:
-    """The check's report, and whether its raw strategy result was held by the tolerance band."""
+    check: spec.Check,
+    raw: model.CheckInput | None,
+    current: int,
+    ready: int,
+    now: float,
+    remembered: model.Samples = (),
+) -> tuple[model.CheckReport, bool, model.Samples]:
+    """The check's report, whether its raw result was held by the tolerance band, and the samples
+    to remember for the next evaluation (none once the data is unusable: the run starts again)."""
     if not strategies.needs_samples(check.strategy):
         proposal = strategies.propose(check.strategy, current, ready, ())
-        return model.CheckReport(check.name, "fresh", None, proposal.count, proposal.detail), False
+        return model.CheckReport(check.name, "fresh", None, proposal.count, proposal.detail), False, ()
     check_input = classify(check, raw, now)
     if not isinstance(check_input, model.Fresh):
         count, detail = on_missing(check, check_input, current)
-        return model.CheckReport(check.name, model.input_kind(check_input), None, count, detail), False
-    proposal = strategies.propose(check.strategy, current, ready, check_input.samples)
+        kind = model.input_kind(check_input)
+        return model.CheckReport(check.name, kind, None, count, detail), False, ()
+    samples = with_history(check, check_input, remembered)
+    proposal = strategies.propose(check.strategy, current, ready, samples)
     entry = model.CheckReport(check.name, "fresh", proposal.value, proposal.count, proposal.detail)
-    return entry, proposal.tolerated
+    keep = samples if strategies.samples_read(check.strategy) > 1 else ()
+    return entry, proposal.tolerated, keep

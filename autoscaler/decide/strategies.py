@@ -114,6 +114,11 @@ STRATEGIES: dict[str, StrategyFunction] = {
 """Strategy functions by the policy's `strategy.kind`."""
 
 
+def samples_read(strategy: spec.Strategy) -> int:
+    """How many of the newest samples the strategy reads (a threshold's trigger_samples, else one)."""
+    return strategy.trigger_samples if isinstance(strategy, spec.Threshold) else 1
+
+
 def needs_samples(strategy: spec.Strategy) -> bool:
     """Whether the strategy reads its metric at all (fixed does not)."""
     return not isinstance(strategy, spec.Fixed)

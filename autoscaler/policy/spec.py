@@ -82,7 +82,10 @@ class Threshold(Spec):
         min_length=1, description="Bands, checked in order; the first match wins."
     )
     trigger_samples: int = Field(
-        1, ge=1, description="How many of the newest samples must lie in the band before it applies."
+        1,
+        ge=1,
+        description="How many of the newest samples, over consecutive evaluations, must lie in the band"
+        " before it applies.",
     )
 
 

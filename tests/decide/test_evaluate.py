@@ -335,3 +335,35 @@ def test_a_restart_with_old_memory_does_not_shrink_within_the_down_window(
     memory = model.GroupMemory(tuple((NOW + at, count) for at, count in stored))
     decision, _ = evaluate(group, fleet(10), {"cpu": fresh(0.1, NOW)}, memory)
     assert decision.desired == expected
+
+
+THRESHOLD_CHECK: dict[str, Any] = {
+    "name": "load",
+    "source": "prometheus",
+    "query": "avg(load)",
+    "strategy": {"kind": "threshold", "trigger_samples": 3, "steps": [{"lower": 0.8, "change": 1}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("ticks", "expected"),
+    [
+        # One instant-query sample per evaluation: (value or None for missing, sample age in ticks).
+        (((0.9, 0), (0.9, 0), (0.9, 0)), [4, 4, 5]),
+        (((0.9, 0), (0.5, 0), (0.9, 0), (0.9, 0), (0.9, 0)), [4, 4, 4, 4, 5]),
+        (((0.9, 0), (None, 0), (0.9, 0), (0.9, 0)), [4, 4, 4, 4]),  # missing data restarts the count
+        (((0.9, 0), (0.9, 1), (0.9, 2)), [4, 4, 4]),  # the same sample seen again counts once
+    ],
+)
+def test_threshold_trigger_samples_count_across_evaluations(
+    ticks: tuple[tuple[float | None, int], ...], expected: list[int]
+) -> None:
+    group = policy(checks=[THRESHOLD_CHECK])
+    memory = model.GroupMemory()
+    desired: list[int] = []
+    for index, (value, age) in enumerate(ticks):
+        now = NOW + 30 * index
+        check_input = model.Missing("empty") if value is None else fresh(value, now - 30 * age)
+        decision, memory = evaluate(group, fleet(4), {"load": check_input}, memory, now)
+        desired.append(decision.desired)
+    assert desired == expected
