@@ -2,7 +2,8 @@
 
 Every check of a tick is asked at the same instant (`now`), identical (source, query) pairs run once,
 and whatever goes wrong becomes a value the core understands: an error is `Failed(error_class)`, an
-empty answer `Missing`, an old one `Stale`. Nothing here raises for a bad source.
+empty answer `Missing`, an old one `Stale`. Nothing here raises for a bad source: an exception a
+source should have translated (a bug) fails its check as `Failed("bug")`, logged with its traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
 from autoscaler import errors, model, sources
 from autoscaler.decide import strategies
 from autoscaler.policy import spec
+
+log = structlog.get_logger("autoscaler.engine")
 
 
 class QueryObserver(Protocol):
@@ -52,6 +57,9 @@ async def _ask(source: sources.MetricSource | None, query: str, at: float, secon
         return _Answer((), "timeout", time.monotonic() - started)
     except errors.SourceError as exc:
         return _Answer((), exc.error_class, time.monotonic() - started)
+    except Exception:
+        log.exception("source_bug", query=query, note="the check counts as failed")
+        return _Answer((), "bug", time.monotonic() - started)
     return _Answer(samples, None, time.monotonic() - started)
 
 

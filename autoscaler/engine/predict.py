@@ -121,6 +121,9 @@ class Forecaster:
         except (errors.SourceError, TimeoutError) as exc:
             log.warning("forecast_history_failed", error=str(exc) or type(exc).__name__)
             return None
+        except Exception:
+            log.exception("forecast_history_bug", note="the forecast goes on with the history it has")
+            return None
 
 
 def _step(history: float) -> float:

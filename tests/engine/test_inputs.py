@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from autoscaler import errors, model
 from autoscaler.engine import inputs
@@ -59,3 +62,24 @@ async def test_an_unknown_source_fails_its_check_only() -> None:
     found = await _gather(source, _check("q", "q"), {**_check("elsewhere", "q"), "source": "nowhere"})
     assert found["elsewhere"] == model.Failed("unknown_source")
     assert isinstance(found["q"], model.Fresh)
+
+
+@dataclass
+class _BuggySource(fakes.FakeMetricSource):
+    """A source that lets a foreign exception escape for one query, as a parser bug would."""
+
+    async def query(self, query: str, at: float) -> model.Samples:
+        if query == "buggy":
+            raise AttributeError("'NoneType' object has no attribute 'get'")
+        return await super().query(query, at)
+
+
+async def test_a_source_bug_fails_its_check_only() -> None:
+    source = _BuggySource(values={"q": 1.0})
+    with capture_logs() as logs:
+        found = await _gather(source, _check("buggy", "buggy"), _check("q", "q"))
+    assert found["buggy"] == model.Failed("bug")
+    assert isinstance(found["q"], model.Fresh)
+    (logged,) = [e for e in logs if e["event"] == "source_bug"]
+    assert logged["log_level"] == "error"
+    assert logged["exc_info"] is True

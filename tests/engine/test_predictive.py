@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from autoscaler import model
+from autoscaler.engine import handler
 from tests import fakes
-from tests.engine.conftest import World, make_policy
+from tests.engine.conftest import World, loaded, make_policy
 
 HOUR = 3600.0
 
@@ -79,3 +82,23 @@ async def test_newest_history_is_topped_up_between_full_reads(world: World) -> N
     assert web.forecaster.history[-1] == recorded_later
     assert first_newest == start
     assert web.forecaster.history[0].timestamp >= world.clock.now() - 14 * 24 * HOUR
+
+
+@dataclasses.dataclass
+class _BuggyHistory(fakes.FakeMetricSource):
+    """A source whose range query lets a foreign exception escape, as a parser bug would."""
+
+    async def query_range(self, query: str, start: float, end: float, step: float) -> model.Samples:
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+
+async def test_a_history_source_bug_leaves_the_tick_to_the_checks(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    buggy = _BuggyHistory(values={"load": 50.0})
+    deps = dataclasses.replace(world.deps, sources={"fake": buggy})
+    predictive = {"mode": "active", "source": "fake", "query": "sessions", "per_instance": 100}
+    web = handler.GroupHandler(loaded(make_policy(predictive=predictive)), deps)
+    entry = await web.tick()
+    assert entry is not None
+    assert (entry.decision.desired, entry.outcome) == (5, "acted")
