@@ -1,21 +1,25 @@
-"""When groups are evaluated: APScheduler jobs that only poke handlers, never run the work themselves.
+"""When groups are evaluated: timers that only poke handlers, never run the work themselves.
 
-One interval job per group (with jitter, `max_instances=1`, `coalesce=True`) and, for each calendar
-window of a policy, a cron job at its opening and a one-off job at its closing, so a schedule floor
-applies on the minute rather than at the next interval. The work runs in the handler's own task, so
+Each group has a pulse task that pokes it at once and then every evaluation interval (plus up to
+`jitter` seconds) measured on the monotonic clock, so a wall-clock step (NTP) neither stalls nor
+bunches evaluations. Each calendar window of a policy is an APScheduler cron job at its opening and a
+one-off job at its closing, so a schedule floor applies on the minute rather than at the next
+interval; those follow the wall clock on purpose. The work runs in the handler's own task, so
 supervision, cancellation and "one evaluation at a time" stay with the daemon.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
-from autoscaler.engine import handler
+from autoscaler.engine import Clock, handler
 from autoscaler.policy import schedule, spec
+from autoscaler.runtime.clock import SystemClock
 
 
 def _poker(poke: Callable[[], None]) -> Callable[[], object]:
@@ -28,24 +32,35 @@ def _poker(poke: Callable[[], None]) -> Callable[[], object]:
 
 
 class Ticker:
-    """Keeps one set of jobs per managed group."""
+    """Keeps one pulse and one set of window jobs per managed group."""
 
-    def __init__(self, jitter: float = 0.0) -> None:
+    def __init__(self, jitter: float = 0.0, clock: Clock | None = None) -> None:
         self.jitter = jitter
+        self.clock: Clock = clock or SystemClock()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._revisions: dict[str, str] = {}
+        self._intervals: dict[str, tuple[Callable[[], None], float]] = {}
+        """Each group's poke and evaluation interval, pulsed once started."""
+        self._pulses: dict[str, asyncio.Task[None]] = {}
+        self._started = False
 
     def start(self) -> None:
-        """Start firing jobs (inside the running loop)."""
+        """Start poking (inside the running loop)."""
+        self._started = True
         self.scheduler.start()
+        for group in self._intervals:
+            self._pulse(group)
 
     def shutdown(self) -> None:
-        """Stop firing jobs; running pokes are instantaneous, so nothing is waited for."""
+        """Stop poking; pokes are instantaneous, so nothing is waited for."""
+        self._started = False
+        for group in list(self._pulses):
+            self._pulses.pop(group).cancel()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
     def sync(self, handlers: Iterable[handler.GroupHandler]) -> None:
-        """Jobs for exactly these groups, rebuilt for groups whose policy changed."""
+        """Pulses and jobs for exactly these groups, rebuilt for groups whose policy changed."""
         wanted = {h.group: h for h in handlers}
         for group in set(self._revisions) - set(wanted):
             self._remove(group)
@@ -60,19 +75,17 @@ class Ticker:
         for job in self.scheduler.get_jobs():
             if job.id.startswith(f"{group}/"):
                 job.remove()
+        self._intervals.pop(group, None)
+        pulse = self._pulses.pop(group, None)
+        if pulse is not None:
+            pulse.cancel()
         self._revisions.pop(group, None)
 
     def _add(self, each: handler.GroupHandler) -> None:
         policy = each.latest.policy
-        trigger = IntervalTrigger(seconds=policy.evaluation_interval, jitter=self.jitter or None)
-        self.scheduler.add_job(
-            _poker(each.poke),
-            trigger,
-            id=f"{policy.group}/interval",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+        self._intervals[policy.group] = (each.poke, policy.evaluation_interval)
+        if self._started:
+            self._pulse(policy.group)
         for index, window in enumerate(policy.schedules):
             self.scheduler.add_job(
                 self._window_opened(each, window),
@@ -81,6 +94,18 @@ class Ticker:
                 max_instances=1,
                 coalesce=True,
             )
+
+    def _pulse(self, group: str) -> None:
+        poke, interval = self._intervals[group]
+        self._pulses[group] = asyncio.create_task(self._every(poke, interval), name=f"tick:{group}")
+
+    async def _every(self, poke: Callable[[], None], interval: float) -> None:
+        """Poke now and then every `interval` monotonic seconds (plus jitter), skipping missed beats."""
+        due = self.clock.monotonic()
+        while True:
+            poke()
+            due = max(due + interval, self.clock.monotonic())
+            await self.clock.sleep(due - self.clock.monotonic() + random.uniform(0.0, self.jitter))
 
     def _window_opened(self, each: handler.GroupHandler, window: spec.Schedule) -> Callable[[], object]:
         async def job() -> None:

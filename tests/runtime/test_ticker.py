@@ -1,7 +1,8 @@
-"""The ticker pokes each group at its interval with short real intervals (the only wall-clock engine test)."""
+"""The ticker pokes each group at its interval: on the monotonic clock in fake time, and in real time."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -40,3 +41,26 @@ async def test_pokes_at_once_then_every_interval_and_forgets_removed_groups(tmp_
         assert ticks.scheduler.get_jobs() == []
     finally:
         ticks.shutdown()
+
+
+async def test_pokes_follow_the_monotonic_clock_across_a_wall_clock_step(tmp_path: Path) -> None:
+    fake = fakes.FakeClock()
+    web = _handler(tmp_path, "15s")
+    pokes: list[float] = []
+    web.poke = lambda: pokes.append(fake.monotonic())  # type: ignore[method-assign]
+    ticks = ticker.Ticker(jitter=2.0, clock=fake)
+    ticks.sync([web])
+    assert pokes == []
+    ticks.start()
+    try:
+        await fakes.eventually(lambda: len(pokes) >= 3)
+        fake.wall -= 3600  # NTP steps the wall clock back an hour
+        stepped = len(pokes)
+        await fakes.eventually(lambda: len(pokes) >= stepped + 3)
+    finally:
+        ticks.shutdown()
+    stopped = len(pokes)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(pokes) == stopped
+    assert all(0.0 <= at - pokes[0] - 15.0 * beat <= 2.0 for beat, at in enumerate(pokes))
