@@ -15,7 +15,7 @@ import structlog
 from autoscaler import errors, model
 from autoscaler.engine import health, limiter
 from autoscaler.engine.deps import Deps
-from autoscaler.engine.states import HELD_STATES, Lifecycle, State
+from autoscaler.engine.states import HELD_STATES, Lifecycle, Place, State
 from autoscaler.engine.status import FailureEdges
 from autoscaler.policy import spec
 
@@ -121,7 +121,7 @@ class Actor:
         if isinstance(exc, errors.TargetPermanent):
             self.lifecycle.enter(State.DISABLED, reason=str(exc))
             return "disabled"
-        self.lifecycle.back_off(str(exc), self.deps.clock.now(), self.deps.settings)
+        self.lifecycle.back_off(str(exc), self.deps.settings)
         return "backoff"
 
     def _crashed(self, group: str, direction: str, exc: Exception) -> None:
@@ -130,9 +130,7 @@ class Actor:
         What the action did is unknown; the supervisor logs the traceback and restarts the handler.
         """
         self.deps.metrics.scaled(group, direction, None, "bug")
-        self.lifecycle.back_off(
-            f"bug: {type(exc).__name__}: {exc}", self.deps.clock.now(), self.deps.settings
-        )
+        self.lifecycle.back_off(f"bug: {type(exc).__name__}: {exc}", self.deps.settings)
 
     def _settle(
         self,
@@ -150,11 +148,11 @@ class Actor:
             if not result.failed:
                 self.lifecycle.failures = 0
             self.edges.mark(f"scale_{direction.value}_failed", bool(result.failed), error=detail)
-            self.lifecycle.cool_down(policy, direction, now)
+            self.lifecycle.cool_down(policy, direction)
             return Outcome(("partial" if result.failed else "acted"), detail, mem)
         if result.failed:
             self.edges.mark(f"scale_{direction.value}_failed", True, error=detail)
-            self.lifecycle.back_off(detail, self.deps.clock.now(), self.deps.settings)
+            self.lifecycle.back_off(detail, self.deps.settings)
             return Outcome("failed", detail, mem)
         self.lifecycle.enter(State.IDLE)
         return Outcome("noop", detail, mem)
@@ -165,12 +163,12 @@ class Actor:
         victims = health.choose(inventory)
         if not victims or policy.dry_run or policy.paused or blocked not in (None, "cooldown"):
             return "none", ""
-        held = (self.lifecycle.state, self.lifecycle.until, self.lifecycle.reason)
+        held = self.lifecycle.place
         now = self.deps.clock.now()
         target = self.deps.target
         result = await self._in_slot(policy, "replace", lambda: health.replace(target, policy, victims, now))
         failure = self.lifecycle.reason
-        self._resume_hold(*held)
+        self._resume_hold(held)
         if isinstance(result, str):
             return result, failure
         self.replacements.append(result)
@@ -181,17 +179,17 @@ class Actor:
             f"{b} -> {c}" for b, c in zip(result.removed, result.created, strict=False)
         )
 
-    def _resume_hold(self, state: State, until: float | None, reason: str) -> None:
+    def _resume_hold(self, held: Place) -> None:
         """After a replacement, go back to the COOLDOWN it ran in, with its end and reason.
 
         A replacement never shortens a hold: a slot timeout (IDLE) or a short BACKOFF would end the
         cooldown early. Only DISABLED, or a BACKOFF that ends later, wins over the earlier hold.
         """
         lifecycle = self.lifecycle
-        if state not in HELD_STATES or lifecycle.state is State.DISABLED:
+        if held.state not in HELD_STATES or lifecycle.state is State.DISABLED:
             if lifecycle.state is State.SCALING:
                 lifecycle.enter(State.IDLE)
             return
-        if lifecycle.state in HELD_STATES and (lifecycle.until or 0.0) >= (until or 0.0):
+        if lifecycle.state in HELD_STATES and (lifecycle.deadline or 0.0) >= (held.deadline or 0.0):
             return
-        lifecycle.enter(state, until, reason)
+        lifecycle.restore(held)

@@ -66,7 +66,7 @@ class GroupHandler:
     def __init__(self, loaded: files.LoadedGroup, deps: Deps) -> None:
         self.loaded = loaded
         self.deps = deps
-        self.lifecycle = Lifecycle(self._publish)
+        self.lifecycle = Lifecycle(self._publish, deps.clock)
         self.paused: str | None = None
         """The operator's pause reason, None when not paused by an operator."""
         self.memory = model.GroupMemory()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from autoscaler import model
+from autoscaler.engine import Clock
 from autoscaler.engine.deps import HandlerSettings
 from autoscaler.policy import spec
 
@@ -31,23 +33,61 @@ HELD_STATES = frozenset({State.COOLDOWN, State.BACKOFF})
 """States that last until a time and hold decisions back meanwhile."""
 
 
-class Lifecycle:
-    """One group's place in the state machine; `on_change` runs after every transition."""
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a lifecycle is, to go back to later: its state, deadline and reason."""
 
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    state: State
+    deadline: float | None
+    reason: str
+
+
+class Lifecycle:
+    """One group's place in the state machine; `on_change` runs after every transition.
+
+    COOLDOWN and BACKOFF end at a deadline on the monotonic clock, so a wall-clock step (NTP) neither
+    ends them early nor makes them last an hour; only the cooldown a restart derives from persisted
+    (wall-clock) times is converted once, when it is entered.
+    """
+
+    def __init__(self, on_change: Callable[[], None], clock: Clock) -> None:
         self.state = State.STARTING
-        self.until: float | None = None
-        """End of the current COOLDOWN or BACKOFF (Unix seconds)."""
+        self.deadline: float | None = None
+        """End of the current COOLDOWN or BACKOFF (monotonic seconds)."""
         self.reason = ""
         """Why the handler is DISABLED or in BACKOFF."""
         self.failures = 0
         """Consecutive failed actions, which set the length of the next BACKOFF."""
         self._on_change = on_change
+        self._clock = clock
+
+    @property
+    def until(self) -> float | None:
+        """End of the current COOLDOWN or BACKOFF as Unix seconds (as the wall clock reads now)."""
+        if self.deadline is None:
+            return None
+        return self._clock.now() + (self.deadline - self._clock.monotonic())
+
+    @property
+    def place(self) -> Place:
+        """Where the lifecycle is now (see `restore`)."""
+        return Place(self.state, self.deadline, self.reason)
 
     def enter(self, state: State, until: float | None = None, reason: str = "") -> None:
-        """Move to `state` (until a time, for a reason) and announce it."""
-        self.state, self.until, self.reason = state, until, reason
+        """Move to `state` (until a Unix time, for a reason) and announce it."""
+        left = None if until is None else until - self._clock.now()
+        self._go(state, None if left is None else self._clock.monotonic() + left, reason)
+
+    def restore(self, place: Place) -> None:
+        """Go back to an earlier place, with its deadline, and announce it."""
+        self._go(place.state, place.deadline, place.reason)
+
+    def _go(self, state: State, deadline: float | None, reason: str) -> None:
+        self.state, self.deadline, self.reason = state, deadline, reason
         self._on_change()
+
+    def _hold(self, state: State, seconds: float, reason: str) -> None:
+        self._go(state, self._clock.monotonic() + seconds, reason)
 
     def expire(self, now: float, cooldown_end: Callable[[], float | None]) -> None:
         """Leave STARTING (into COOLDOWN if a change is recent) and any timed state that is over."""
@@ -57,20 +97,21 @@ class Lifecycle:
                 self.enter(State.COOLDOWN, end, "recent change before start")
             else:
                 self.enter(State.IDLE)
-        if self.state in HELD_STATES and self.until is not None and now >= self.until:
+        over = self.deadline is not None and self._clock.monotonic() >= self.deadline
+        if self.state in HELD_STATES and over:
             self.enter(State.IDLE)
 
-    def back_off(self, reason: str, now: float, settings: HandlerSettings) -> None:
+    def back_off(self, reason: str, settings: HandlerSettings) -> None:
         """Enter BACKOFF for twice as long as the last one, up to the maximum."""
         self.failures += 1
         delay = min(settings.backoff_max, settings.backoff_initial * 2 ** (self.failures - 1))
-        self.enter(State.BACKOFF, now + delay, reason)
+        self._hold(State.BACKOFF, delay, reason)
 
-    def cool_down(self, policy: spec.GroupPolicy, direction: model.Direction, now: float) -> None:
+    def cool_down(self, policy: spec.GroupPolicy, direction: model.Direction) -> None:
         """Enter the direction's COOLDOWN after a change (IDLE when it has none)."""
         wait = (policy.scale_up if direction is model.Direction.UP else policy.scale_down).cooldown
         if wait > 0:
-            self.enter(State.COOLDOWN, now + wait, f"after scale {direction.value}")
+            self._hold(State.COOLDOWN, wait, f"after scale {direction.value}")
         else:
             self.enter(State.IDLE)
 

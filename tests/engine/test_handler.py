@@ -369,3 +369,23 @@ async def test_a_failed_memory_write_is_logged_once_and_counted_without_failing_
     saved = await deps.store.load("web")
     assert saved is not None
     assert saved.memory.last_up_at == web.memory.last_up_at
+
+
+async def test_backoff_lasts_its_time_on_the_monotonic_clock_across_wall_clock_steps(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.TargetTemporary("lock timeout")]
+    web = world.handler()
+    first = await web.tick()
+    assert first is not None
+    assert first.outcome == "backoff"
+    world.clock.wall += 3600  # NTP steps the wall clock forward an hour
+    assert web.until == world.clock.now() + 10
+    held = await web.tick()
+    assert held is not None
+    assert held.outcome == "held_backoff"
+    world.clock.wall -= 7200  # ... and back, an hour before where it started
+    world.clock.advance(10)
+    after = await web.tick()
+    assert after is not None
+    assert after.outcome == "acted"
