@@ -19,9 +19,12 @@ from autoscaler.policy import spec
 GROUPS = 1000
 ROUNDS = 5
 NOW = 1_764_000_000.0
+DST_DAY = 1_774_771_200.0
+"""2026-03-29 10:00 Europe/Berlin: the window's day holds a DST change, so openings are walked."""
+OFFICE = "30 7 * * mon-fri"
 
 
-def make_policy(index: int, with_schedule: bool) -> spec.GroupPolicy:
+def make_policy(index: int, cron: str | None) -> spec.GroupPolicy:
     checks: list[dict[str, Any]] = [
         {"name": "cpu", "source": "p", "query": "q1", "strategy": {"kind": "target_tracking", "target": 0.6}},
         {
@@ -41,9 +44,7 @@ def make_policy(index: int, with_schedule: bool) -> spec.GroupPolicy:
         },
     ]
     schedules = (
-        [{"cron": "30 7 * * mon-fri", "timezone": "Europe/Berlin", "duration": "10h", "min": 4}]
-        if with_schedule
-        else []
+        [{"cron": cron, "timezone": "Europe/Berlin", "duration": "10h", "min": 4}] if cron is not None else []
     )
     data = {"group": f"g{index}", "golden": "g", "template": "t", "min": 1, "max": 50, "checks": checks}
     return spec.GroupPolicy.model_validate(
@@ -70,22 +71,27 @@ def warm_memory() -> model.GroupMemory:
     return model.GroupMemory(recommendations=tuple((NOW - 600 + 15 * i, 5 + i % 3) for i in range(40)))
 
 
-def measure(with_schedule: bool, memory: model.GroupMemory) -> float:
+def measure(cron: str | None, memory: model.GroupMemory, now: float = NOW) -> float:
     """Evaluations per second over ROUNDS passes of all groups."""
-    policies = [make_policy(i, with_schedule) for i in range(GROUPS)]
+    policies = [make_policy(i, cron) for i in range(GROUPS)]
     cases = [(p, fleet(4 + i % 8), inputs(i)) for i, p in enumerate(policies)]
     started = time.perf_counter()
     for _ in range(ROUNDS):
         for group, inventory, values in cases:
-            decide.evaluate(group, inventory, values, memory, NOW)
+            decide.evaluate(group, inventory, values, memory, now)
     return GROUPS * ROUNDS / (time.perf_counter() - started)
 
 
 def main() -> None:
     variants: list[tuple[str, Callable[[], float]]] = [
-        ("3 checks", lambda: measure(False, model.GroupMemory())),
-        ("3 checks + schedule", lambda: measure(True, model.GroupMemory())),
-        ("3 checks + 10 min window history", lambda: measure(False, warm_memory())),
+        ("3 checks", lambda: measure(None, model.GroupMemory())),
+        ("3 checks + weekday 10 h window", lambda: measure(OFFICE, model.GroupMemory())),
+        ("3 checks + every-5-min 10 h window", lambda: measure("*/5 * * * *", model.GroupMemory())),
+        (
+            "3 checks + 10 h window, day of a DST change",
+            lambda: measure(OFFICE, model.GroupMemory(), DST_DAY),
+        ),
+        ("3 checks + 10 min window history", lambda: measure(None, warm_memory())),
     ]
     results = [(name, run()) for name, run in variants]
     base = results[0][1]

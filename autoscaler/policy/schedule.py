@@ -41,11 +41,29 @@ def trigger(spec_text: str, tz_name: str) -> BaseTrigger:
     return cron.compile_cron(spec_text, zone(tz_name))
 
 
+FAST_PATH_SPAN = timedelta(days=31)
+"""Longest span over which equal UTC offsets at both ends are taken to mean no DST change between."""
+
+
 def is_open(window: spec.Schedule, now: float) -> bool:
     """Whether the window's last opening at or before `now` was at most `duration` seconds ago."""
     instant = datetime.fromtimestamp(now, tz=UTC)
-    opened = last_opening(trigger(window.cron, window.timezone), instant, window.duration)
-    return opened is not None and instant - opened <= timedelta(seconds=window.duration)
+    fires = trigger(window.cron, window.timezone)
+    length = timedelta(seconds=window.duration)
+    if _no_offset_change(zone(window.timezone), instant - length - timedelta(days=1), instant):
+        # Without a DST change the window is open when some opening lies within `duration`;
+        # one lookup instead of a walk over every opening of the last day (minute crons).
+        fire = fires.get_next_fire_time(None, instant - length)
+        return fire is not None and fire.astimezone(UTC) <= instant
+    opened = last_opening(fires, instant, window.duration)
+    return opened is not None and instant - opened <= length
+
+
+def _no_offset_change(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
+    """True when the zone's UTC offset is the same at both ends of a span short enough to trust it."""
+    return (
+        end - start <= FAST_PATH_SPAN and start.astimezone(tz).utcoffset() == end.astimezone(tz).utcoffset()
+    )
 
 
 def last_opening(fires: BaseTrigger, instant: datetime, duration: float) -> datetime | None:

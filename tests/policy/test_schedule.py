@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autoscaler.policy import schedule, spec
 
@@ -144,3 +146,18 @@ def test_daylight_saving_neither_shortens_nor_stretches_a_window(instant: str, e
 def test_a_window_longer_than_the_repeat_stays_open_across_openings() -> None:
     window = spec.Schedule(cron="0 * * * *", timezone="UTC", duration=2 * 86400, min=1)
     assert schedule.is_open(window, datetime.fromisoformat("2026-10-25T01:59:59+00:00").timestamp())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    offset=st.integers(0, 366 * 86400),
+    cron=st.sampled_from(["30 7 * * mon-fri", "*/7 * * * *", "0 2 * * *", "45 2 1,15 * *", "0 */3 * * sat"]),
+    duration=st.sampled_from([60, 1800, 3600, 5400, 36000, 3 * 86400]),
+)
+def test_the_one_lookup_path_agrees_with_the_walk(offset: int, cron: str, duration: int) -> None:
+    window = spec.Schedule(cron=cron, timezone="Europe/Berlin", duration=duration, min=1)
+    now = at("2026-01-01 00:00") + offset
+    instant = datetime.fromtimestamp(now, tz=UTC)
+    opened = schedule.last_opening(schedule.trigger(cron, "Europe/Berlin"), instant, duration)
+    walked = opened is not None and instant - opened <= timedelta(seconds=duration)
+    assert schedule.is_open(window, now) is walked
