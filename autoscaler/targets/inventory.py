@@ -120,21 +120,29 @@ class Cache:
         self._forget_changes(host)
         self._reconciled.add(host)
 
-    def upsert(self, record: Record) -> None:
-        """Add or refresh one domain."""
+    def stamp(self) -> int:
+        """A point in the order of changes and listings: take it before reading a domain."""
+        return next(self._stamps)
+
+    def upsert(self, record: Record, read_since: int | None = None) -> None:
+        """Add or refresh one domain; `read_since` is the stamp taken before it was read.
+
+        A listing that began after that read saw the domain at least as recently, so it is
+        not overruled by this (older) view.
+        """
         records = self._records[record.host]
         records[record.uuid] = _merged(records.get(record.uuid), record)
-        self._note_change(record.host, record.uuid)
+        self._note_change(record.host, record.uuid, read_since)
 
-    def drop(self, host: str, uuid: str) -> None:
-        """Forget a domain that is gone."""
+    def drop(self, host: str, uuid: str, read_since: int | None = None) -> None:
+        """Forget a domain that is gone (`read_since`: as for `upsert`)."""
         self._records[host].pop(uuid, None)
-        self._note_change(host, uuid)
+        self._note_change(host, uuid, read_since)
 
-    def _note_change(self, host: str, uuid: str) -> None:
+    def _note_change(self, host: str, uuid: str, read_since: int | None) -> None:
         """Stamp a change of one domain, when a listing in progress must give way to it."""
         if self._listings[host]:
-            self._changed[host][uuid] = next(self._stamps)
+            self._changed[host][uuid] = read_since if read_since is not None else next(self._stamps)
 
     def _forget_changes(self, host: str) -> None:
         """Keep only the changes a listing still in progress must give way to."""

@@ -39,15 +39,16 @@ async def consume_events(state: KvmState) -> None:
 async def _refresh_one(state: KvmState, host: str, uuid: str) -> None:
     """Re-read one domain after an event (under its lock, so a destroy is not undone)."""
     async with state.locks[uuid]:
+        read_since = state.cache.stamp()  # a listing begun after this read knows better
         try:
             view = await state.gateways[host].run(ops.get_domain, uuid, op="lookup")
         except gateways.NotFound:
-            state.cache.drop(host, uuid)
+            state.cache.drop(host, uuid, read_since)
             return
         except errors.TargetError:
             return
         for record in reconciling.records_of(host, [view]):
-            state.cache.upsert(record)
+            state.cache.upsert(record, read_since)
 
 
 def _connection_lost(state: KvmState, host: str) -> None:

@@ -60,7 +60,7 @@ async def _trim_pool(state: KvmState, policy: spec.GroupPolicy) -> None:
     """Remove idle pooled domains the policy no longer wants (stale, broken, beyond the size)."""
     idle = [r for r in state.cache.pooled(policy.group) if r.uuid not in state.busy]
     for record in warmpool.surplus(idle, policy):
-        await scalein.remove(state, record, policy.pool, xml.Phase.POOLED)
+        await scalein.remove(state, record, policy.pool, {xml.Phase.POOLED})
 
 
 async def _fill_group(state: KvmState, policy: spec.GroupPolicy) -> int:

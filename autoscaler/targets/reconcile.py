@@ -66,8 +66,10 @@ class Report:
         )
 
 
-Remove = Callable[[Record, str | None, xml.Phase], Awaitable[bool]]
-"""Removes a domain from its pool if it is still idle in the given phase; True when removed."""
+Remove = Callable[[Record, str | None, Collection[xml.Phase]], Awaitable[bool]]
+"""Removes a domain from its pool if it is still idle in one of the given phases; True when removed."""
+ANY_PHASE = frozenset(xml.Phase)
+"""For a removal decided on something the phase does not change (an overlay that is gone)."""
 
 
 def records_of(host: str, views: list[ops.DomainView]) -> list[Record]:
@@ -164,19 +166,21 @@ async def _finish_or_roll_back(
             done = report.rolled_back
         else:
             continue
-        if await _removed(remove, record, policy.pool, report):
+        if await _removed(remove, record, policy.pool, report, {record.owner.phase}):
             done.append(record.name)
 
 
-async def _removed(remove: Remove, record: Record, pool: str | None, report: Report) -> bool:
-    """Remove one domain if it is still in the phase it was listed in; True when done.
+async def _removed(
+    remove: Remove, record: Record, pool: str | None, report: Report, phases: Collection[xml.Phase]
+) -> bool:
+    """Remove one domain if it is still idle in one of `phases`; True when done.
 
     A failure is logged and counted, and the pass goes on: one domain that cannot be removed
     must not keep the rest of the host unreconciled. Only a lost connection ends the pass
     (nothing more can be done on that host now).
     """
     try:
-        removed = await remove(record, pool, record.owner.phase)
+        removed = await remove(record, pool, phases)
     except gateway.ConnectionLost:
         raise
     except errors.TargetError as exc:
@@ -212,7 +216,7 @@ async def _destroy_missing_overlays(
     missing = set(await gw.run(ops.missing_overlays, wanted, op="overlay_check"))
     for record in (r for r in records if r.uuid in missing):
         log.error("reconcile_overlay_missing", host=gw.uri, vm=record.name, group=record.group)
-        if await _removed(remove, record, policies[record.group].pool, report):
+        if await _removed(remove, record, policies[record.group].pool, report, ANY_PHASE):
             report.missing_overlay.append(record.name)
 
 
@@ -233,7 +237,7 @@ async def _trim_pools(
         idle = [r for r in cache.pooled(group) if r.uuid not in busy]
         for record in warmpool.surplus(idle, policy):
             mine = record.host == host and cache.get(host, record.uuid) is record
-            if mine and await _removed(remove, record, policy.pool, report):
+            if mine and await _removed(remove, record, policy.pool, report, {xml.Phase.POOLED}):
                 report.pool_trimmed.append(record.name)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from autoscaler import model
 from autoscaler.policy import spec
@@ -40,13 +40,16 @@ async def _remove_named(state: KvmState, record: membership.Record, pool: str) -
 
 
 async def remove(
-    state: KvmState, record: membership.Record, pool: str | None, expected: xml.Phase | None = None
+    state: KvmState,
+    record: membership.Record,
+    pool: str | None,
+    expected: Collection[xml.Phase] | None = None,
 ) -> bool:
     """The destroy sequence under the domain's lock; the cache shows it draining meanwhile.
 
     With `expected`, the caller decided on an older look at the domain (the reconciler, the pool
-    trim): once the lock is held it is removed only if the cache still shows it idle and in that
-    phase, since a scale-out may have taken it or the watch promoted it meanwhile. Returns
+    trim): once the lock is held it is removed only if the cache still shows it idle and in one of
+    those phases, since a scale-out may have taken it or the watch promoted it meanwhile. Returns
     whether it was removed.
     """
     async with state.locks[record.uuid]:
@@ -62,7 +65,7 @@ async def remove(
     return True
 
 
-def _still(state: KvmState, record: membership.Record, expected: xml.Phase) -> bool:
-    """Whether the domain is still cached, idle and in the phase the caller decided on."""
+def _still(state: KvmState, record: membership.Record, expected: Collection[xml.Phase]) -> bool:
+    """Whether the domain is still cached, idle and in a phase the caller decided on."""
     current = state.cache.get(record.host, record.uuid)
-    return current is not None and record.uuid not in state.busy and current.owner.phase is expected
+    return current is not None and record.uuid not in state.busy and current.owner.phase in expected

@@ -90,16 +90,23 @@ async def test_running_creating_within_timeout_is_adopted(tmp_path: pathlib.Path
         await target.close()
 
 
-async def test_draining_is_finished(target: kvm.KvmTarget) -> None:
-    # A long warm-up keeps the readiness watch from promoting the clone to active meanwhile:
-    # the phase is written behind the cache's back here, as a crashed process would have left it.
-    name = (await target.scale_out(web_policy(warmup=3600.0), 1)).done[0]
-    record = target._cache.find("web", name)
-    assert record is not None
-    gw = target.gateway(target.hosts[0])
-    await lifecycle.set_phase(gw, record.uuid, record.owner.with_phase(xml.Phase.DRAINING))
-    await target.reconcile()  # picks the phase up from libvirt ...
-    assert await state(gw) == BASELINE  # ... and finishes the destroy
+async def test_draining_is_finished(tmp_path: pathlib.Path) -> None:
+    # A long warm-up in the governed policy keeps the readiness watch from promoting the clone
+    # to active meanwhile: the phase is written behind the cache's back here, as a crashed
+    # process would have left it.
+    policy = web_policy(warmup=3600.0)
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[policy])
+    await target.start()
+    try:
+        name = (await target.scale_out(policy, 1)).done[0]
+        record = target._cache.find("web", name)
+        assert record is not None
+        gw = target.gateway(target.hosts[0])
+        await lifecycle.set_phase(gw, record.uuid, record.owner.with_phase(xml.Phase.DRAINING))
+        await target.reconcile()  # picks the phase up from libvirt ...
+        assert await state(gw) == BASELINE  # ... and finishes the destroy
+    finally:
+        await target.close()
 
 
 async def test_undefined_but_overlay_left_is_swept(target: kvm.KvmTarget) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 import pytest
 
@@ -341,7 +341,7 @@ async def test_a_pooled_domain_taken_after_the_trim_decided_is_not_removed(
     state = shutoff_pool._state
     taken: list[str] = []
 
-    async def take_then_remove(record: Record, pool: str | None, expected: xml.Phase) -> bool:
+    async def take_then_remove(record: Record, pool: str | None, expected: Collection[xml.Phase]) -> bool:
         # A scale-out takes every pooled domain between the trim's choice and its removal.
         taken.extend((await shutoff_pool.scale_out(pooled_policy(), 2)).done)
         return await scalein.remove(state, record, pool, expected)
