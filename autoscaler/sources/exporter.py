@@ -138,16 +138,14 @@ class ExporterSource:
         tls_ca: str | None = None,
         tls_insecure: bool = False,
         min_rate_window: float = 10.0,
-        max_rate_window: float = 600.0,
     ) -> None:
         """`url` is the exporter's full metrics URL (e.g. http://127.0.0.1:9100/metrics).
 
-        A rate spans at least `min_rate_window` and at most `max_rate_window` seconds.
+        A rate spans at least `min_rate_window` seconds (as long as the checks' intervals need).
         """
         self.url = url
         self.timeout = timeout
         self.min_rate_window = min_rate_window
-        self.max_rate_window = max_rate_window
         self._bearer_token_file = bearer_token_file
         self._ssl = http.tls(tls_ca, tls_insecure)
         self._session: aiohttp.ClientSession | None = None
@@ -197,11 +195,12 @@ class ExporterSource:
         return taken.scrape
 
     def _remember(self, taken: _Taken) -> None:
-        """Keep the scrapes a rate may still start from (newest last)."""
+        """Keep the scrapes a rate may still start from (newest last): those younger than the
+        window, and the newest one old enough to start a rate now; older ones are dropped."""
         if self._history and taken.at <= self._history[-1].at:
             return
         self._history.append(taken)
-        while self._history and taken.at - self._history[0].at > self.max_rate_window:
+        while len(self._history) > 1 and taken.at - self._history[1].at >= self.min_rate_window:
             self._history.popleft()
 
     async def query(self, query: str, at: float) -> model.Samples:
@@ -215,7 +214,7 @@ class ExporterSource:
 
     def _rate(self, selector: Selector, current: Mapping[SeriesKey, float], at: float) -> model.Samples:
         """Per-second increase since the newest scrape at least `min_rate_window` before `at`."""
-        earlier = [t for t in self._history if self.min_rate_window <= at - t.at <= self.max_rate_window]
+        earlier = [t for t in self._history if at - t.at >= self.min_rate_window]
         if not earlier:
             return ()
         previous = earlier[-1]

@@ -116,14 +116,33 @@ async def test_checks_ticking_a_moment_apart_share_the_rate_window(
     assert sample.value == pytest.approx(62.0 / 10.2)
 
 
-@pytest.mark.parametrize(("first", "second"), [(10.0, 15.0), (10.0, 700.0)])
-async def test_rate_without_a_scrape_inside_the_window_is_empty(
-    served: tuple[Exporter, exporter.ExporterSource], first: float, second: float
+async def test_rate_without_a_scrape_old_enough_is_empty(
+    served: tuple[Exporter, exporter.ExporterSource],
 ) -> None:
     target, source = served
-    await source.query("rate(webmail_requests_total)", at=first)
+    await source.query("rate(webmail_requests_total)", at=10.0)
     target.counters = {"a": 130.0, "b": 80.0}
-    assert await source.query("rate(webmail_requests_total)", at=second) == ()
+    assert await source.query("rate(webmail_requests_total)", at=15.0) == ()
+
+
+async def test_rate_of_a_group_evaluated_every_15_minutes(
+    served: tuple[Exporter, exporter.ExporterSource],
+) -> None:
+    target, source = served
+    await source.query("rate(webmail_requests_total)", at=0.0)
+    target.counters = {"a": 1000.0, "b": 500.0}
+    assert await source.query("rate(webmail_requests_total)", at=900.0) == (model.Sample(1.5, 900.0),)
+
+
+async def test_only_the_scrapes_a_rate_can_start_from_are_kept(
+    served: tuple[Exporter, exporter.ExporterSource],
+) -> None:
+    _, source = served
+    for second in range(60):  # many groups ticking a second apart
+        await source.query("rate(webmail_requests_total)", at=float(second))
+    kept = [taken.at for taken in source._history]
+    assert kept[0] == 49.0  # the newest scrape at least 10 s old ...
+    assert kept[1:] == [float(s) for s in range(50, 60)]  # ... and the younger ones
 
 
 async def test_rate_counter_reset_counts_new_value(served: tuple[Exporter, exporter.ExporterSource]) -> None:
