@@ -118,9 +118,12 @@ async def _periodic(state: KvmState, due: dict[str, float]) -> None:
 
 
 async def refresh_load(state: KvmState, group: str) -> float | None:
-    """Read CPU time of the group's ready members now; returns when the oldest of their loads was
-    computed, or None while none is known."""
-    members = [r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE]
+    """Read CPU time of the group's ready, running members now; returns when the oldest of their
+    loads was computed, or None while none is known. A paused or stopped member gives no reading,
+    so it must not hold the group's reading time back."""
+    members = [
+        r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE and r.run == "running"
+    ]
     for host in state.gateways:
         uuids = [r.uuid for r in members if r.host == host]
         if uuids and state.gateways[host].connected:

@@ -84,12 +84,13 @@ async def _fill_group(state: KvmState, policy: spec.GroupPolicy) -> int:
 
 
 async def _pool_host(state: KvmState, policy: spec.GroupPolicy, size: int) -> str | None:
-    """Where the next pooled domain goes; a paused one must pass admission, a shut-off one not."""
+    """Where the next pooled domain goes; one that boots (paused or boot-once pools) must pass
+    admission, one that is only defined and waits shut off holds no memory and need not."""
     await resources.refresh_memory(state)
     free = resources.connected_free(state)
     if not free:
         return None
-    if policy.warm_pool.state == "shutoff":
+    if not warmpool.boots_first(policy):
         return max(free, key=lambda h: (free[h], h))
     hosts = resources.placement_hosts(state, policy.group, free)
     chosen = placement.place(hosts, size, state.settings.memory_reserve, 1)

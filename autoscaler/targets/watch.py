@@ -72,6 +72,7 @@ async def _promote(state: KvmState, record: membership.Record) -> None:
         owner = current.owner.with_phase(xml.Phase.ACTIVE, ready=now)
         await lifecycle.set_phase(state.gateways[record.host], record.uuid, owner)
         record.owner = current.owner = owner
+        state.cache.upsert(current)  # stamped, so a listing read before it cannot undo it
     seconds = max(0.0, now - owner.created)
     window = state.provision.setdefault(
         record.group, collections.deque(maxlen=state.settings.provision_window)
@@ -105,6 +106,7 @@ async def _park(state: KvmState, record: membership.Record, policy: spec.GroupPo
             if now is None or now.owner.phase is not xml.Phase.POOLED:
                 return  # removed meanwhile
             await warmpool.park(state.gateways[record.host], now, policy, state.settings.stop)
+            state.cache.upsert(now)  # stamped, as for a promotion
     except errors.TargetError as exc:
         log.warning("warm_pool_park_failed", vm=record.name, error=str(exc), error_class=exc.error_class)
     finally:

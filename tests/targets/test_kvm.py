@@ -287,3 +287,46 @@ async def test_concurrent_scale_outs_never_share_the_same_free_memory(tmp_path: 
         assert not +target._state.reserved
     finally:
         await target.close()
+
+
+async def test_a_paused_member_does_not_freeze_the_groups_reading_time(target: kvm.KvmTarget) -> None:
+    first, _second = (await target.scale_out(web_policy(), 2)).done
+    await eventually(lambda: all(r.owner.phase is xml.Phase.ACTIVE for r in target._cache.group("web")))
+    async with asyncio.timeout(5):
+        while not all(r.load_at is not None for r in target._cache.group("web")):
+            await target.refresh_load("web")  # two readings each give every member a load
+    paused = target._cache.find("web", first)
+    assert paused is not None
+    await target.gateway(target.hosts[0]).run(ops.suspend, paused.uuid, op="suspend")
+    await eventually(lambda: paused.run == "paused" or target._cache.find("web", first) is not paused)
+    before = await target.refresh_load("web")
+    assert before is not None
+
+    await eventually_reading_after(target, before)
+
+
+async def eventually_reading_after(target: kvm.KvmTarget, before: float, deadline: float = 5.0) -> None:
+    end = asyncio.get_running_loop().time() + deadline
+    while (now := await target.refresh_load("web")) is None or now <= before:
+        assert asyncio.get_running_loop().time() < end, "the reading time stopped moving"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_boot_once_pool_is_admitted_like_a_paused_one(tmp_path: pathlib.Path) -> None:
+    # 2048 MiB host: 512 template + 256 foreign leave 1280 free; with a 512 reserve one 512 clone fits.
+    policy = web_policy(
+        warm_pool={"size": 4, "state": "shutoff", "boot_once": True},
+        readiness={"probe": "channel", "interval": 0.05},  # never answers: the clones keep running
+    )
+    target = kvm.KvmTarget(
+        host_uri(tmp_path, memory_mib=2048),
+        settings=fast_settings(memory_reserve=512 * MiB),
+        policies=[policy],
+    )
+    await target.start()
+    try:
+        await eventually(lambda: len(target._cache.pooled("web")) == 1)
+        assert await target.fill_pools() == 0  # a refill round finds no room for a second one
+        assert len(target._cache.pooled("web")) == 1
+    finally:
+        await target.close()

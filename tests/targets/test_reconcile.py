@@ -229,3 +229,42 @@ async def test_an_overlay_of_another_hosts_domain_in_a_shared_pool_is_kept(tmp_p
         assert shared in vols
     finally:
         await target.close()
+
+
+async def test_a_promotion_made_while_a_host_is_listed_is_kept(tmp_path: pathlib.Path) -> None:
+    policy = web_policy(readiness={"probe": "channel", "interval": 0.02})  # never answers on its own
+    target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[policy])
+    await target.start()
+    try:
+        [name] = (await target.scale_out(policy, 1)).done
+        listed, release = threading.Event(), threading.Event()
+        list_domains = ops.list_domains
+
+        def held_listing(conn: Any) -> list[ops.DomainView]:
+            views = list_domains(conn)  # the member is listed while still creating
+            listed.set()
+            release.wait(10.0)
+            return views
+
+        ops_list = pytest.MonkeyPatch()
+        ops_list.setattr(ops, "list_domains", held_listing)
+        reconciling = asyncio.create_task(target.reconcile())
+        try:
+            assert await asyncio.to_thread(listed.wait, 5.0)
+            ops_list.undo()
+            target.set_policies([web_policy(readiness={"interval": 0.02})])  # now the probe answers
+            await eventually(lambda: (target._cache.find("web", name) or _gone()).owner.ready is not None)
+        finally:
+            release.set()
+            ops_list.undo()
+        await reconciling
+
+        record = target._cache.find("web", name)
+        assert record is not None
+        assert record.owner.phase is xml.Phase.ACTIVE  # the older listing did not undo the promotion
+    finally:
+        await target.close()
+
+
+def _gone() -> Any:
+    raise AssertionError("member vanished")
