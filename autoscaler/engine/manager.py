@@ -70,7 +70,8 @@ class GroupManager:
         return Changes(tuple(added), tuple(updated), tuple(removed))
 
     def _drop(self, name: str) -> None:
-        """Stop managing `name`; a task still running keeps going until its action is over."""
+        """Stop managing `name`; a task in the middle of an action keeps going until it is over,
+        one that is not acting (deciding, or waiting to restart after a crash) is cancelled."""
         dropped = self.handlers.pop(name)
         dropped.stop_acting()
         self._forget(name)
@@ -78,6 +79,8 @@ class GroupManager:
         if task is not None and not task.done():
             self._retired[task] = dropped
             task.add_done_callback(self._retire_done)
+            if not dropped.acting:
+                task.cancel()
         log.info("group_unmanaged", group=name, note="its instances are left as they are")
 
     def _forget(self, name: str) -> None:
@@ -139,6 +142,7 @@ class GroupManager:
         """Start no new actions; give in-flight ones `grace` seconds; returns how many were abandoned."""
         for each in self.handlers.values():
             each.stop_acting()
+        self._cancel_idle()
         tasks = [*self._tasks.values(), *self._retired]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
@@ -147,6 +151,12 @@ class GroupManager:
             log.warning("actions_abandoned", count=abandoned, note="the reconciler finishes or removes them")
         await self._cancel_all()
         return abandoned
+
+    def _cancel_idle(self) -> None:
+        """Cancel the tasks of handlers that are not acting: they have nothing to finish."""
+        for name, task in self._tasks.items():
+            if name in self.handlers and not self.handlers[name].acting:
+                task.cancel()
 
     async def _cancel_all(self) -> None:
         tasks = [*self._tasks.values(), *self._retired]
