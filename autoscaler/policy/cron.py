@@ -67,6 +67,16 @@ def compile_cron(cron: str, timezone: ZoneInfo) -> BaseTrigger:
     )
 
 
+def fixed_time(cron: str) -> bool:
+    """Whether the minute and hour fields are fixed (neither starts with '*').
+
+    As in cron, such a job fires once when daylight saving repeats an hour; one with a
+    wildcard minute or hour fires on both passes, following the wall clock.
+    """
+    minute, hour = [*cron.split(), "*", "*"][:2]
+    return not (minute.startswith("*") or hour.startswith("*"))
+
+
 def _expand(field: _Field, text: str) -> set[int]:
     """The values a cron field selects, as cron means them."""
     values: set[int] = set()
@@ -100,17 +110,18 @@ def _item_values(field: _Field, item: str) -> range:
     if match["all"]:
         return range(field.low, field.high + 1, step)
     first = _value(field, match["first"], item)
-    last = first if match["last"] is None else _value(field, match["last"], item, range_end=True)
+    last = first if match["last"] is None else _value(field, match["last"], item, after=first)
     if last < first:
         raise ValueError(f"{field.label} field: range {item!r} runs backwards")
     return range(first, last + 1, step)
 
 
-def _value(field: _Field, word: str, item: str, range_end: bool = False) -> int:
+def _value(field: _Field, word: str, item: str, after: int | None = None) -> int:
+    """The number a word stands for; `after` is the start of the range the word closes."""
     name = word.lower()
     if name in field.names:
-        # 'fri-sun' means Friday to Sunday: Sunday closing a range is day 7.
-        return 7 if range_end and name == "sun" else field.names[name]
+        # 'fri-sun' means Friday to Sunday: Sunday closing a range that starts later is day 7.
+        return 7 if name == "sun" and after is not None and after > 0 else field.names[name]
     if not word.isdigit():
         raise ValueError(f"{field.label} field: {word!r} is not a number or a known name")
     number = int(word)

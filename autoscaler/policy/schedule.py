@@ -55,7 +55,7 @@ def is_open(window: spec.Schedule, now: float) -> bool:
         # one lookup instead of a walk over every opening of the last day (minute crons).
         fire = fires.get_next_fire_time(None, instant - length)
         return fire is not None and fire.astimezone(UTC) <= instant
-    opened = last_opening(fires, instant, window.duration)
+    opened = last_opening(fires, instant, window.duration, once=cron.fixed_time(window.cron))
     return opened is not None and instant - opened <= length
 
 
@@ -66,12 +66,14 @@ def _no_offset_change(tz: ZoneInfo, start: datetime, end: datetime) -> bool:
     )
 
 
-def last_opening(fires: BaseTrigger, instant: datetime, duration: float) -> datetime | None:
+def last_opening(
+    fires: BaseTrigger, instant: datetime, duration: float, once: bool = True
+) -> datetime | None:
     """The last fire time at or before `instant` (UTC), walked from a day before the window could open.
 
     Walking instead of searching from `instant - duration` keeps a window whole across DST: an
-    opening moved out of a skipped hour is still found from inside its window, and the second pass
-    through a repeated hour (wall-clock times already fired) opens nothing again.
+    opening moved out of a skipped hour is still found from inside its window, and, with `once`
+    (a fixed-time cron), the second pass through a repeated hour opens nothing again.
     """
     cursor = instant - timedelta(days=1, seconds=duration)
     opened: datetime | None = None
@@ -80,7 +82,7 @@ def last_opening(fires: BaseTrigger, instant: datetime, duration: float) -> date
         at = fire.astimezone(UTC)
         if at > instant or at < cursor:
             break
-        if wall is None or fire.replace(tzinfo=None) > wall:
+        if not once or wall is None or fire.replace(tzinfo=None) > wall:
             opened, wall = at, fire.replace(tzinfo=None)
         cursor = at + timedelta(microseconds=1)
     return opened

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autoscaler.policy import cron as cron_module
 from autoscaler.policy import schedule, spec
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -72,6 +73,7 @@ def _opens_at_seven(cron_weekday: str, local_time: str) -> bool:
         ("6,0", False, True, True),
         ("5-7", False, True, True),
         ("fri-sun", False, True, True),
+        ("sun-sun", False, False, True),
         ("0-1", True, False, True),
         ("*/2", False, True, True),  # cron: 0,2,4,6 = sun, tue, thu, sat
         ("*", True, True, True),
@@ -143,6 +145,20 @@ def test_daylight_saving_neither_shortens_nor_stretches_a_window(instant: str, e
     assert schedule.is_open(window, datetime.fromisoformat(instant).timestamp()) is expected
 
 
+@pytest.mark.parametrize(
+    ("cron", "duration", "instant"),
+    [
+        ("0 * * * *", 3600, "2025-10-26T01:30:00+00:00"),  # 02:30 CET, the repeated hour's second pass
+        ("*/15 * * * *", 900, "2025-10-26T01:20:00+00:00"),
+    ],
+)
+def test_a_wildcard_hour_cron_fires_in_both_passes_of_a_repeated_hour(
+    cron: str, duration: int, instant: str
+) -> None:
+    window = spec.Schedule(cron=cron, timezone="Europe/Berlin", duration=duration, min=1)
+    assert schedule.is_open(window, datetime.fromisoformat(instant).timestamp())
+
+
 def test_a_window_longer_than_the_repeat_stays_open_across_openings() -> None:
     window = spec.Schedule(cron="0 * * * *", timezone="UTC", duration=2 * 86400, min=1)
     assert schedule.is_open(window, datetime.fromisoformat("2026-10-25T01:59:59+00:00").timestamp())
@@ -158,6 +174,8 @@ def test_the_one_lookup_path_agrees_with_the_walk(offset: int, cron: str, durati
     window = spec.Schedule(cron=cron, timezone="Europe/Berlin", duration=duration, min=1)
     now = at("2026-01-01 00:00") + offset
     instant = datetime.fromtimestamp(now, tz=UTC)
-    opened = schedule.last_opening(schedule.trigger(cron, "Europe/Berlin"), instant, duration)
+    opened = schedule.last_opening(
+        schedule.trigger(cron, "Europe/Berlin"), instant, duration, once=cron_module.fixed_time(cron)
+    )
     walked = opened is not None and instant - opened <= timedelta(seconds=duration)
     assert schedule.is_open(window, now) is walked
