@@ -39,6 +39,14 @@ class TargetObserver(Protocol):
         """A provisioning phase finished: overlay, define, start or ready (clone request to ready)."""
         ...
 
+    def cloned(self, group: str, seconds: float) -> None:
+        """One new member was cloned and started (overlay to running domain)."""
+        ...
+
+    def destroyed(self, group: str, seconds: float) -> None:
+        """One domain of the group was stopped, undefined and its overlay deleted."""
+        ...
+
     def reconnected(self, uri: str) -> None:
         """The connection to a hypervisor was lost and opened again."""
         ...
@@ -56,6 +64,12 @@ class NullObserver:
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
         """Ignore the phase."""
+
+    def cloned(self, group: str, seconds: float) -> None:
+        """Ignore the clone."""
+
+    def destroyed(self, group: str, seconds: float) -> None:
+        """Ignore the removal."""
 
     def reconnected(self, uri: str) -> None:
         """Ignore the reconnect."""

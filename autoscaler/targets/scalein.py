@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Collection, Sequence
 
 from autoscaler import model
@@ -56,10 +57,12 @@ async def remove(
         if expected is not None and not _still(state, record, expected):
             return False
         state.busy.add(record.uuid)
+        started = time.monotonic()
         try:
             await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
         finally:
             state.busy.discard(record.uuid)
+        state.observer.destroyed(record.group, time.monotonic() - started)
         state.cache.drop(record.host, record.uuid)
         state.cpu.pop(record.uuid, None)
     return True

@@ -82,12 +82,14 @@ async def clone_one(
             continue
         async with state.locks[new.uuid]:
             state.busy.add(new.uuid)
+            started = time.monotonic()
             try:
                 record = await lifecycle.clone(gw, new, observer, boot)
             except errors.Conflict:
                 continue
             finally:
                 state.busy.discard(new.uuid)
+            observer.cloned(policy.group, time.monotonic() - started)
             state.cache.upsert(record)
             return record
     raise errors.Conflict(f"no free domain name for group {policy.group} on {host}")

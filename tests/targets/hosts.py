@@ -74,12 +74,22 @@ class RecordingObserver:
     phases: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)
     reconnects: list[str] = dataclasses.field(default_factory=list)
     refused: list[str] = dataclasses.field(default_factory=list)
+    clones: list[str] = dataclasses.field(default_factory=list)
+    """The group of each member cloned, in order."""
+    removals: list[str] = dataclasses.field(default_factory=list)
+    """The group of each domain destroyed, in order."""
 
     def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
         self.calls.append((op, error_class))
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
         self.phases.append((group, phase, seconds))
+
+    def cloned(self, group: str, seconds: float) -> None:
+        self.clones.append(group)
+
+    def destroyed(self, group: str, seconds: float) -> None:
+        self.removals.append(group)
 
     def reconnected(self, uri: str) -> None:
         self.reconnects.append(uri)

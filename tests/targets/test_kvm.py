@@ -330,3 +330,18 @@ async def test_a_boot_once_pool_is_admitted_like_a_paused_one(tmp_path: pathlib.
         assert len(target._cache.pooled("web")) == 1
     finally:
         await target.close()
+
+
+async def test_each_clone_and_each_removal_is_timed_for_the_metrics(tmp_path: pathlib.Path) -> None:
+    observer = RecordingObserver()
+    target = kvm.KvmTarget(
+        host_uri(tmp_path), settings=fast_settings(), observer=observer, policies=[web_policy()]
+    )
+    await target.start()
+    try:
+        done = (await target.scale_out(web_policy(), 2)).done
+        assert observer.clones == ["web", "web"]
+        await target.scale_in(web_policy(), [done[0]])
+        assert observer.removals == ["web"]
+    finally:
+        await target.close()
