@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from autoscaler import settings
+from autoscaler.engine import handler as handlers
 from autoscaler.runtime import clock, daemon
 from tests import fakes
 
@@ -35,6 +37,8 @@ checks:
 scale_up: {cooldown: 0s}
 scale_down: {stabilization: 0s, cooldown: 0s}
 """
+
+TOKEN = "s3cret"
 
 
 @pytest.fixture
@@ -83,13 +87,25 @@ class Running:
             data: dict[str, object] = await response.json()
             return data
 
+    async def post(self, path: str, authorization: str | None = None, **kwargs: object) -> tuple[int, str]:
+        """POST with `Authorization: Bearer <token>` unless another header value is given."""
+        header = f"Bearer {self.token}" if authorization is None else authorization
+        headers = {"Authorization": header} if header else {}
+        async with self.http.post(self.url + path, headers=headers, **kwargs) as response:  # type: ignore[arg-type]
+            return response.status, await response.text()
+
+    def handler(self, group: str = "web") -> handlers.GroupHandler:
+        found = self.runner.group(group)
+        assert found is not None
+        return found
+
 
 def make_settings(tmp_path: Path, **engine: object) -> tuple[settings.Settings, Path]:
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "web.yaml").write_text(POLICY)
     token = tmp_path / "token"
-    token.write_text("s3cret\n")
+    token.write_text(TOKEN + "\n")
     base = settings.Settings(
         policies=(str(policies),),
         state_dir=str(tmp_path / "state"),
@@ -99,25 +115,54 @@ def make_settings(tmp_path: Path, **engine: object) -> tuple[settings.Settings, 
     return replace(base, engine=tuned), policies
 
 
-@pytest.fixture
-async def running(tmp_path: Path, notify: socket.socket) -> AsyncIterator[Running]:
-    config, policies = make_settings(tmp_path)
-    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
-    target.add("web", 2)
-    source = fakes.FakeMetricSource(values={"load": 45.0})
+def fake_target(members: int = 0, **options: object) -> fakes.FakeTarget:
+    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0, **options)  # type: ignore[arg-type]
+    if members:
+        target.add("web", members)
+    return target
+
+
+@contextlib.asynccontextmanager
+async def daemon_running(
+    config: settings.Settings,
+    notify: socket.socket | None = None,
+    *,
+    target: fakes.FakeTarget | None = None,
+    source: fakes.FakeMetricSource | None = None,
+    ready: bool = True,
+    **options: object,
+) -> AsyncIterator[Running]:
+    """Run a Daemon over fakes with its signal handlers; stop it (and check it stopped) on the way out.
+
+    With `ready` it waits for READY=1 on `notify` (or for `started` without one) before yielding.
+    """
+    target = target if target is not None else fake_target()
+    source = source if source is not None else fakes.FakeMetricSource()
     runner = daemon.Daemon(
-        config, target=target, metric_sources={"fake": source}, registry=CollectorRegistry()
-    )
+        config, target=target, metric_sources={"fake": source}, registry=CollectorRegistry(), **options
+    )  # type: ignore[arg-type]
     remove = runner.install_signal_handlers()
     task = asyncio.create_task(runner.run())
     try:
-        await next_message(notify, "READY=1")
+        if ready and notify is not None:
+            await next_message(notify, "READY=1")
+        elif ready:
+            await fakes.eventually(lambda: runner.started.is_set() or task.done(), 10.0)
+            assert not task.done(), "the daemon did not start"
         async with aiohttp.ClientSession() as session:
-            yield Running(runner, task, target, source, policies, "s3cret", session)
+            yield Running(runner, task, target, source, Path(config.policies[0]), TOKEN, session)
     finally:
         runner.request_stop()
         await asyncio.wait_for(task, 10)
         remove()
+
+
+@pytest.fixture
+async def running(tmp_path: Path, notify: socket.socket) -> AsyncIterator[Running]:
+    config, _policies = make_settings(tmp_path)
+    source = fakes.FakeMetricSource(values={"load": 45.0})
+    async with daemon_running(config, notify, target=fake_target(2), source=source) as started:
+        yield started
 
 
 async def test_ready_only_after_startup_then_scales_and_serves(running: Running) -> None:
@@ -197,35 +242,22 @@ async def test_pause_needs_the_token_and_holds_the_group(running: Running) -> No
 
 async def test_sigterm_stops_cleanly_and_says_so(tmp_path: Path, notify: socket.socket) -> None:
     config, _policies = make_settings(tmp_path)
-    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
-    runner = daemon.Daemon(
-        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
-    )
-    remove = runner.install_signal_handlers()
-    try:
-        task = asyncio.create_task(runner.run())
-        await next_message(notify, "READY=1")
+    async with daemon_running(config, notify) as started:
         os.kill(os.getpid(), signal.SIGTERM)
         await next_message(notify, "STOPPING=1")
-        assert await asyncio.wait_for(task, 10) == 0
-    finally:
-        remove()
+        assert await asyncio.wait_for(started.task, 10) == 0
 
 
 async def test_in_flight_action_is_abandoned_after_the_grace(tmp_path: Path, notify: socket.socket) -> None:
     config, _policies = make_settings(tmp_path, shutdown_grace=0.3)
-    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0, gate=asyncio.Event())  # type: ignore[arg-type]
-    target.add("web", 1)
+    target = fake_target(1, gate=asyncio.Event())
     source = fakes.FakeMetricSource(values={"load": 90.0})
-    runner = daemon.Daemon(
-        config, target=target, metric_sources={"fake": source}, registry=CollectorRegistry()
-    )
-    task = asyncio.create_task(runner.run())
-    await next_message(notify, "READY=1")
-    await fakes.eventually(lambda: target.calls)
-    runner.request_stop()
-    assert await asyncio.wait_for(task, 5) == 0
+    async with daemon_running(config, notify, target=target, source=source) as started:
+        await fakes.eventually(lambda: target.calls)
+        started.runner.request_stop()
+        assert await asyncio.wait_for(started.task, 5) == 0
     assert len(target.names("web")) == 1
+    assert target.gate is not None
     assert not target.gate.is_set()
 
 
@@ -234,52 +266,37 @@ async def test_watchdog_is_fed_while_healthy(
 ) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")
     config, _policies = make_settings(tmp_path)
-    target = fakes.FakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
-    runner = daemon.Daemon(
-        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
-    )
-    task = asyncio.create_task(runner.run())
-    try:
-        await next_message(notify, "READY=1")
+    async with daemon_running(config, notify) as started:
         assert await next_message(notify, "WATCHDOG=1") == "WATCHDOG=1"
-        assert runner.health() == (True, "")
-        lag = runner.metrics.registry.get_sample_value("autoscaler_event_loop_lag_seconds_count")
+        assert started.runner.health() == (True, "")
+        lag = started.runner.metrics.registry.get_sample_value("autoscaler_event_loop_lag_seconds_count")
         assert lag is not None
         assert lag >= 1
-    finally:
-        runner.request_stop()
-        assert await asyncio.wait_for(task, 10) == 0
 
 
-def managed_daemon(config: settings.Settings, target: fakes.ManagedFakeTarget) -> daemon.Daemon:
-    return daemon.Daemon(
-        config, target=target, metric_sources={"fake": fakes.FakeMetricSource()}, registry=CollectorRegistry()
-    )
+def managed_target(**options: object) -> fakes.ManagedFakeTarget:
+    return fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0, **options)  # type: ignore[arg-type]
 
 
 async def test_managed_target_is_started_and_closed(tmp_path: Path, notify: socket.socket) -> None:
     config, _policies = make_settings(tmp_path)
-    target = fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
-    runner = managed_daemon(config, target)
-    task = asyncio.create_task(runner.run())
-    await next_message(notify, "READY=1")
-    assert target.started
-    assert runner.health() == (True, "")
-    runner.request_stop()
-    assert await asyncio.wait_for(task, 10) == 0
+    target = managed_target()
+    async with daemon_running(config, notify, target=target) as started:
+        assert target.started
+        assert started.runner.health() == (True, "")
+        started.runner.request_stop()
+        assert await asyncio.wait_for(started.task, 10) == 0
     assert target.closed
 
 
 async def test_dead_target_upkeep_exits_with_status_1(tmp_path: Path, notify: socket.socket) -> None:
     config, _policies = make_settings(tmp_path)
-    target = fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0)  # type: ignore[arg-type]
-    runner = managed_daemon(config, target)
-    task = asyncio.create_task(runner.run())
-    await next_message(notify, "READY=1")
-
-    target.upkeep_broken.set()
-
-    assert await asyncio.wait_for(task, 10) == 1  # systemd's Restart=on-failure takes it from here
+    target = managed_target()
+    async with daemon_running(config, notify, target=target) as started:
+        target.upkeep_broken.set()
+        assert (
+            await asyncio.wait_for(started.task, 10) == 1
+        )  # systemd's Restart=on-failure takes it from here
     assert target.closed
 
 
@@ -287,6 +304,7 @@ HUNG_SHUTDOWN = """
 import asyncio, sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
+from autoscaler.engine import handler as handlers
 from autoscaler.runtime import clock, daemon
 from tests import fakes
 from tests.runtime.test_daemon import make_settings
