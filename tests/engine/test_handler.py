@@ -93,6 +93,54 @@ async def test_permanent_error_disables_until_a_new_policy(world: World) -> None
     assert entry.outcome == "acted"
 
 
+async def test_an_operator_resume_takes_a_disabled_group_back_to_acting(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.TargetPermanent("golden image missing")]
+    web = world.handler()
+    first = await web.tick()
+    assert first is not None
+    assert (first.outcome, web.state, web.reason) == ("disabled", State.DISABLED, "golden image missing")
+    world.clock.advance(3600)
+    assert await web.tick() is None
+    assert (web.state, len(world.target.calls)) == (State.DISABLED, 1)
+    web.resume()
+    assert web.state is State.IDLE
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "acted"
+    assert len(world.target.calls) == 2
+    assert len(world.target.names("web")) == 5
+
+
+async def test_backoff_doubles_from_ten_seconds_to_five_minutes_and_a_success_resets_it(
+    world: World,
+) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    world.target.faults = [errors.TargetTemporary(f"lock timeout {n}") for n in range(7)]
+    web = world.handler()
+    waits: list[float] = []
+    for _ in range(7):
+        entry = await web.tick()
+        assert entry is not None
+        assert (entry.outcome, web.state) == ("backoff", State.BACKOFF)
+        assert web.until is not None
+        waits.append(web.until - world.clock.now())
+        world.clock.advance(waits[-1])
+    assert waits == pytest.approx([10, 20, 40, 80, 160, 300, 300])
+    success = await web.tick()
+    assert success is not None
+    assert success.outcome == "acted"
+    world.clock.advance(61)
+    world.load(90.0)
+    world.target.faults = [errors.TargetTemporary("lock timeout again")]
+    after = await web.tick()
+    assert after is not None
+    assert (after.outcome, web.state) == ("backoff", State.BACKOFF)
+    assert web.until == pytest.approx(world.clock.now() + 10)
+
+
 async def test_capacity_limited_is_recorded_not_an_error_state(world: World) -> None:
     world.target.add("web", 2)
     world.load(50.0)
