@@ -34,7 +34,7 @@ async def test_identical_queries_are_asked_once_at_the_same_instant() -> None:
 
 async def test_failures_become_values() -> None:
     source = fakes.FakeMetricSource(
-        values={"old": 1.0},
+        values={"old": 1.0, "x": None},
         errors={"down": errors.SourceUnavailable("503"), "bad": errors.QueryError("400")},
     )
     found = await _gather(
@@ -43,6 +43,8 @@ async def test_failures_become_values() -> None:
     assert found["down"] == model.Failed("unavailable")
     assert found["bad"] == model.Failed("query")
     assert found["empty"] == model.Missing("empty")
+    assert found["none"] == model.Missing("empty")
+    assert set(found) == {"down", "bad", "empty", "none"}
 
 
 async def test_old_samples_are_stale() -> None:
