@@ -296,17 +296,16 @@ async def test_failed_members_are_replaced_new_first_ten_percent_at_a_time(world
     assert web.status()["replacements"][0]["removed"] == names[:2]
 
 
-async def test_scale_in_removes_the_chosen_victims(world: World) -> None:
-    world.target.add("web", 6)
+async def test_scale_in_removes_the_newest_members(world: World) -> None:
+    oldest_first = [world.target.add("web", 1, age=age)[0] for age in (6000, 5000, 4000, 3000, 2000, 1000)]
     world.load(20.0)
     web = world.handler()
     entry = await web.tick()
     assert entry is not None
-    assert entry.decision.desired == 2
-    assert set(world.target.names("web")) == set(world.target.names("web")) - set(entry.decision.victims)
-    assert len(world.target.names("web")) == 2
-    assert all(v not in world.target.names("web") for v in entry.decision.victims)
-    assert model.Direction.DOWN is entry.decision.direction
+    assert (entry.decision.desired, entry.decision.direction) == (2, model.Direction.DOWN)
+    assert entry.decision.victims == tuple(reversed(oldest_first[2:]))
+    assert world.target.names("web") == oldest_first[:2]
+    assert world.target.calls == [("scale_in", "web", 4)]
 
 
 @pytest.mark.parametrize(
