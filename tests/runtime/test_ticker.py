@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -30,17 +32,21 @@ def _handler(tmp_path: Path, interval: str) -> handler.GroupHandler:
 
 async def test_pokes_at_once_then_every_interval_and_forgets_removed_groups(tmp_path: Path) -> None:
     web = _handler(tmp_path, "1s")
-    pokes: list[int] = []
-    web.poke = lambda: pokes.append(1)  # type: ignore[method-assign]
+    pokes: list[float] = []
+    web.poke = lambda: pokes.append(time.monotonic())  # type: ignore[method-assign]
     ticks = ticker.Ticker()
     ticks.start()
     try:
         ticks.sync([web])
-        await fakes.eventually(lambda: len(pokes) >= 2, deadline=5.0)
+        await asyncio.sleep(0)  # one loop turn: the pulse's first step runs, no timer involved
+        assert len(pokes) == 1
+        await fakes.eventually(lambda: len(pokes) >= 3, deadline=10.0)
         ticks.sync([])
         assert ticks.scheduler.get_jobs() == []
     finally:
         ticks.shutdown()
+    spacings = [later - earlier for earlier, later in itertools.pairwise(pokes)]
+    assert min(spacings) >= 1.0 - 0.01, spacings  # never sooner than the interval (loop clock slack)
 
 
 async def test_pokes_follow_the_monotonic_clock_across_a_wall_clock_step(tmp_path: Path) -> None:
