@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -156,7 +155,3 @@ async def test_libvirtd_restart_is_survived(env: libvirt_env.LibvirtEnv) -> None
         assert (await target.scale_in(policy, everyone)).failed == 0
     finally:
         await target.close()
-
-
-def test_template_file_exists(env: libvirt_env.LibvirtEnv) -> None:
-    assert pathlib.Path(env.template).is_file()
