@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from autoscaler import __version__, decide, explain, model
+from autoscaler import __version__, decide, explain, model, settings
 from autoscaler.errors import PolicyError
 from autoscaler.policy import files, jsonschema
 
@@ -21,7 +21,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _check(args: argparse.Namespace) -> int:
-    result = files.load_paths(args.paths)
+    sources = None if args.config is None else list(settings.load(args.config).sources)
+    result = files.load_paths(args.paths, sources)
     problems = [p for file_problems in result.problems.values() for p in file_problems]
     for problem in problems:
         print(problem)
@@ -37,6 +38,10 @@ def _check(args: argparse.Namespace) -> int:
 def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("check", help="validate policy files; every problem on its own line")
     parser.add_argument("paths", nargs="+", help="policy files or directories of them")
+    parser.add_argument(
+        "--config",
+        help="the daemon's settings file: also check that every metric source named is defined there",
+    )
     parser.set_defaults(func=_check)
 
 

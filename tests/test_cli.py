@@ -89,3 +89,27 @@ def test_simulate_runs_from_the_command_line(tmp_path: Path, capsys: pytest.Capt
     figures = json.loads(out.read_text())
     assert figures["group"] == "web"
     assert set(figures["baselines"]) == {"hpa"}
+
+
+DEPLOY_CONFIG = str(ROOT / "deploy" / "autoscaler.yaml")
+
+
+def test_the_examples_name_only_sources_the_shipped_config_defines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["check", "--config", DEPLOY_CONFIG, str(ROOT / "policies")]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_check_with_config_refuses_an_unknown_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "web.yaml"
+    policy.write_text(SIMULATED_POLICY.replace("source: prometheus", "source: promethues"))
+    assert cli.main(["check", str(policy)]) == 0  # without the settings, any name may be defined
+    capsys.readouterr()
+    assert cli.main(["check", "--config", DEPLOY_CONFIG, str(policy)]) == 1
+    assert capsys.readouterr().out == (
+        f"{policy}:8:13: checks[0].source: unknown metric source 'promethues'"
+        " (configured: prometheus, libvirt); did you mean 'prometheus'?\n"
+    )

@@ -34,15 +34,20 @@ def fingerprint(paths: Sequence[str | Path]) -> Fingerprint:
     return tuple(found)
 
 
-def load(paths: Sequence[str | Path], previous: Mapping[str, files.LoadedGroup]) -> files.LoadResult:
+def load(
+    paths: Sequence[str | Path],
+    previous: Mapping[str, files.LoadedGroup],
+    sources: Sequence[str] | None = None,
+) -> files.LoadResult:
     """Every policy file, where a group stays with the file that defined it before this load.
 
     `files.load_paths` keeps the first definition in file order, so a new file sorting first (a copy
     of `web.yaml` as `00-canary.yaml`) would take over the live group. Here a group whose file is
     still there is reserved for it (even when that file is now rejected and keeps its last good
-    version), and any other file defining it is the one rejected.
+    version), and any other file defining it is the one rejected. With `sources` (the configured
+    metric source names), a file whose groups name any other source is rejected too.
     """
-    found = {str(path): files.load_paths([path]) for path in files.policy_files(paths)}
+    found = {str(path): files.load_paths([path], sources) for path in files.policy_files(paths)}
     reserved = {
         name: found[g.file].groups.get(name, g)
         for name, g in previous.items()
@@ -99,8 +104,11 @@ class Watcher:
         metrics: telemetry.Metrics,
         clock: Clock,
         poll_interval: float = 5.0,
+        sources: Sequence[str] | None = None,
     ) -> None:
         self.paths = list(paths)
+        # the configured metric source names; None accepts any name (a wrong one fails at query time)
+        self.sources = None if sources is None else tuple(sources)
         self.apply = apply
         self.metrics = metrics
         self.clock = clock
@@ -118,7 +126,7 @@ class Watcher:
     def load(self) -> Reload:
         """Read every file now, merge with the last good versions, hand the result over."""
         self._seen = fingerprint(self.paths)
-        result = load(self.paths, self.groups)
+        result = load(self.paths, self.groups, self.sources)
         merged = merge(self.groups, result)
         problems = {f: p for f, p in result.problems.items() if p}
         changed = merged != self.groups or problems != self.problems

@@ -61,7 +61,9 @@ def _documents(text: str, file: str) -> tuple[list[tuple[yaml.Node, object]], li
     return documents, []
 
 
-def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.GroupPolicy], list[Problem]]:
+def _validate(
+    node: yaml.Node, data: object, file: str, sources: Sequence[str] | None
+) -> tuple[list[spec.GroupPolicy], list[Problem]]:
     model: type[spec.GroupPolicy | spec.PolicyFile] = (
         spec.PolicyFile if isinstance(data, dict) and "groups" in data else spec.GroupPolicy
     )
@@ -81,9 +83,16 @@ def _validate(node: yaml.Node, data: object, file: str) -> tuple[list[spec.Group
     problems = [
         locate.problem(file, node, (*prefix, *((index,) if prefix else ()), *loc), message)
         for index, group in enumerate(groups)
-        for loc, message in rules.problems(group)
+        for loc, message in _group_rules(group, sources)
     ]
     return ([], problems) if problems else (groups, [])
+
+
+def _group_rules(group: spec.GroupPolicy, sources: Sequence[str] | None) -> Iterator[tuple[Loc, str]]:
+    """The group's rules, and, when the configured metric sources are known, that it names only those."""
+    yield from rules.problems(group)
+    if sources is not None:
+        yield from rules.unknown_sources(group, sources)
 
 
 def _rules_of_valid_parts(data: dict[str, Any], invalid: list[Loc]) -> Iterator[tuple[Loc, str]]:
@@ -121,13 +130,18 @@ def _defined_twice(
     return problems
 
 
-def load_text(text: str, file: str) -> tuple[list[LoadedGroup], list[Problem]]:
-    """The groups in one file's text, or every problem found in it (then no group at all)."""
+def load_text(
+    text: str, file: str, sources: Sequence[str] | None = None
+) -> tuple[list[LoadedGroup], list[Problem]]:
+    """The groups in one file's text, or every problem found in it (then no group at all).
+
+    `sources`: the metric source names the daemon defines; None skips that check (no config at hand).
+    """
     documents, problems = _documents(text, file)
     groups: list[LoadedGroup] = []
     named: dict[str, Problem] = {}
     for node, data in documents:
-        found, found_problems = _validate(node, data, file)
+        found, found_problems = _validate(node, data, file, sources)
         problems += found_problems
         line = node.start_mark.line + 1
         groups += [LoadedGroup(g, file, line, revision(g)) for g in found]
@@ -162,20 +176,23 @@ def policy_files(paths: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> tuple[list[LoadedGroup], list[Problem]]:
+def _read(path: Path, sources: Sequence[str] | None) -> tuple[list[LoadedGroup], list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Problem(str(path), 1, 1, "", f"cannot read: {exc}")]
-    return load_text(text, str(path))
+    return load_text(text, str(path), sources)
 
 
-def load_paths(paths: Sequence[str | Path]) -> LoadResult:
-    """Every group in the files and directories named; a bad file never blocks the good ones."""
+def load_paths(paths: Sequence[str | Path], sources: Sequence[str] | None = None) -> LoadResult:
+    """Every group in the files and directories named; a bad file never blocks the good ones.
+
+    With `sources` (the configured metric source names), a group naming any other source is a problem.
+    """
     groups: dict[str, LoadedGroup] = {}
     problems: dict[str, list[Problem]] = {}
     for path in policy_files(paths):
-        found, file_problems = _read(path)
+        found, file_problems = _read(path, sources)
         for group in found:
             earlier = groups.get(group.policy.group)
             if earlier is not None:

@@ -8,7 +8,8 @@ offending field and a message; the loader locates it in the YAML.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+import difflib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -95,6 +96,27 @@ def _schedule_bounds(policy: spec.GroupPolicy) -> Found:
             yield ("schedules", index, "min"), f"floor {window.min} is above the group's max ({policy.max})"
         if window.max is not None and window.max < policy.min:
             yield ("schedules", index, "max"), f"ceiling {window.max} is below the group's min ({policy.min})"
+
+
+def unknown_sources(policy: spec.GroupPolicy, configured: Sequence[str]) -> Found:
+    """Checks (and an enabled predictive section) naming a metric source the daemon does not define.
+
+    Such a group would load and then fail every tick with `unknown_source`; refusing it keeps the
+    last good version running and tells the operator where the typo is.
+    """
+    for index, check in enumerate(policy.checks):
+        if check.source not in configured:
+            yield ("checks", index, "source"), _unknown_source(check.source, configured)
+    predictive = policy.predictive
+    if predictive.mode != "off" and predictive.source not in configured:
+        yield ("predictive", "source"), _unknown_source(predictive.source, configured)
+
+
+def _unknown_source(name: str, configured: Sequence[str]) -> str:
+    listed = ", ".join(configured) if configured else "none"
+    close = difflib.get_close_matches(name, list(configured), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown metric source {name!r} (configured: {listed}){hint}"
 
 
 # --- part rules -------------------------------------------------------------------------------

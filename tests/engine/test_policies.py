@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from autoscaler.engine import policies
 from autoscaler.policy import files
@@ -14,9 +15,11 @@ from tests import fakes
 GOOD = "group: {name}\ngolden: g.qcow2\ntemplate: t\nmin: 1\nmax: {max}\n"
 
 
-def _watcher(directory: Path, seen: list[dict[str, files.LoadedGroup]]) -> policies.Watcher:
+def _watcher(
+    directory: Path, seen: list[dict[str, files.LoadedGroup]], sources: list[str] | None = None
+) -> policies.Watcher:
     registry = metrics.Metrics(CollectorRegistry())
-    return policies.Watcher([directory], seen.append, registry, fakes.FakeClock())
+    return policies.Watcher([directory], seen.append, registry, fakes.FakeClock(), sources=sources)
 
 
 def test_a_bad_edit_keeps_the_last_good_version(tmp_path: Path) -> None:
@@ -91,3 +94,50 @@ def test_a_group_moved_to_another_file_follows_it(tmp_path: Path) -> None:
     reload = watcher.load()
     assert reload.result == "ok"
     assert Path(reload.groups["web"].file).name == "frontend.yaml"
+
+
+CHECKED = (
+    GOOD
+    + "checks:\n  - name: cpu\n    source: {source}\n    query: avg(cpu)\n"
+    + ("    strategy: {{kind: target_tracking, target: 0.7}}\n")
+)
+
+
+def test_a_check_naming_an_unconfigured_source_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text(CHECKED.format(name="web", max=5, source="prometheus"))
+    seen: list[dict[str, files.LoadedGroup]] = []
+    watcher = _watcher(tmp_path, seen, sources=["prometheus", "libvirt"])
+    assert watcher.load().result == "ok"
+    path.write_text(CHECKED.format(name="web", max=6, source="promethues"))
+    with capture_logs() as logs:
+        reload = watcher.load()
+    assert reload.result == "partial"
+    assert reload.groups["web"].policy.max == 5
+    expected = (
+        f"{path}:8:13: checks[0].source: unknown metric source 'promethues'"
+        " (configured: prometheus, libvirt); did you mean 'prometheus'?"
+    )
+    assert [str(p) for p in reload.problems[str(path)]] == [expected]
+    (rejected,) = [entry for entry in logs if entry["event"] == "policy_rejected"]
+    assert rejected["problems"] == [expected]
+    assert rejected["kept"] == ["web"]
+    registry = watcher.metrics.registry
+    assert registry.get_sample_value("autoscaler_policy_load_errors", {"file": str(path)}) == 1
+
+
+def test_an_active_forecast_from_an_unconfigured_source_is_rejected(tmp_path: Path) -> None:
+    predictive = "predictive: {{mode: {mode}, query: sum(load), source: history}}\n"
+    path = tmp_path / "web.yaml"
+    path.write_text(CHECKED.format(name="web", max=5, source="libvirt") + predictive.format(mode="'off'"))
+    watcher = _watcher(tmp_path, [], sources=["libvirt"])
+    assert watcher.load().result == "ok"
+    path.write_text(CHECKED.format(name="web", max=5, source="libvirt") + predictive.format(mode="shadow"))
+    (problem,) = watcher.load().problems[str(path)]
+    assert (problem.line, problem.path) == (11, "predictive.source")
+    assert "unknown metric source 'history' (configured: libvirt)" in problem.message
+
+
+def test_without_configured_sources_any_name_loads(tmp_path: Path) -> None:
+    (tmp_path / "web.yaml").write_text(CHECKED.format(name="web", max=5, source="anything"))
+    assert set(_watcher(tmp_path, []).load().groups) == {"web"}
