@@ -135,6 +135,13 @@ class Daemon:
         self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
         address = await self.http.start()
         log.info("http_listening", address=f"http://{address[0]}:{address[1]}")
+        self._check_operator_api(self.http)
+
+    def _check_operator_api(self, server: http.HttpServer) -> None:
+        """A token file that is configured but unusable is said once at startup, not only per request."""
+        operator_api = server.operator_api()
+        if server.token_file is not None and operator_api != "enabled":
+            log.warning("operator_api_disabled", token_file=server.token_file, reason=operator_api)
 
     def _apply(self, groups: dict[str, Any]) -> None:
         assert self.manager is not None
@@ -328,6 +335,7 @@ class Daemon:
             "policy_problems": {f: [str(p) for p in found] for f, found in problems.items()},
             "actions_in_flight": sum(1 for h in handlers if h.acting),
             "event_loop_lag_seconds": self._lag,
+            "operator_api": self.http.operator_api() if self.http is not None else "starting",
         }
 
     def _summary(self) -> str:

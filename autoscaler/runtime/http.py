@@ -2,8 +2,11 @@
 
 Read-only endpoints are open (the server binds loopback by default); the ones that change what the
 daemon does (pause, resume, reload) need `Authorization: Bearer <token>`, the token read afresh
-from a root-only file on each request so that it can be rotated. It runs on aiohttp's AppRunner
-inside the daemon's TaskGroup, never `web.run_app`, which would take over the loop and signals.
+from a root-only file on each request so that it can be rotated. They are strict: another scheme or
+a bare token is 401, an empty token file authorises no one, no token file configured is 403, an
+unreadable one 503, an unknown group 404, and a body that is given must be a JSON object (else 400).
+It runs on aiohttp's AppRunner inside the daemon's TaskGroup, never `web.run_app`, which would
+take over the loop and signals.
 
     GET  /metrics                  Prometheus text format
     GET  /healthz                  200 while every root task runs and the loop is responsive
@@ -150,49 +153,79 @@ class HttpServer:
 
     # --- mutating -------------------------------------------------------------------------------
 
-    def _authorized(self, request: web.Request) -> web.Response | None:
+    def operator_api(self) -> str:
+        """Whether pause, resume and reload can be used, and if not why (for /status and the log)."""
+        token, refusal = self._token()
+        if refusal is not None:
+            return f"disabled: {refusal.reason}"
+        return "enabled" if token else "disabled: token file empty"
+
+    def _token(self) -> tuple[str, web.Response | None]:
+        """The current token (re-read each time, so it can be rotated), or the refusal instead."""
         if self.token_file is None:
-            return web.Response(text="operator actions are disabled (no http.token_file)\n", status=403)
+            return "", web.Response(
+                text="operator actions are disabled (no http.token_file)\n",
+                status=403,
+                reason="no http.token_file",
+            )
         try:
-            token = Path(self.token_file).read_text(encoding="utf-8").strip()
+            return Path(self.token_file).read_text(encoding="utf-8").strip(), None
         except OSError:
-            return web.Response(text="token file unreadable\n", status=503)
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return "", web.Response(
+                text="token file unreadable\n", status=503, reason="token file unreadable"
+            )
+
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        """None when the request carries `Authorization: Bearer <the token>`; an empty token never matches."""
+        token, refusal = self._token()
+        if refusal is not None:
+            return refusal
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        given = given.strip()
+        bearer = scheme.lower() == "bearer" and bool(given)
+        if not token or not bearer or not hmac.compare_digest(given.encode(), token.encode()):
             return web.Response(text="unauthorized\n", status=401, headers={"WWW-Authenticate": "Bearer"})
         return None
 
-    async def _group_or_refusal(self, request: web.Request) -> handler.GroupHandler | web.Response:
+    async def _admitted(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's JSON object body (empty when none) once authorised, else the refusal."""
         refusal = self._authorized(request)
         if refusal is not None:
             return refusal
-        found = self.api.group(request.match_info["group"])
-        if found is None:
+        if "group" in request.match_info and self.api.group(request.match_info["group"]) is None:
             return web.Response(text=f"no group {request.match_info['group']!r}\n", status=404)
-        return found
+        return await _body(request)
 
     async def _pause(self, request: web.Request) -> web.Response:
-        found = await self._group_or_refusal(request)
-        if isinstance(found, web.Response):
-            return found
-        found.pause(await _reason(request))
+        body = await self._admitted(request)
+        if isinstance(body, web.Response):
+            return body
+        found = self._group(request)
+        found.pause(_reason(request, body))
         await found.persist()
         found.poke()
         return _json({"group": found.group, "paused": found.paused})
 
     async def _resume(self, request: web.Request) -> web.Response:
-        found = await self._group_or_refusal(request)
-        if isinstance(found, web.Response):
-            return found
+        body = await self._admitted(request)
+        if isinstance(body, web.Response):
+            return body
+        found = self._group(request)
         found.resume()
         await found.persist()
         found.poke()
         return _json({"group": found.group, "paused": None, "state": found.shown_state.value})
 
+    def _group(self, request: web.Request) -> handler.GroupHandler:
+        found = self.api.group(request.match_info["group"])
+        if found is None:  # dropped by a reload while the body was read
+            raise web.HTTPNotFound(text=f"no group {request.match_info['group']!r}\n")
+        return found
+
     async def _reload(self, request: web.Request) -> web.Response:
-        refusal = self._authorized(request)
-        if refusal is not None:
-            return refusal
+        body = await self._admitted(request)
+        if isinstance(body, web.Response):
+            return body
         self.api.request_reload()
         return _json({"reload": "requested"}, status=202)
 
@@ -202,12 +235,22 @@ def _limit(request: web.Request, default: int) -> int:
     return max(1, min(int(text), 1000)) if text.isdigit() else default
 
 
-async def _reason(request: web.Request) -> str:
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            body = {}
-        if isinstance(body, dict) and isinstance(body.get("reason"), str):
-            return str(body["reason"])[:200]
-    return request.query.get("reason", "")[:200]
+async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The JSON object sent (curl -d sends it form-encoded: the content type is not trusted), or a 400."""
+    raw = await request.read() if request.can_read_body else b""
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return web.Response(text=f"the request body is not valid JSON: {exc}\n", status=400)
+    if not isinstance(body, dict):
+        return web.Response(
+            text='the request body must be a JSON object, e.g. {"reason": "..."}\n', status=400
+        )
+    return body
+
+
+def _reason(request: web.Request, body: dict[str, Any]) -> str:
+    given = body.get("reason")
+    return (given if isinstance(given, str) else request.query.get("reason", ""))[:200]
