@@ -240,6 +240,75 @@ async def test_pause_needs_the_token_and_holds_the_group(running: Running) -> No
     assert last.state == "paused"
 
 
+async def test_resume_lets_the_group_act_again_on_the_next_tick(running: Running) -> None:
+    await fakes.eventually(lambda: len(running.target.names("web")) == 5)
+    assert (await running.post("/groups/web/pause", json={"reason": "freeze"}))[0] == 200
+    handler = running.handler()
+    running.source.values["load"] = 75.0
+    ticks = handler.ticks
+    await fakes.eventually(lambda: handler.ticks >= ticks + 2)
+    assert len(running.target.names("web")) == 5
+
+    status, text = await running.post("/groups/web/resume")
+
+    assert status == 200
+    assert '"paused": null' in text
+    await fakes.eventually(lambda: len(running.target.names("web")) == 8)
+    last = running.runner.journal.last("web")
+    assert last is not None
+    assert last.state != "paused"
+
+
+async def test_post_reload_rereads_the_policies_between_reloading_and_ready(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, policies = make_settings(tmp_path, policy_poll=600.0)  # only the request can reload
+    source = fakes.FakeMetricSource(values={"load": 45.0})
+    async with daemon_running(config, notify, target=fake_target(2), source=source) as started:
+        await fakes.eventually(lambda: len(started.target.names("web")) == 5)
+        (policies / "web.yaml").write_text(POLICY.replace("max: 10", "max: 3"))
+
+        status, text = await started.post("/reload")
+
+        assert status == 202
+        assert "requested" in text
+        assert "MONOTONIC_USEC=" in await next_message(notify, "RELOADING=1")
+        await next_message(notify, "READY=1")
+        assert started.handler().latest.policy.max == 3
+        await fakes.eventually(lambda: len(started.target.names("web")) == 3)
+        assert started.handler().policy.max == 3
+
+
+async def test_a_wrong_token_is_401_and_changes_nothing(running: Running) -> None:
+    status, _text = await running.post("/groups/web/pause", "Bearer wrong")
+    assert status == 401
+    assert (await running.post("/reload", "Bearer wrong"))[0] == 401
+    assert running.handler().paused is None
+
+
+async def test_operator_actions_are_403_without_a_token_file(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    config = replace(config, http=replace(config.http, token_file=None))
+    async with daemon_running(config, notify) as started:
+        for path in ("/groups/web/pause", "/groups/web/resume", "/reload"):
+            status, text = await started.post(path)
+            assert status == 403, path
+            assert "no http.token_file" in text
+
+
+async def test_an_unknown_group_is_404(running: Running) -> None:
+    assert (await running.post("/groups/nope/pause"))[0] == 404
+    assert (await running.post("/groups/nope/resume"))[0] == 404
+    async with running.http.get(running.url + "/explain/nope") as response:
+        assert response.status == 404
+
+
+async def test_healthz_is_200_when_healthy(running: Running) -> None:
+    async with running.http.get(running.url + "/healthz") as response:
+        assert response.status == 200
+        assert await response.text() == "ok"
+
+
 async def test_sigterm_stops_cleanly_and_says_so(tmp_path: Path, notify: socket.socket) -> None:
     config, _policies = make_settings(tmp_path)
     async with daemon_running(config, notify) as started:
