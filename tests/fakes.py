@@ -145,16 +145,26 @@ class ManagedFakeTarget(FakeTarget):
     """A FakeTarget with a life of its own, as KvmTarget has: start, close and background upkeep.
 
     Setting `upkeep_broken` makes `upkeep` raise, as when a background task dies; `close_hangs`
-    makes `close` never return, as a libvirt call stuck in a worker thread would.
+    makes `close` never return, as a libvirt call stuck in a worker thread would. `start_gate`
+    makes `start` wait for it (a slow connect or first reconcile) and `start_error` makes it raise.
     """
 
     upkeep_broken: asyncio.Event = field(default_factory=asyncio.Event)
     close_hangs: bool = False
+    start_gate: asyncio.Event | None = None
+    start_error: Exception | None = None
+    starting: bool = False
+    """True once `start` was entered (it may still wait on `start_gate`)."""
     started: bool = False
     closed: bool = False
 
     async def start(self) -> None:
-        """Connect and reconcile (nothing to do here)."""
+        """Connect and reconcile: wait for `start_gate`, then raise `start_error` or succeed."""
+        self.starting = True
+        if self.start_gate is not None:
+            await self.start_gate.wait()
+        if self.start_error is not None:
+            raise self.start_error
         self.started = True
 
     async def close(self) -> None:

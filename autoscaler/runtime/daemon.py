@@ -163,15 +163,22 @@ class Daemon:
             await self._start()
         except (errors.AutoscalerError, OSError) as exc:
             log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
-            with self._hard_deadline():
-                await self._close_parts()
+            await self._abandon_startup()
             return 1
+        except BaseException:  # a bug or a cancellation: still leave nothing connected behind
+            await self._abandon_startup()
+            raise
         self.ticker.start()
         self.started.set()
         sdnotify.ready()
         sdnotify.status(self._summary())
         log.info("daemon_ready", groups=len(list(self.manager or ())))
         return await self._supervise()
+
+    async def _abandon_startup(self) -> None:
+        """Close what startup opened; no READY=1 was sent."""
+        with self._hard_deadline():
+            await self._close_parts()
 
     async def _supervise(self) -> int:
         roots: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {

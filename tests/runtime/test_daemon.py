@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from autoscaler import settings
+from autoscaler import errors, settings
 from autoscaler.engine import handler as handlers
 from autoscaler.runtime import clock, daemon
 from tests import fakes
@@ -366,6 +366,79 @@ async def test_dead_target_upkeep_exits_with_status_1(tmp_path: Path, notify: so
         assert (
             await asyncio.wait_for(started.task, 10) == 1
         )  # systemd's Restart=on-failure takes it from here
+    assert target.closed
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def assert_no_datagram(notify: socket.socket) -> None:
+    """Nothing at all was sent to NOTIFY_SOCKET (no READY=1, in particular)."""
+    with pytest.raises(BlockingIOError):
+        notify.recv(4096)
+
+
+async def test_ready_waits_for_the_target_to_finish_starting(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    port = free_port()
+    config = replace(config, http=replace(config.http, port=port))
+    target = managed_target(start_gate=asyncio.Event())
+    async with daemon_running(config, notify, target=target, ready=False) as started:
+        await fakes.eventually(lambda: target.starting)
+        await asyncio.sleep(0)  # a chance for a premature READY=1 to be sent
+        assert_no_datagram(notify)
+        assert not started.runner.is_ready()
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await started.http.get(f"http://127.0.0.1:{port}/readyz")
+
+        assert target.start_gate is not None
+        target.start_gate.set()
+
+        assert await next_message(notify, "READY=1") == "READY=1"
+        async with started.http.get(f"http://127.0.0.1:{port}/readyz") as response:
+            assert response.status == 200
+
+
+async def test_a_target_that_fails_to_start_exits_1_without_ready(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = managed_target(start_error=errors.TargetTemporary("libvirt: cannot connect"))
+    async with daemon_running(config, notify, target=target, ready=False) as started:
+        assert await asyncio.wait_for(started.task, 10) == 1
+    assert_no_datagram(notify)
+    assert target.starting
+    assert target.closed
+
+
+async def test_a_port_already_bound_exits_1_without_ready(tmp_path: Path, notify: socket.socket) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = managed_target()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        config = replace(config, http=replace(config.http, listen="127.0.0.1", port=port))
+        async with daemon_running(config, notify, target=target, ready=False) as started:
+            assert await asyncio.wait_for(started.task, 10) == 1
+    assert_no_datagram(notify)
+    assert target.started
+    assert target.closed
+
+
+async def test_an_unexpected_startup_error_still_closes_the_target(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = managed_target(start_error=RuntimeError("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):
+        async with daemon_running(config, notify, target=target, ready=False):
+            pass
+    assert_no_datagram(notify)
     assert target.closed
 
 
