@@ -20,6 +20,7 @@ from autoscaler.errors import PolicyError
 from autoscaler.policy import locate, spec
 
 Duration = spec.Duration
+PositiveDuration = spec.PositiveDuration
 _STRICT = ConfigDict(extra="forbid")
 
 
@@ -42,7 +43,7 @@ class PrometheusSettings:
     kind: Literal["prometheus"]
     url: str
     """Base URL, e.g. http://127.0.0.1:9090."""
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
     """Per request."""
     bearer_token_file: str | None = None
     """Sent as `Authorization: Bearer`; re-read on each request."""
@@ -57,7 +58,7 @@ class ExporterSettings:
     kind: Literal["exporter"]
     url: str
     """Full URL of the metrics page, e.g. http://127.0.0.1:9100/metrics."""
-    timeout: Duration = 5.0
+    timeout: PositiveDuration = 5.0
     """Per scrape."""
     bearer_token_file: str | None = None
     """Sent as `Authorization: Bearer`."""
@@ -87,7 +88,7 @@ class TargetSettings:
     """libvirt URIs of the hosts this daemon drives (test:///... for the test driver)."""
     memory_reserve_mib: Annotated[int, Field(ge=0)] = 1024
     """Free memory every host keeps beyond its domains."""
-    reconcile_interval: Duration = 300.0
+    reconcile_interval: PositiveDuration = 300.0
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     shutdown_timeout: Duration = 30.0
     """On scale-in, wait this long for a guest to power off (ACPI) before destroying it."""
@@ -99,25 +100,25 @@ class EngineSettings:
 
     max_concurrent_actions: Annotated[int, Field(ge=1)] = 2
     """Scale actions running at once across all groups (start storms are CPU-bound)."""
-    slot_timeout: Duration = 120.0
+    slot_timeout: PositiveDuration = 120.0
     """A group that waits longer than this for a slot gives up until its next tick."""
-    query_timeout: Duration = 10.0
+    query_timeout: PositiveDuration = 10.0
     """A metric query that takes longer makes its check Failed(timeout)."""
-    backoff_initial: Duration = 10.0
+    backoff_initial: PositiveDuration = 10.0
     """First wait after a temporary target error; doubles up to backoff_max."""
-    backoff_max: Duration = 300.0
+    backoff_max: PositiveDuration = 300.0
     """Longest wait after temporary target errors."""
-    history_refresh: Duration = 300.0
+    history_refresh: PositiveDuration = 300.0
     """How often predictive groups re-read their history."""
     journal_size: Annotated[int, Field(ge=1)] = 100
     """Decisions kept per group for /status and /explain."""
-    policy_poll: Duration = 5.0
+    policy_poll: PositiveDuration = 5.0
     """How often the policy files' mtimes and sizes are compared (reload without SIGHUP)."""
     shutdown_grace: Duration = 60.0
     """How long in-flight actions may run on after SIGTERM before they are abandoned."""
     jitter: Duration = 2.0
     """Random delay added to each group's tick, so groups do not all evaluate at once."""
-    max_loop_lag: Duration = 5.0
+    max_loop_lag: PositiveDuration = 5.0
     """Event-loop lag above which the systemd watchdog is no longer fed."""
 
 

@@ -9,6 +9,8 @@ from pydantic import ValidationInfo
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d|w))+$"
+ZERO_PATTERN = r"^(0+(\.0+)?(ms|s|m|h|d|w))+$"
+"""Durations that add up to nothing (`0s`, `0m0s`)."""
 
 
 def parse(text: object) -> float:
@@ -38,3 +40,10 @@ def parse_field(value: object, info: ValidationInfo) -> float:
     if not from_file and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return parse(value)
+
+
+def positive(seconds: float) -> float:
+    """`seconds` when above zero: for intervals and timeouts, where 0 would spin or give up at once."""
+    if seconds <= 0:
+        raise ValueError("must be longer than 0s")
+    return seconds

@@ -19,6 +19,21 @@ Duration = Annotated[
 ]
 """Seconds, written with a unit in YAML."""
 
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(durations.parse_field),
+    AfterValidator(durations.positive),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": durations.PATTERN,
+            "not": {"pattern": durations.ZERO_PATTERN},
+            "examples": ["90s", "5m", "1h"],
+        }
+    ),
+]
+"""Seconds above zero: an interval or timeout, where 0 would make a loop spin or give up at once."""
+
 
 def _known_zone(name: str) -> str:
     try:
@@ -163,7 +178,9 @@ class Check(Spec):
         "", description="PromQL for prometheus; a metric selector for exporter; 'cpu' for libvirt."
     )
     strategy: Strategy
-    max_staleness: Duration = Field(120.0, description="Older samples count as stale, never as current.")
+    max_staleness: PositiveDuration = Field(
+        120.0, description="Older samples count as stale, never as current."
+    )
     on_missing: OnMissingRule = Field(
         default_factory=OnMissing,
         description="What missing, stale, NaN or failed data means: hold, {scale_up: N} or {fallback: N}.",
@@ -180,14 +197,14 @@ class RateLimit(Spec):
     percent: float | None = Field(
         None, gt=0, description="Largest change as a percentage of the group per period."
     )
-    period: Duration = Field(60.0, gt=0, description="The rolling window the limits apply to.")
+    period: PositiveDuration = Field(60.0, description="The rolling window the limits apply to.")
 
 
 class ChurnBudget(Spec):
     """At most this many instances created plus removed per period, both directions together."""
 
     max_changes: int = Field(ge=1, description="Creates plus removals allowed in any rolling period.")
-    period: Duration = Field(3600.0, gt=0, description="The rolling window the budget applies to.")
+    period: PositiveDuration = Field(3600.0, description="The rolling window the budget applies to.")
 
 
 class Direction(Spec):
@@ -219,7 +236,7 @@ class Schedule(Spec):
         " '30 7 * * 1-5' (0 and 7 are Sunday; a restricted day of month OR weekday matches)."
     )
     timezone: str = Field("UTC", description="IANA time zone for the cron fields, e.g. Europe/Berlin.")
-    duration: Duration = Field(gt=0, description="How long the window stays open after each opening.")
+    duration: PositiveDuration = Field(description="How long the window stays open after each opening.")
     min: int | None = Field(None, ge=0, description="Floor while the window is open.")
     max: int | None = Field(None, ge=0, description="Ceiling while the window is open.")
 
@@ -237,7 +254,7 @@ class Readiness(Spec):
     timeout: Duration = Field(
         600.0, description="A clone not ready after this long is removed and counted failed."
     )
-    interval: Duration = Field(5.0, description="How often the probe runs.")
+    interval: PositiveDuration = Field(5.0, description="How often the probe runs.")
     failures: int = Field(3, ge=1, description="Consecutive failed probes after warm-up before replacement.")
 
 
@@ -252,7 +269,9 @@ class Predictive(Spec):
     )
     source: str = Field("prometheus", description="Metric source for the history.")
     per_instance: float = Field(1.0, gt=0, description="Load one instance should carry at the target.")
-    history: Duration = Field(1209600.0, description="How much history to learn from (default 14 days).")
+    history: PositiveDuration = Field(
+        1209600.0, description="How much history to learn from (default 14 days)."
+    )
     lead: Duration | None = Field(
         None, description="How far ahead to forecast; default: measured clone-to-ready time plus warm-up."
     )
@@ -267,7 +286,7 @@ class Predictive(Spec):
         description="How cautious the forecast is: the quantile of past days' growth at this time of day."
         " Higher means fewer under-provisioned minutes and more instance-hours.",
     )
-    recent: Duration = Field(
+    recent: PositiveDuration = Field(
         180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
     )
     days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
@@ -296,7 +315,7 @@ class GroupPolicy(Spec):
     pool: str = Field("default", description="libvirt storage pool that holds the clones' overlays.")
     min: int = Field(ge=0, description="Never fewer instances.")
     max: int = Field(ge=0, description="Never more instances.")
-    evaluation_interval: Duration = Field(30.0, description="How often the group is evaluated.")
+    evaluation_interval: PositiveDuration = Field(30.0, description="How often the group is evaluated.")
     checks: tuple[Check, ...] = Field((), description="Metric checks; several combine 'safest wins'.")
     warmup: Duration = Field(
         60.0, description="A new instance counts as capacity only after this long (and its probe)."

@@ -66,3 +66,17 @@ def test_settings_problems_are_worded_like_policy_problems() -> None:
         "a.yaml:7:5: sources.prom.url: required field is missing",
         "a.yaml:8:5: sources.prom.ulr: unknown key 'ulr'; did you mean 'url'?",
     ]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+INVALID = ROOT / "tests" / "fixtures" / "settings" / "invalid"
+GOLDEN = sorted(INVALID.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_golden_invalid_settings_yield_their_messages(path: Path) -> None:
+    relative = path.relative_to(ROOT)
+    with pytest.raises(PolicyError) as caught:
+        settings.parse(path.read_text(encoding="utf-8"), str(relative))
+    expected = path.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+    assert caught.value.problems == expected
