@@ -37,6 +37,8 @@ from autoscaler.telemetry import registry as registries
 log = structlog.get_logger("autoscaler.daemon")
 HARD_DEADLINE_MARGIN = 15.0
 LAG_PROBE = 0.5
+LAG_RECOVERY = 1.0
+"""Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
 
 
@@ -87,6 +89,9 @@ class Daemon:
         self.ticker = ticker.Ticker(settings.engine.jitter)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lag = 0.0
+        self._lag_peak = 0.0
+        self._lagging_until = 0.0
+        """Monotonic time until which the loop counts as lagging (the last stall plus LAG_RECOVERY)."""
 
     # --- building -------------------------------------------------------------------------------
 
@@ -234,17 +239,29 @@ class Daemon:
         await self.http.serve()
 
     async def _watchdog(self) -> None:
+        """Probe the loop's lag and feed systemd's watchdog only while healthy.
+
+        The probe sleeps at most half the allowed lag, so a stall longer than the limit is always
+        seen whatever the phase it starts in; health then stays bad for LAG_RECOVERY seconds.
+        """
         interval = sdnotify.watchdog_interval()
+        probe = min(LAG_PROBE, self.settings.engine.max_loop_lag / 2)
         last_ping = time.monotonic()
         while True:
             before = time.monotonic()
-            await asyncio.sleep(LAG_PROBE)
-            self._lag = max(0.0, time.monotonic() - before - LAG_PROBE)
-            self.metrics.loop_lagged(self._lag)
+            await asyncio.sleep(probe)
+            self._record_lag(max(0.0, time.monotonic() - before - probe))
             healthy, _why = self.health()
             if interval is not None and healthy and time.monotonic() - last_ping >= interval:
                 sdnotify.watchdog()
                 last_ping = time.monotonic()
+
+    def _record_lag(self, lag: float) -> None:
+        self._lag = lag
+        self.metrics.loop_lagged(lag)
+        if lag > self.settings.engine.max_loop_lag:
+            self._lag_peak = lag
+            self._lagging_until = time.monotonic() + LAG_RECOVERY
 
     @contextlib.contextmanager
     def _hard_deadline(self) -> Iterator[None]:
@@ -319,12 +336,13 @@ class Daemon:
         return self.started.is_set() and not self.stopping.is_set()
 
     def health(self) -> tuple[bool, str]:
-        """Unhealthy when a root task has died or the loop lags beyond the limit."""
+        """Unhealthy when a root task has died or the loop lagged beyond the limit within LAG_RECOVERY."""
         dead = [name for name, task in self._tasks.items() if task.done() and name != "stopper"]
         if dead and not self.stopping.is_set():
             return False, f"root task(s) ended: {', '.join(dead)}"
-        if self._lag > self.settings.engine.max_loop_lag:
-            return False, f"event loop lag {self._lag:.1f}s"
+        if time.monotonic() < self._lagging_until:
+            limit = self.settings.engine.max_loop_lag
+            return False, f"event loop lag {self._lag_peak:.1f}s (limit {limit:g}s)"
         return True, ""
 
     def group(self, name: str) -> handler.GroupHandler | None:

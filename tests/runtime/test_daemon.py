@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -343,6 +344,36 @@ async def test_watchdog_is_fed_while_healthy(
         assert lag >= 1
 
 
+async def test_watchdog_stops_while_the_loop_lags_and_resumes_after(
+    tmp_path: Path, notify: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    config, _policies = make_settings(tmp_path, max_loop_lag=0.2)
+    async with daemon_running(config, notify) as started:
+        await next_message(notify, "WATCHDOG=1")
+        loop = asyncio.get_running_loop()
+        stalled: asyncio.Future[float] = loop.create_future()
+
+        def stall() -> None:
+            pending_datagrams(notify)  # forget what was sent before the stall
+            time.sleep(0.5)  # a blocking call on the loop, as a libvirt call made inline would be
+            stalled.set_result(time.monotonic())
+
+        loop.call_soon(stall)
+        stall_end = await stalled
+
+        async with started.http.get(started.url + "/healthz") as response:
+            assert response.status == 503
+            assert "event loop lag" in await response.text()
+        assert not started.runner.health()[0]
+        assert "WATCHDOG=1" not in pending_datagrams(notify)
+        await next_message(notify, "WATCHDOG=1")
+        assert time.monotonic() - stall_end >= daemon.LAG_RECOVERY * 0.9
+        assert started.runner.health() == (True, "")
+        async with started.http.get(started.url + "/healthz") as response:
+            assert response.status == 200
+
+
 def managed_target(**options: object) -> fakes.ManagedFakeTarget:
     return fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0, **options)  # type: ignore[arg-type]
 
@@ -380,6 +411,15 @@ def assert_no_datagram(notify: socket.socket) -> None:
     """Nothing at all was sent to NOTIFY_SOCKET (no READY=1, in particular)."""
     with pytest.raises(BlockingIOError):
         notify.recv(4096)
+
+
+def pending_datagrams(notify: socket.socket) -> list[str]:
+    """Every datagram waiting in the socket (read without blocking)."""
+    found = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            found.append(notify.recv(4096).decode())
+    return found
 
 
 async def test_ready_waits_for_the_target_to_finish_starting(tmp_path: Path, notify: socket.socket) -> None:
