@@ -8,12 +8,13 @@ start on any of them. Durations are written with a unit (`10s`, `5m`).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
 import yaml
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 from autoscaler.errors import PolicyError
@@ -24,11 +25,27 @@ PositiveDuration = spec.PositiveDuration
 _STRICT = ConfigDict(extra="forbid")
 
 
+def _bind_address(text: str) -> str:
+    """An address the HTTP endpoint can bind: an IP address or 'localhost', never a name to resolve."""
+    if text == "localhost":
+        return text
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(
+            f"expected an IP address such as 127.0.0.1, 0.0.0.0 or ::1 (or 'localhost'), got {text!r}"
+        ) from None
+    return text
+
+
+BindAddress = Annotated[str, AfterValidator(_bind_address)]
+
+
 @dataclass(frozen=True, config=_STRICT)
 class HttpSettings:
     """The daemon's HTTP endpoint: metrics, health, status, explain and the operator actions."""
 
-    listen: str = "127.0.0.1"
+    listen: BindAddress = "127.0.0.1"
     """Address to bind; loopback unless a reverse proxy or Prometheus elsewhere must reach it."""
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
     """TCP port (0 picks a free one)."""

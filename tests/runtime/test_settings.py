@@ -80,3 +80,16 @@ def test_golden_invalid_settings_yield_their_messages(path: Path) -> None:
         settings.parse(path.read_text(encoding="utf-8"), str(relative))
     expected = path.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
     assert caught.value.problems == expected
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "::1", "localhost"])
+def test_the_http_endpoint_binds_ip_addresses_or_localhost(address: str) -> None:
+    assert settings.parse(f"http: {{listen: '{address}'}}\n").http.listen == address
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0.1", "example.org", "", "127.0.0.1:9464"])
+def test_a_listen_address_that_is_no_ip_is_located(address: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        settings.parse(f"http:\n  listen: '{address}'\n", "a.yaml")
+    (problem,) = caught.value.problems
+    assert problem.startswith("a.yaml:2:11: http.listen: expected an IP address")
