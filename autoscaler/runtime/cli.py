@@ -14,8 +14,8 @@ from autoscaler.runtime import daemon
 from autoscaler.telemetry import logging as logs
 
 
-async def _serve(config: settings.Settings) -> int:
-    runner = daemon.Daemon(config)
+async def _serve(config: settings.Settings, settings_file: str) -> int:
+    runner = daemon.Daemon(config, settings_file=settings_file)
     remove = runner.install_signal_handlers()
     try:
         return await runner.run()
@@ -26,7 +26,7 @@ async def _serve(config: settings.Settings) -> int:
 def _run(args: argparse.Namespace) -> int:
     config = settings.load(args.config)
     logs.configure(config.log.level, json=config.log.format == "json")
-    return asyncio.run(_serve(config))
+    return asyncio.run(_serve(config, args.config))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,18 +10,21 @@ Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no 
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
 status 70 if all that hangs for `shutdown_grace` + 15 s. An interrupted clone is safe: the target's
 reconciler finishes or removes it on the next start. SIGHUP re-reads the policies (RELOADING=1 …
-READY=1); so does a change of the files' mtimes, polled every few seconds.
+READY=1); so does a change of the files' mtimes, polled every few seconds. The settings file is not
+re-read: when it changed since startup, a reload logs `settings_changed_restart_required` once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -74,8 +77,14 @@ class Daemon:
         metric_sources: Mapping[str, sources.MetricSource] | None = None,
         registry: registries.Registry | None = None,
         clock: clocks.SystemClock | None = None,
+        settings_file: str | Path | None = None,
     ) -> None:
+        """`settings_file` is where `settings` were read from: a reload warns when it has changed."""
         self.settings = settings
+        self.settings_file = settings_file
+        self._settings_digest = _digest(settings_file)
+        self._settings_warned: str | None = None
+        self._settings_changed = False
         self.clock = clock or clocks.SystemClock()
         self.metrics = telemetry.Metrics(registry if registry is not None else registries.new())
         self.journal = journal.Journal(settings.engine.journal_size)
@@ -310,10 +319,26 @@ class Daemon:
         self.stopping.set()
 
     def request_reload(self) -> None:
-        """Re-read the policies (SIGHUP, POST /reload)."""
+        """Re-read the policies (SIGHUP, POST /reload); the settings need a restart, which is said."""
         sdnotify.reloading()
+        self._check_settings_file()
         if self.watcher is not None:
             self.watcher.request()
+
+    def _check_settings_file(self) -> None:
+        """One warning per new content of the settings file: a reload does not apply it."""
+        if self.settings_file is None:
+            return
+        digest = _digest(self.settings_file)
+        self._settings_changed = digest != self._settings_digest
+        if not self._settings_changed or digest == self._settings_warned:
+            return
+        self._settings_warned = digest
+        log.warning(
+            "settings_changed_restart_required",
+            file=str(self.settings_file),
+            detail="a reload re-reads the policies only; restart the daemon to apply the new settings",
+        )
 
     def install_signal_handlers(self) -> Callable[[], None]:
         """SIGTERM/SIGINT stop, SIGHUP reloads; returns a function that removes the handlers."""
@@ -361,12 +386,23 @@ class Daemon:
             "actions_in_flight": sum(1 for h in handlers if h.acting),
             "event_loop_lag_seconds": self._lag,
             "operator_api": self.http.operator_api() if self.http is not None else "starting",
+            "settings_restart_required": self._settings_changed,
         }
 
     def _summary(self) -> str:
         handlers = list(self.manager or ())
         members = sum(h.inventory.current for h in handlers if h.inventory is not None)
         return f"{len(handlers)} group(s), {members} instance(s)"
+
+
+def _digest(path: str | Path | None) -> str | None:
+    """SHA-256 of a small file's content (None when there is no file or it cannot be read)."""
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def _hung() -> None:

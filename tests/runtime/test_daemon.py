@@ -9,13 +9,14 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from autoscaler import errors, settings
 from autoscaler.engine import handler as handlers
@@ -280,6 +281,37 @@ async def test_post_reload_rereads_the_policies_between_reloading_and_ready(
         assert started.handler().policy.max == 3
 
 
+async def test_sighup_warns_once_that_a_changed_settings_file_needs_a_restart(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, _policies = make_settings(tmp_path)
+    settings_file = tmp_path / "autoscaler.yaml"
+    settings_file.write_text("log: {level: info}\n")
+
+    async def reload() -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        await next_message(notify, "RELOADING=1")
+        await next_message(notify, "READY=1")
+
+    def restart_warnings() -> list[MutableMapping[str, object]]:
+        return [e for e in logs if e["event"] == "settings_changed_restart_required"]
+
+    with capture_logs() as logs:
+        async with daemon_running(config, notify, settings_file=settings_file) as started:
+            await reload()
+            assert restart_warnings() == []
+            settings_file.write_text("log: {level: debug}\n")
+            await reload()
+            await reload()
+            assert len(restart_warnings()) == 1
+            assert (await started.get_json("/status"))["settings_restart_required"] is True
+            settings_file.write_text("log: {level: warning}\n")
+            await reload()
+    warnings = restart_warnings()
+    assert len(warnings) == 2
+    assert all(w["file"] == str(settings_file) and w["log_level"] == "warning" for w in warnings)
+
+
 async def test_a_wrong_token_is_401_and_changes_nothing(running: Running) -> None:
     status, _text = await running.post("/groups/web/pause", "Bearer wrong")
     assert status == 401
@@ -486,6 +518,7 @@ HUNG_SHUTDOWN = """
 import asyncio, sys
 from pathlib import Path
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 from autoscaler.engine import handler as handlers
 from autoscaler.runtime import clock, daemon
 from tests import fakes
