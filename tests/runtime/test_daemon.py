@@ -201,18 +201,45 @@ async def test_served_metrics_pass_promtool(running: Running) -> None:
 
 async def test_sighup_keeps_the_last_good_policy(running: Running, notify: socket.socket) -> None:
     await fakes.eventually(lambda: running.runner.journal.last("web") is not None)
-    (running.policies / "web.yaml").write_text(POLICY.replace("max: 10", "max: ten"))
-    os.kill(os.getpid(), signal.SIGHUP)
-    assert "MONOTONIC_USEC=" in await next_message(notify, "RELOADING=1")
-    await next_message(notify, "READY=1")
+    file = str(running.policies / "web.yaml")
+    with capture_logs() as logs:
+        (running.policies / "web.yaml").write_text(POLICY.replace("max: 10", "max: ten"))
+        for _ in range(2):  # the same problem again is not logged again
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert "MONOTONIC_USEC=" in await next_message(notify, "RELOADING=1")
+            await next_message(notify, "READY=1")
+        ticks = running.handler().ticks
+        await fakes.eventually(lambda: running.handler().ticks > ticks)
+    assert running.handler().policy.max == 10
+    assert running.handler().latest.policy.max == 10
     status = await running.get_json("/status")
     assert status["group_names"] == ["web"]
     problems = status["policy_problems"]
     assert isinstance(problems, dict)
     assert any("max" in line for lines in problems.values() for line in lines)
     registry = running.runner.metrics.registry
-    file = str(running.policies / "web.yaml")
     assert registry.get_sample_value("autoscaler_policy_load_errors", {"file": file}) == 1
+    rejected = [e for e in logs if e["event"] == "policy_rejected"]
+    assert len(rejected) == 1
+    assert rejected[0]["file"] == file
+    assert rejected[0]["kept"] == ["web"]
+    assert any("max" in str(problem) for problem in rejected[0]["problems"])
+
+
+async def test_an_edit_of_the_same_size_is_applied_by_the_poll_without_a_signal(running: Running) -> None:
+    await fakes.eventually(lambda: running.runner.journal.last("web") is not None)
+    path = running.policies / "web.yaml"
+    before = path.stat()
+    loads = running.runner.watcher.loads if running.runner.watcher is not None else 0
+    path.write_text(POLICY.replace("max: 10", "max: 12"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    assert path.stat().st_size == before.st_size
+
+    await fakes.eventually(lambda: running.handler().policy.max == 12)
+
+    assert running.runner.watcher is not None
+    assert running.runner.watcher.loads == loads + 1
+    assert running.runner.watcher.problems == {}
 
 
 async def test_removing_a_policy_file_unmanages_without_destroying(running: Running) -> None:
