@@ -6,16 +6,19 @@ Exit codes: 0 success, 1 invalid input (policy problems, bad values), 2 usage er
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from autoscaler import __version__, decide, explain, model, settings
 from autoscaler.errors import PolicyError
-from autoscaler.policy import files, jsonschema
+from autoscaler.policy import files, jsonschema, spec
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -46,9 +49,56 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _when(text: str | None) -> float:
+    """Now, or the ISO-8601 time given; one without a time zone is UTC (never the machine's zone)."""
     if text is None:
         return time.time()
-    return datetime.fromisoformat(text).timestamp()
+    when = datetime.fromisoformat(text)
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _counts(current: int, ready: int | None) -> None:
+    """Refuse instance counts no group can have."""
+    if current < 0:
+        raise ValueError(f"--current must be 0 or more, got {current}")
+    if ready is not None and ready < 0:
+        raise ValueError(f"--ready must be 0 or more, got {ready}")
+    if ready is not None and ready > current:
+        raise ValueError(f"--ready ({ready}) cannot exceed --current ({current})")
+
+
+def _unknown_checks(values: Iterable[str], policy: spec.GroupPolicy) -> list[str]:
+    """One line per value whose name is no check of the group (a typo would be silently ignored)."""
+    names = [check.name for check in policy.checks]
+    lines = []
+    for name in values:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            listed = ", ".join(names) or "none"
+            lines.append(f"no check '{name}' in group '{policy.group}' (checks: {listed}){hint}")
+    return lines
+
+
+def _read_values(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    values = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of check name -> value")
+    return values
+
+
+def _forecast_note(decision: model.Decision, policy: spec.GroupPolicy) -> model.Decision:
+    """The decision with a note in its trail when the daemon would also consult a forecast."""
+    if policy.predictive.mode != "active":
+        return decision
+    note = model.Stage(
+        "forecast",
+        decision.desired,
+        decision.desired,
+        "not evaluated by explain; the daemon's forecast may raise this count ahead of demand",
+    )
+    return dataclasses.replace(decision, trail=(*decision.trail, note))
 
 
 def _inventory(group: str, current: int, ready: int | None, now: float) -> model.GroupInventory:
@@ -70,11 +120,19 @@ def _explain(args: argparse.Namespace) -> int:
     if args.group not in policies:
         print(f"{args.policy}: no group '{args.group}' (groups: {', '.join(policies)})", file=sys.stderr)
         return 1
+    policy = policies[args.group]
+    _counts(args.current, args.ready)
     now = _when(args.at)
-    values = json.loads(Path(args.values).read_text(encoding="utf-8")) if args.values else {}
+    values = _read_values(args.values)
+    unknown = _unknown_checks(values, policy)
+    for line in unknown:
+        print(f"{args.values}: {line}", file=sys.stderr)
+    if unknown:
+        return 1
     inputs = explain.inputs_from_values(values, now)
     inventory = _inventory(args.group, args.current, args.ready, now)
-    decision, _ = decide.evaluate(policies[args.group], inventory, inputs, model.GroupMemory(), now)
+    decision, _ = decide.evaluate(policy, inventory, inputs, model.GroupMemory(), now)
+    decision = _forecast_note(decision, policy)
     print(explain.to_json(decision) if args.json else explain.to_text(decision))
     return 0
 
@@ -86,7 +144,11 @@ def _add_explain(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--current", type=int, required=True, help="instances the group has now")
     parser.add_argument("--ready", type=int, help="of those, how many are ready (default: all)")
     parser.add_argument("--values", help="JSON file: check name -> number | null | 'failed' | {value, age}")
-    parser.add_argument("--at", help="evaluate at this ISO-8601 time (default: now); matters for schedules")
+    parser.add_argument(
+        "--at",
+        help="evaluate at this ISO-8601 time (default: now); matters for schedules; a time without a"
+        " zone (2026-11-25T09:00) is UTC, so give one (+01:00) for local time",
+    )
     parser.add_argument("--json", action="store_true", help="print the decision record as JSON")
     parser.set_defaults(func=_explain)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,70 @@ def test_check_with_config_refuses_an_unknown_source(
         f"{policy}:8:13: checks[0].source: unknown metric source 'promethues'"
         " (configured: prometheus, libvirt); did you mean 'prometheus'?\n"
     )
+
+
+def test_explain_refuses_a_value_for_no_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    values = write_values(tmp_path, {"cpu": 0.5, "sesions": 4000})
+    argv = ["explain", WEBMAIL, "--group", "webmail", "--current", "6", "--values", values]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"{values}: no check 'sesions' in group 'webmail' (checks: cpu, sessions); did you mean 'sessions'?\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("counts", "message"),
+    [
+        (["--current", "-3"], "autoscaler explain: --current must be 0 or more, got -3\n"),
+        (["--current", "6", "--ready", "-1"], "autoscaler explain: --ready must be 0 or more, got -1\n"),
+        (["--current", "6", "--ready", "9"], "autoscaler explain: --ready (9) cannot exceed --current (6)\n"),
+    ],
+)
+def test_explain_refuses_impossible_counts(
+    counts: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["explain", WEBMAIL, "--group", "webmail", *counts]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", message)
+
+
+@pytest.fixture
+def berlin_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is Europe/Berlin for the test, and restored after."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("berlin_machine")
+def test_explain_reads_a_time_without_zone_as_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["explain", WEBMAIL, "--group", "webmail", "--current", "6", "--json"]
+    assert cli.main([*argv, "--at", "2026-11-25T09:00:00"]) == 0
+    assert json.loads(capsys.readouterr().out)["at_iso"] == "2026-11-25T09:00:00+00:00"
+
+
+def test_explain_help_says_a_time_without_zone_is_utc(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["explain", "--help"])
+    assert exited.value.code == 0
+    assert "is UTC" in " ".join(capsys.readouterr().out.split())
+
+
+def test_explain_notes_that_an_active_forecast_is_not_evaluated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["explain", WEBMAIL, "--group", "webmail", "--current", "6", "--at", WEDNESDAY_0900_BERLIN]
+    assert cli.main(argv) == 0
+    assert "forecast" in capsys.readouterr().out.split("stages:")[1].split("result:")[0]
+    assert cli.main([*argv, "--json"]) == 0
+    trail = json.loads(capsys.readouterr().out)["trail"]
+    assert trail[-1]["name"] == "forecast"
+    assert trail[-1]["reason"].startswith("not evaluated by explain")
+    policy = tmp_path / "web.yaml"
+    policy.write_text(SIMULATED_POLICY)
+    assert cli.main(["explain", str(policy), "--group", "web", "--current", "2", "--json"]) == 0
+    assert all(stage["name"] != "forecast" for stage in json.loads(capsys.readouterr().out)["trail"])
