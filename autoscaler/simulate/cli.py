@@ -34,6 +34,10 @@ DEMAND = (
 COLUMNS = ("theta_u", "theta_o", "tau_u", "tau_o", "instability", "instance_hours", "slo_violation_minutes")
 
 
+class UsageError(ValueError):
+    """Options that cannot work together or with the policy file (exit 2, like argparse's own)."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register `simulate` with its options; the command runs `run(args)`."""
     parser = subparsers.add_parser("simulate", help="replay a trace through a policy", description=__doc__)
@@ -56,21 +60,45 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _pick_group(policies: list[spec.GroupPolicy], group: str | None) -> spec.GroupPolicy:
-    if group is None and len(policies) == 1:
-        return policies[0]
+    names = ", ".join(p.group for p in policies)
+    if group is None:
+        if len(policies) == 1:
+            return policies[0]
+        raise UsageError(f"--group is required (groups in the file: {names})")
     for policy in policies:
         if policy.group == group:
             return policy
-    names = ", ".join(p.group for p in policies)
-    raise ValueError(f"group {group!r} not in the policy file (it has: {names})")
+    raise UsageError(f"group {group!r} not in the policy file (it has: {names})")
+
+
+def _capacity(args: argparse.Namespace) -> float:
+    given: float | None = args.capacity_per_instance
+    if given is not None:
+        if given <= 0:
+            raise UsageError(f"--capacity-per-instance must be > 0, got {given:g}")
+        return given
+    suggested = trace_mod.suggested_capacity(args.trace)
+    if suggested is None:
+        raise UsageError("--capacity-per-instance is required (the trace has no sidecar suggesting one)")
+    if suggested <= 0:
+        raise ValueError(f"{args.trace}: the sidecar's suggested capacity per instance must be > 0")
+    return suggested
+
+
+def _duration_option(option: str, text: str) -> float:
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 def _setup(args: argparse.Namespace) -> simulate.Setup:
-    capacity = args.capacity_per_instance or trace_mod.suggested_capacity(args.trace)
-    if capacity is None or capacity <= 0:
-        raise ValueError("--capacity-per-instance is required (the trace has no sidecar suggesting one)")
-    activation = None if args.pool_activation is None else durations.parse(args.pool_activation)
-    return simulate.Setup(capacity, durations.parse(args.boot_time), activation, args.pool_cost)
+    capacity = _capacity(args)
+    boot_time = _duration_option("--boot-time", args.boot_time)
+    activation = (
+        None if args.pool_activation is None else _duration_option("--pool-activation", args.pool_activation)
+    )
+    return simulate.Setup(capacity, boot_time, activation, args.pool_cost)
 
 
 @contextmanager
@@ -90,7 +118,15 @@ def _progress(enabled: bool, label: str) -> Iterator[engine.Progress | None]:
 
 def _figures(trace: trace_mod.Trace, run: engine.Run, capacity: float, target: float) -> dict[str, object]:
     figures = metrics.whole_and_morning(trace, run.supply, run.alive, capacity, target)
-    return {**figures, "changes": run.changes, **run.extra}
+    return {**figures, "morning": _judged(figures["morning"]), "changes": run.changes, **run.extra}
+
+
+def _judged(window: object) -> object:
+    """A window's figures, or None for each when the trace has no row in it (0.0 would read as perfect)."""
+    assert isinstance(window, dict)
+    if window.get("steps"):
+        return window
+    return {key: (0 if key == "steps" else None) for key in window}
 
 
 def table(rows: dict[str, dict[str, object]], title: str) -> Table:
@@ -109,6 +145,8 @@ def table(rows: dict[str, dict[str, object]], title: str) -> Table:
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "n/a"
     return f"{value:.1f}" if isinstance(value, float | int) else str(value)
 
 
@@ -138,19 +176,25 @@ def simulate_all(
     return rows, runs
 
 
+def _inputs(args: argparse.Namespace) -> tuple[spec.GroupPolicy, trace_mod.Trace, simulate.Setup]:
+    """The group, the trace and the simulated world; UsageError for options, others for the files."""
+    policy = _pick_group(files.load_file(args.policy), args.group)
+    return policy, trace_mod.load_csv(args.trace), _setup(args)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run `autoscaler simulate`; 0 on success, 2 when the policy, trace or options are unusable."""
-    console = Console()
+    """Run `autoscaler simulate`; 0 on success, 1 when the policy or trace is unusable (as check and
+    explain), 2 when the options are (as any usage error)."""
     try:
-        policy = _pick_group(files.load_file(args.policy), args.group)
-        trace = trace_mod.load_csv(args.trace)
-        setup = _setup(args)
+        policy, trace, setup = _inputs(args)
     except (errors.PolicyError, ValueError, OSError) as exc:
-        Console(stderr=True).print(f"simulate: {exc}", markup=False)
-        return 2
+        # plain lines: a rich console would wrap a long located problem at 80 columns when redirected
+        print(exc if isinstance(exc, errors.PolicyError) else f"simulate: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
     rows, runs = simulate_all(args, policy, trace, setup)
     target = policy_run.target_utilisation(policy, setup.capacity)
-    console.print(table(rows, f"{trace.name}: decision quality at {target:.0%} target utilisation"))
+    title = f"{trace.name}: decision quality at {target:.0%} target utilisation"
+    Console().print(table(rows, title))
     if args.json is not None:
         head = {"trace": trace.name, "group": policy.group, "capacity_per_instance": setup.capacity}
         head |= {"boot_time": setup.boot_time, "target_utilisation": target, "demand": DEMAND}

@@ -112,3 +112,68 @@ def test_every_row_is_judged_against_the_policys_demand(files: tuple[Path, Path]
     rows = [line.split(",") for line in trace.read_text().splitlines()[1:]]
     demand_hours = sum(math.ceil(float(value) / (20 * 0.5)) for _, value in rows) * 300 / 3600
     assert oracle["instance_hours"] >= demand_hours  # the oracle served the 50 % demand, not a 70 % one
+
+
+TWO_GROUPS = "groups:\n" + "".join(
+    "  - " + POLICY.replace("group: web", f"group: {name}").replace("\n", "\n    ").rstrip() + "\n"
+    for name in ("web", "api")
+)
+
+
+def test_several_groups_and_no_group_option_name_them(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy, trace = files
+    policy.write_text(TWO_GROUPS)
+    args = _parse(
+        ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", "20"]
+    )
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == "simulate: --group is required (groups in the file: web, api)\n"
+
+
+@pytest.mark.parametrize("capacity", ["0", "-5"])
+def test_a_capacity_that_is_not_positive_is_a_usage_error(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], capacity: str
+) -> None:
+    policy, trace = files
+    args = _parse(
+        ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", capacity]
+    )
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == f"simulate: --capacity-per-instance must be > 0, got {capacity}\n"
+
+
+def test_an_unusable_policy_or_trace_exits_1_like_check(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy, trace = files
+    options = ["--capacity-per-instance", "20"]
+    missing = tmp_path / "absent.csv"
+    args = _parse(["simulate", "--policy", str(policy), "--trace", str(missing), *options])
+    assert args.func(args) == 1
+    assert str(missing) in capsys.readouterr().err
+    policy.write_text(POLICY.replace("max: 40", "max: forty"))
+    args = _parse(["simulate", "--policy", str(policy), "--trace", str(trace), *options])
+    assert args.func(args) == 1
+    assert capsys.readouterr().err.startswith(f"{policy}:5:6: max: input should be a valid integer")
+
+
+def test_a_trace_without_weekday_mornings_reports_them_as_not_available(
+    files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy, trace = files
+    evenings = [line for line in trace.read_text().splitlines() if "T1" in line or "T2" in line]
+    trace.write_text("timestamp,value\n" + "\n".join(evenings) + "\n")  # only 10:00-23:55 rows
+    out = tmp_path / "out.json"
+    argv = ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", "20"]
+    args = _parse([*argv, "--baseline", "hpa", "--json", str(out)])
+    assert args.func(args) == 0
+    report = json.loads(out.read_text())
+    assert report["morning"]["steps"] == 0
+    assert {k: v for k, v in report["morning"].items() if k != "steps"} == dict.fromkeys(cli.COLUMNS)
+    assert report["baselines"]["hpa"]["morning"]["theta_u"] is None
+    assert report["theta_u"] is not None
+    mornings = [line for line in capsys.readouterr().out.splitlines() if "morning" in line]
+    assert len(mornings) == 2
+    assert all(line.count("n/a") == len(cli.COLUMNS) for line in mornings)
