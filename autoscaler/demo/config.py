@@ -6,6 +6,8 @@ policy would say minutes; the shape is the same as policies/webmail.yaml.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from autoscaler import settings
@@ -77,14 +79,23 @@ def template_xml(name: str, golden_path: str, domain_type: str, memory_mib: int 
 """
 
 
+def write_token(workdir: Path) -> Path:
+    """A random operator token in a file only its owner may read (the demo's pause/resume work)."""
+    path = workdir / "api-token"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(secrets.token_urlsafe(24) + "\n")
+    return path
+
+
 def daemon_settings(
-    workdir: Path, uri: str, exporter_url: str, port: int, memory_reserve_mib: int
+    workdir: Path, uri: str, exporter_url: str, port: int, memory_reserve_mib: int, token_file: Path
 ) -> settings.Settings:
-    """Daemon settings for the demo: its own state and policy directories under `workdir`."""
+    """Daemon settings for the demo: its own state and policy directories and token under `workdir`."""
     base = settings.Settings(
         policies=(str(workdir / "policies"),),
         state_dir=str(workdir / "state"),
-        http=settings.HttpSettings(port=port),
+        http=settings.HttpSettings(port=port, token_file=str(token_file)),
         sources={SOURCE: settings.ExporterSettings(kind="exporter", url=exporter_url, timeout=2.0)},
         target=settings.TargetSettings(
             uris=(uri,), memory_reserve_mib=memory_reserve_mib, reconcile_interval=30.0

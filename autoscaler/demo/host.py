@@ -114,6 +114,8 @@ async def system_host(workdir: Path, uri: str) -> DemoHost:
         raise RuntimeError("virsh or qemu-img is not installed")
     host = DemoHost(uri, "", POOL, "", "", 256)
     try:
+        if uri != SYSTEM_URI:  # nothing local to start: a URI that does not answer fails first
+            await _run("virsh", "-c", uri, "version")
         # libvirtd caches whether KVM is usable: fix /dev/kvm before it starts, or every define
         # re-probes QEMU for half a minute.
         domain_type = _kvm_usable(host)

@@ -2,7 +2,8 @@
 
 It starts the webmail load generator (a time-compressed office day), prepares a libvirt host (the
 system QEMU where it works, else libvirt's test driver), writes a policy, and runs the very same
-`Daemon` as `autoscaler run`, scraping the generator directly and serving its own /metrics. Ctrl-C
+`Daemon` as `autoscaler run`, scraping the generator directly and serving its own /metrics, with
+the operator endpoints enabled by a random token (the banner prints curl lines to use). Ctrl-C
 (or `--duration`) stops the daemon cleanly, removes the demo's domains and undoes the host setup.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import io
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,13 +29,34 @@ START_HOUR = 6.0
 """The replayed day starts before the morning ramp, so the first minute already shows scaling."""
 
 
+class DemoUsageError(Exception):
+    """The demo cannot run as asked (an --uri that does not answer): a usage error, exit status 2."""
+
+
 def main(args: argparse.Namespace) -> int:
-    """Run the demo until Ctrl-C or `--duration`; the exit code of the daemon."""
+    """Run the demo until Ctrl-C or `--duration`; the exit code of the daemon (2 for a usage error)."""
     console = Console()
     plain = args.plain or not console.is_terminal
+    if plain:  # lines for a log or a pipe: a URL or a curl command must never be cut in two
+        console = Console(soft_wrap=True, highlight=False)
     log_stream = None if plain else io.StringIO()
     logs.configure("warning" if not plain else "info", json=False, stream=log_stream)
-    return asyncio.run(_demo(args, console))
+    try:
+        return asyncio.run(_demo(args, console))
+    except DemoUsageError as exc:
+        print(f"autoscaler demo: error: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _prepare(workdir: Path, uri: str | None) -> host.DemoHost:
+    """The demo's host; an --uri that cannot be used is a usage error, not a traceback."""
+    try:
+        return await host.prepare(workdir, uri)
+    except (RuntimeError, OSError) as exc:
+        if uri is None:
+            raise
+        reason = " ".join(str(exc).split())
+        raise DemoUsageError(f"argument --uri: {uri} cannot be used: {reason}") from exc
 
 
 async def _demo(args: argparse.Namespace, console: Console) -> int:
@@ -41,7 +64,7 @@ async def _demo(args: argparse.Namespace, console: Console) -> int:
     generator: loadgen.LoadGenerator | None = None
     prepared: host.DemoHost | None = None
     try:
-        prepared = await host.prepare(workdir, args.uri)
+        prepared = await _prepare(workdir, args.uri)
         generator = loadgen.LoadGenerator(day_seconds=args.day_seconds, start_hour=START_HOUR)
         exporter_url = await generator.start()
         return await _run_daemon(args, console, workdir, prepared, generator, exporter_url)
@@ -66,8 +89,9 @@ async def _run_daemon(
     policies.mkdir()
     policy_text = config.policy_yaml(prepared.golden, prepared.template, prepared.pool)
     (policies / f"{config.GROUP}.yaml").write_text(policy_text, encoding="utf-8")
+    token_file = config.write_token(workdir)
     settings = config.daemon_settings(
-        workdir, prepared.uri, exporter_url, args.port, prepared.memory_reserve_mib
+        workdir, prepared.uri, exporter_url, args.port, prepared.memory_reserve_mib, token_file
     )
     runner = daemon.Daemon(settings)
     remove_handlers = runner.install_signal_handlers()
@@ -97,8 +121,11 @@ async def _view(
     assert runner.http.address is not None
     address = f"http://{runner.http.address[0]}:{runner.http.address[1]}"
     banner = f"autoscaler demo on {prepared.kind} ({prepared.uri}) - metrics {address}/metrics - Ctrl-C stops"
-    console.print(banner, highlight=False, soft_wrap=True)
-    console.print(f"status: {address}/status   explain: {address}/explain/{config.GROUP}", highlight=False)
+    lines = [banner, f"status: {address}/status   explain: {address}/explain/{config.GROUP}"]
+    assert runner.http.token_file is not None
+    lines += operator_commands(address, runner.http.token_file)
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     def load() -> tuple[str, float]:
         return generator.current_day_time().strftime("%H:%M"), generator.sessions()
@@ -107,6 +134,17 @@ async def _view(
     if args.plain:
         view.force_plain = True
     await view.run(console)
+
+
+def operator_commands(address: str, token_file: str) -> list[str]:
+    """Ready-to-paste curl lines that pause and resume the demo group (the token is the demo's own)."""
+    token = Path(token_file).read_text(encoding="utf-8").strip()
+    group_url = f"{address}/groups/{config.GROUP}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    return [
+        f'curl -fsS {auth} -d \'{{"reason":"demo"}}\' {group_url}/pause    # pause: decide, do not act',
+        f"curl -fsS {auth} -X POST {group_url}/resume    # resume",
+    ]
 
 
 async def _remove_domains(prepared: host.DemoHost, workdir: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 
 from autoscaler import settings
 from autoscaler.runtime import daemon
@@ -35,16 +36,42 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_run.main(args)
 
 
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above zero."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return seconds
+
+
+def _demo_uri(text: str) -> str:
+    """An argparse type: "test" or a QEMU libvirt URI (the demo's template is a QEMU domain)."""
+    scheme, separator, _rest = text.partition("://")
+    if text == "test" or (separator and scheme.split("+")[0] == "qemu"):
+        return text
+    raise argparse.ArgumentTypeError(
+        f'expected "test" or a qemu URI such as qemu:///system or qemu+ssh://root@host/system, got {text!r}'
+    )
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `run` and `demo`."""
     run = commands.add_parser("run", help="run the daemon (what systemd starts)")
     run.add_argument("--config", required=True, help="the daemon's settings file (YAML)")
     run.set_defaults(func=_run)
     demo = commands.add_parser("demo", help="a self-contained demo: load generator, libvirt host, live view")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    demo.add_argument("--day-seconds", type=float, default=240.0, help="real seconds per simulated day")
+    demo.add_argument(
+        "--duration", type=_positive_seconds, help="stop after this many seconds (default: until Ctrl-C)"
+    )
+    demo.add_argument(
+        "--day-seconds", type=_positive_seconds, default=240.0, help="real seconds per simulated day"
+    )
     demo.add_argument(
         "--uri",
+        type=_demo_uri,
         help='libvirt URI; "test" for the test driver (default: qemu:///system when usable, else test)',
     )
     demo.add_argument("--port", type=int, default=9464, help="port of the daemon's /metrics (0: any free)")
