@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from autoscaler import simulate
@@ -27,6 +26,7 @@ from autoscaler.forecast.seasonal import Params as ProfileParams
 from autoscaler.policy import spec
 from autoscaler.simulate import engine, metrics, plot
 from autoscaler.simulate import trace as trace_mod
+from autoscaler.simulate.cli import report_console
 
 TRACES = Path("/work/shared/traces")
 OUT = Path(__file__).parent / "out"
@@ -164,7 +164,7 @@ def _num(value: object, over: object = None) -> str:
 
 def main() -> int:
     """Run every trace found; say so and succeed when there is none."""
-    console = Console(width=150)
+    console = report_console()
     paths = sorted(TRACES.glob("*.csv")) if TRACES.is_dir() else []
     if not paths:
         console.print(f"no traces in {TRACES}: nothing to benchmark")

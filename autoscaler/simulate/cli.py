@@ -32,10 +32,22 @@ DEMAND = (
 )
 """The demand every row of the table is judged against, as written into the JSON report."""
 COLUMNS = ("theta_u", "theta_o", "tau_u", "tau_o", "instability", "instance_hours", "slo_violation_minutes")
+UNLIMITED_WIDTH = 10_000
+"""Columns of a report written to a file or a pipe: wide enough that rich never cuts a table."""
 
 
 class UsageError(ValueError):
     """Options that cannot work together or with the policy file (exit 2, like argparse's own)."""
+
+
+def report_console() -> Console:
+    """Where tables go: the terminal at its width, or a file or pipe without any width limit.
+
+    Rich assumes 80 columns when standard output is not a terminal and then cuts wide tables
+    (headers like 'theta…'); a redirected report must hold every figure in full.
+    """
+    console = Console()
+    return console if console.is_terminal else Console(width=UNLIMITED_WIDTH)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -194,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     rows, runs = simulate_all(args, policy, trace, setup)
     target = policy_run.target_utilisation(policy, setup.capacity)
     title = f"{trace.name}: decision quality at {target:.0%} target utilisation"
-    Console().print(table(rows, title))
+    report_console().print(table(rows, title))
     if args.json is not None:
         head = {"trace": trace.name, "group": policy.group, "capacity_per_instance": setup.capacity}
         head |= {"boot_time": setup.boot_time, "target_utilisation": target, "demand": DEMAND}

@@ -177,3 +177,18 @@ def test_a_trace_without_weekday_mornings_reports_them_as_not_available(
     mornings = [line for line in capsys.readouterr().out.splitlines() if "morning" in line]
     assert len(mornings) == 2
     assert all(line.count("n/a") == len(cli.COLUMNS) for line in mornings)
+
+
+def test_a_redirected_table_is_never_cut_to_80_columns(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    policy, trace = files
+    argv = ["simulate", "--policy", str(policy), "--trace", str(trace), "--capacity-per-instance", "20"]
+    args = _parse([*argv, "--baseline", "oracle"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    header = next(line for line in out.splitlines() if "window" in line)
+    assert [cli.HEADERS.get(c, c) in header for c in cli.COLUMNS] == [True] * len(cli.COLUMNS)
+    assert max(len(line) for line in out.splitlines()) > 80
