@@ -258,10 +258,15 @@ class Readiness(Spec):
     failures: int = Field(3, ge=1, description="Consecutive failed probes after warm-up before replacement.")
 
 
+def _yaml_off(value: object) -> object:
+    """YAML 1.1 reads a bare `off` as false; in a mode field the operator meant the word."""
+    return "off" if value is False else value
+
+
 class Predictive(Spec):
     """Scale out ahead of a learned daily and weekly pattern; never scale in on a forecast alone."""
 
-    mode: Literal["off", "shadow", "active"] = Field(
+    mode: Annotated[Literal["off", "shadow", "active"], BeforeValidator(_yaml_off)] = Field(
         "off", description="shadow exports the forecast and its error without acting on it."
     )
     query: str = Field(

@@ -124,3 +124,10 @@ def test_a_group_defined_twice_in_one_file_is_located(text: str, expected: str) 
     groups, problems = files.load_text(text, "x.yaml")
     assert groups == []
     assert [str(p) for p in problems] == [expected]
+
+
+def test_a_bare_off_mode_means_off_not_false() -> None:
+    text = "group: a\ngolden: g\ntemplate: t\nmin: 1\nmax: 2\npredictive:\n  mode: off\n"
+    (group,), problems = files.load_text(text, "a.yaml")
+    assert problems == []
+    assert group.policy.predictive.mode == "off"
