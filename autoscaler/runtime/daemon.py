@@ -142,7 +142,12 @@ class Daemon:
             self.metrics.watch_unmanaged(unmanaged)
         self.manager = manager.GroupManager(self._deps(target, self.sources))
         self.watcher = policies.Watcher(
-            self.settings.policies, self._apply, self.metrics, self.clock, self.settings.engine.policy_poll
+            self.settings.policies,
+            self._apply,
+            self.metrics,
+            self.clock,
+            self.settings.engine.policy_poll,
+            sources=list(self.sources),  # a check naming another source rejects its file
         )
         self.watcher.load()
         host, port = self.settings.http.listen, self.settings.http.port

@@ -585,3 +585,17 @@ async def test_a_shutdown_that_hangs_ends_the_process_with_status_70(tmp_path: P
         if child.returncode is None:
             child.kill()
     assert child.returncode == daemon.EXIT_HUNG, stderr.decode()[-2000:]
+
+
+async def test_a_policy_naming_an_unconfigured_source_is_rejected_with_its_location(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, policies = make_settings(tmp_path)
+    (policies / "web.yaml").write_text(POLICY.replace("source: fake", "source: promethues"))
+    async with daemon_running(config, notify) as started:
+        status = await started.get_json("/status")
+        assert status["group_names"] == []
+        problems = status["policy_problems"]
+        assert isinstance(problems, dict)
+        [lines] = problems.values()
+        assert any("checks[0].source: unknown metric source 'promethues'" in line for line in lines)
