@@ -2,12 +2,13 @@
 
 `merge` is the pure rule (a rejected file keeps the groups it had; a removed file drops its groups;
 a good file replaces them). `Watcher` applies it on request (SIGHUP, POST /reload) and on a cheap
-poll of the files' mtimes and sizes, so an edit takes effect without a signal.
+poll of the files' mtimes and contents, so an edit takes effect without a signal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +20,20 @@ from autoscaler.policy import files, locate
 from autoscaler.telemetry import metrics as telemetry
 
 log = structlog.get_logger("autoscaler.policy")
-Fingerprint = tuple[tuple[str, int, int], ...]
+Fingerprint = tuple[tuple[str, int, str], ...]
 
 
 def fingerprint(paths: Sequence[str | Path]) -> Fingerprint:
-    """(file, mtime_ns, size) of every policy file: changes whenever a file is edited, added or removed."""
+    """(file, mtime_ns, content hash) of every policy file: changes whenever a file is edited (even
+    to the same size within one timestamp tick), added or removed. Policy files are small."""
     found = []
     for path in files.policy_files(paths):
         try:
             stat = path.stat()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError:
             continue
-        found.append((str(path), stat.st_mtime_ns, stat.st_size))
+        found.append((str(path), stat.st_mtime_ns, digest))
     return tuple(found)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -56,6 +57,16 @@ def test_the_fingerprint_changes_with_an_edit(tmp_path: Path) -> None:
     path.write_text(GOOD.format(name="web", max=5))
     before = policies.fingerprint([tmp_path])
     path.write_text(GOOD.format(name="web", max=50))
+    assert policies.fingerprint([tmp_path]) != before
+
+
+def test_the_fingerprint_sees_a_same_size_edit_within_one_timestamp(tmp_path: Path) -> None:
+    path = tmp_path / "web.yaml"
+    path.write_text(GOOD.format(name="web", max=5))
+    stamp = path.stat().st_mtime_ns
+    before = policies.fingerprint([tmp_path])
+    path.write_text(GOOD.format(name="web", max=6))
+    os.utime(path, ns=(stamp, stamp))  # the same size and mtime: only the content differs
     assert policies.fingerprint([tmp_path]) != before
 
 
