@@ -251,7 +251,7 @@ class Readiness(Spec):
     channel: str = Field(
         "org.autoscaler.ready", description="virtio-serial channel name the guest signals on (channel probe)."
     )
-    timeout: Duration = Field(
+    timeout: PositiveDuration = Field(
         600.0, description="A clone not ready after this long is removed and counted failed."
     )
     interval: PositiveDuration = Field(5.0, description="How often the probe runs.")

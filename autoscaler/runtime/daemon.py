@@ -10,7 +10,7 @@ Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no 
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
 status 70 if all that hangs for `shutdown_grace` + 15 s. An interrupted clone is safe: the target's
 reconciler finishes or removes it on the next start. SIGHUP re-reads the policies (RELOADING=1 …
-READY=1); so does a change of the files' mtimes, polled every few seconds. The settings file is not
+READY=1); so does a change of the files (mtime or content), polled every few seconds. The settings file is not
 re-read: when it changed since startup, a reload logs `settings_changed_restart_required` once.
 """
 

@@ -62,7 +62,7 @@ async def test_defined_never_started_is_rolled_back(target: kvm.KvmTarget) -> No
 
 
 async def test_started_but_never_ready_past_timeout_is_rolled_back(tmp_path: pathlib.Path) -> None:
-    policy = web_policy(readiness={"probe": "channel", "timeout": 0.0})
+    policy = web_policy(readiness={"probe": "channel", "timeout": 0.001})
     target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[policy])
     await target.start()
     try:
