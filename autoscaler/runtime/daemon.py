@@ -179,7 +179,7 @@ class Daemon:
     async def run(self) -> int:
         """Start, serve until stopped, shut down; the process exit code."""
         try:
-            await self._start()
+            started = await self._start_unless_stopped()
         except (errors.AutoscalerError, OSError) as exc:
             log.error("startup_failed", error=str(exc), error_type=type(exc).__name__)
             await self._abandon_startup()
@@ -187,12 +187,35 @@ class Daemon:
         except BaseException:  # a bug or a cancellation: still leave nothing connected behind
             await self._abandon_startup()
             raise
+        if not started:
+            sdnotify.stopping()
+            log.info("daemon_stopped_during_startup")
+            await self._abandon_startup()
+            return 0
         self.ticker.start()
         self.started.set()
         sdnotify.ready()
         sdnotify.status(self._summary())
         log.info("daemon_ready", groups=len(list(self.manager or ())))
         return await self._supervise()
+
+    async def _start_unless_stopped(self) -> bool:
+        """Start; a stop asked meanwhile (SIGTERM during a slow connect or first reconcile) cuts the
+        startup short, which is safe: the next start reconciles again. True once started."""
+        starting = asyncio.create_task(self._start(), name="startup")
+        stop_asked = asyncio.create_task(self.stopping.wait(), name="stop-during-startup")
+        try:
+            await asyncio.wait({starting, stop_asked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_asked.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+        if starting.cancelled():
+            return False
+        starting.result()  # startup's own error, if it failed
+        return True
 
     async def _abandon_startup(self) -> None:
         """Close what startup opened; no READY=1 was sent."""

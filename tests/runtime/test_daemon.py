@@ -502,6 +502,20 @@ async def test_ready_waits_for_the_target_to_finish_starting(tmp_path: Path, not
             assert response.status == 200
 
 
+async def test_sigterm_during_a_slow_start_stops_at_once_without_ready(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, _policies = make_settings(tmp_path)
+    target = managed_target(start_gate=asyncio.Event())  # the first reconcile never ends
+    async with daemon_running(config, notify, target=target, ready=False) as started:
+        await fakes.eventually(lambda: target.starting)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(started.task, 10) == 0
+        assert await next_message(notify, "STOPPING=1") == "STOPPING=1"
+    assert target.closed
+    assert not started.runner.started.is_set()
+
+
 async def test_a_target_that_fails_to_start_exits_1_without_ready(
     tmp_path: Path, notify: socket.socket
 ) -> None:
