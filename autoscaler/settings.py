@@ -79,7 +79,7 @@ class ExporterSettings:
     """Per scrape."""
     bearer_token_file: str | None = None
     """Sent as `Authorization: Bearer`."""
-    min_rate_window: Duration = 10.0
+    min_rate_window: PositiveDuration = 10.0
     """A `rate()` spans at least this long (checks of groups ticking a moment apart share it)."""
 
 
