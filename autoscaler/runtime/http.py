@@ -170,7 +170,7 @@ class HttpServer:
             )
         try:
             return Path(self.token_file).read_text(encoding="utf-8").strip(), None
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # a binary token file is as unusable as a missing one
             return "", web.Response(
                 text="token file unreadable\n", status=503, reason="token file unreadable"
             )

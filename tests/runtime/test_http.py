@@ -130,6 +130,17 @@ async def test_an_unreadable_token_file_is_503_and_said_once_at_startup(
     assert warnings[0]["token_file"] == missing
 
 
+async def test_a_token_file_of_raw_bytes_is_unreadable_not_a_crash(
+    config: settings.Settings, tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw-token"
+    raw.write_bytes(b"\xff\xfe\x00\x9c" * 8)  # head -c32 /dev/urandom > token
+    async with daemon_running(with_token_file(config, str(raw))) as started:
+        status, _text = await started.post("/groups/web/pause")
+        assert status == 503
+        assert (await started.get_json("/status"))["operator_api"] == "disabled: token file unreadable"
+
+
 async def test_a_token_file_that_becomes_readable_enables_the_api(
     config: settings.Settings, tmp_path: Path
 ) -> None:
