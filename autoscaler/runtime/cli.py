@@ -48,12 +48,13 @@ def _positive_seconds(text: str) -> float:
 
 
 def _demo_uri(text: str) -> str:
-    """An argparse type: "test" or a QEMU libvirt URI (the demo's template is a QEMU domain)."""
-    scheme, separator, _rest = text.partition("://")
-    if text == "test" or (separator and scheme.split("+")[0] == "qemu"):
+    """An argparse type: "test" or a local QEMU libvirt URI (the demo prepares this machine's
+    /dev/kvm and a pool in a local temporary folder, so a remote host cannot serve it)."""
+    scheme, separator, rest = text.partition("://")
+    if text == "test" or (separator and scheme in ("qemu", "qemu+unix") and rest.startswith("/")):
         return text
     raise argparse.ArgumentTypeError(
-        f'expected "test" or a qemu URI such as qemu:///system or qemu+ssh://root@host/system, got {text!r}'
+        f'expected "test" or a local qemu URI such as qemu:///system or qemu:///session, got {text!r}'
     )
 
 

@@ -27,6 +27,7 @@ DEMO = [sys.executable, "-m", "autoscaler", "demo"]
         (["--uri", "bogus"], "--uri"),
         (["--uri", "xen:///system"], "--uri"),
         (["--uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"], "--uri"),
+        (["--uri", "qemu+ssh://root@kvm2/system"], "--uri"),  # the demo prepares this machine only
     ],
 )
 async def test_unusable_options_are_a_one_line_usage_error(options: list[str], argument: str) -> None:
