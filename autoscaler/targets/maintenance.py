@@ -120,10 +120,12 @@ async def _periodic(state: KvmState, due: dict[str, float]) -> None:
 async def refresh_load(state: KvmState, group: str) -> float | None:
     """Read CPU time of the group's ready, running members now; returns when the oldest of their
     loads was computed, or None while none is known. A paused or stopped member gives no reading,
-    so it must not hold the group's reading time back."""
-    members = [
-        r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE and r.run == "running"
-    ]
+    so it must not hold the group's reading time back, nor lend the group its last (old) load."""
+    active = [r for r in state.cache.group(group) if r.owner.phase is xml.Phase.ACTIVE]
+    for idle in (r for r in active if r.run != "running"):
+        idle.load = idle.load_at = None
+        state.cpu.pop(idle.uuid, None)  # a rate across the pause would average it in
+    members = [r for r in active if r.run == "running"]
     for host in state.gateways:
         uuids = [r.uuid for r in members if r.host == host]
         if uuids and state.gateways[host].connected:

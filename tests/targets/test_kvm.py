@@ -303,6 +303,9 @@ async def test_a_paused_member_does_not_freeze_the_groups_reading_time(target: k
     assert before is not None
 
     await eventually_reading_after(target, before)
+    now_paused = target._cache.find("web", first)
+    assert now_paused is not None
+    assert now_paused.load is None  # its last load, from before the pause, is not lent to the group
 
 
 async def eventually_reading_after(target: kvm.KvmTarget, before: float, deadline: float = 5.0) -> None:
