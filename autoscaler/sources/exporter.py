@@ -195,12 +195,15 @@ class ExporterSource:
         return taken.scrape
 
     def _remember(self, taken: _Taken) -> None:
-        """Keep the scrapes a rate may still start from (newest last): those younger than the
-        window, and the newest one old enough to start a rate now; older ones are dropped."""
+        """Keep the scrapes a rate may still start from (newest last): those younger than two
+        windows, and the newest one older than that; older ones are dropped. Two windows, so a
+        query for an instant a little older than the newest scrape (a slower group's scrape that
+        finished late) still finds its base."""
         if self._history and taken.at <= self._history[-1].at:
             return
         self._history.append(taken)
-        while len(self._history) > 1 and taken.at - self._history[1].at >= self.min_rate_window:
+        horizon = 2 * self.min_rate_window
+        while len(self._history) > 1 and taken.at - self._history[1].at >= horizon:
             self._history.popleft()
 
     async def query(self, query: str, at: float) -> model.Samples:

@@ -141,8 +141,19 @@ async def test_only_the_scrapes_a_rate_can_start_from_are_kept(
     for second in range(60):  # many groups ticking a second apart
         await source.query("rate(webmail_requests_total)", at=float(second))
     kept = [taken.at for taken in source._history]
-    assert kept[0] == 49.0  # the newest scrape at least 10 s old ...
-    assert kept[1:] == [float(s) for s in range(50, 60)]  # ... and the younger ones
+    assert kept[0] == 39.0  # the newest scrape at least two windows old ...
+    assert kept[1:] == [float(s) for s in range(40, 60)]  # ... and the younger ones
+
+
+async def test_a_scrape_that_finishes_late_still_finds_its_base(
+    served: tuple[Exporter, exporter.ExporterSource],
+) -> None:
+    target, source = served
+    for at in (0.0, 9.5, 20.0):  # another group's scrape for 20 lands before this one's for 19
+        await source.query("rate(webmail_requests_total)", at=at)
+    target.counters = {"a": 119.0, "b": 69.0}
+    [sample] = await source.query("rate(webmail_requests_total)", at=19.0)
+    assert sample.value == pytest.approx(38.0 / 19.0)  # from the scrape at 0
 
 
 async def test_rate_counter_reset_counts_new_value(served: tuple[Exporter, exporter.ExporterSource]) -> None:
