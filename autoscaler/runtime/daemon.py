@@ -278,8 +278,10 @@ class Daemon:
     async def _watchdog(self) -> None:
         """Probe the loop's lag and feed systemd's watchdog only while healthy.
 
-        The probe sleeps at most half the allowed lag, so a stall longer than the limit is always
-        seen whatever the phase it starts in; health then stays bad for LAG_RECOVERY seconds.
+        A stall of S seconds makes one probe's sleep last between S and S + probe, so health
+        compares that whole elapsed time with the limit: a stall longer than the limit is always
+        seen, whatever the phase it starts in (one longer than limit - probe may be); health then
+        stays bad for LAG_RECOVERY seconds. The metric records the lag beyond the sleep.
         """
         interval = sdnotify.watchdog_interval()
         probe = min(LAG_PROBE, self.settings.engine.max_loop_lag / 2)
@@ -287,17 +289,18 @@ class Daemon:
         while True:
             before = time.monotonic()
             await asyncio.sleep(probe)
-            self._record_lag(max(0.0, time.monotonic() - before - probe))
+            self._record_lag(time.monotonic() - before, probe)
             healthy, _why = self.health()
             if interval is not None and healthy and time.monotonic() - last_ping >= interval:
                 sdnotify.watchdog()
                 last_ping = time.monotonic()
 
-    def _record_lag(self, lag: float) -> None:
+    def _record_lag(self, elapsed: float, probe: float) -> None:
+        lag = max(0.0, elapsed - probe)
         self._lag = lag
         self.metrics.loop_lagged(lag)
-        if lag > self.settings.engine.max_loop_lag:
-            self._lag_peak = lag
+        if elapsed > self.settings.engine.max_loop_lag:
+            self._lag_peak = elapsed
             self._lagging_until = time.monotonic() + LAG_RECOVERY
 
     @contextlib.contextmanager

@@ -433,6 +433,25 @@ async def test_watchdog_stops_while_the_loop_lags_and_resumes_after(
             assert response.status == 200
 
 
+async def test_a_stall_just_beyond_the_limit_is_seen_whatever_its_phase(
+    tmp_path: Path, notify: socket.socket
+) -> None:
+    config, _policies = make_settings(tmp_path, max_loop_lag=0.2)
+    async with daemon_running(config, notify) as started:
+        loop = asyncio.get_running_loop()
+        for _ in range(4):  # each stall starts at another point of the probe's sleep
+            await fakes.eventually(lambda: started.runner.health()[0], 5.0)
+            stalled: asyncio.Future[None] = loop.create_future()
+
+            def stall(done: asyncio.Future[None] = stalled) -> None:
+                time.sleep(0.25)  # 1.25 x the limit
+                done.set_result(None)
+
+            loop.call_soon(stall)
+            await stalled
+            await fakes.eventually(lambda: not started.runner.health()[0], 1.0)
+
+
 def managed_target(**options: object) -> fakes.ManagedFakeTarget:
     return fakes.ManagedFakeTarget(clock.SystemClock(), boot_time=0.0, **options)  # type: ignore[arg-type]
 
