@@ -135,6 +135,7 @@ async def test_foreign_domain_is_untouched(target: kvm.KvmTarget, env: libvirt_e
         await gw.run(ops.undefine, uuid, op="undefine")
 
 
+@pytest.mark.may_skip  # a libvirtd the setup did not start is never restarted by a test
 async def test_libvirtd_restart_is_survived(env: libvirt_env.LibvirtEnv) -> None:
     observer = RecordingObserver()
     policy = policy_for(env)

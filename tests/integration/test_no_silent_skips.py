@@ -78,3 +78,15 @@ def test_a_module_skipped_as_a_whole_fails_when_required(tmp_path: pathlib.Path)
     done = _run(tmp_path, "1")
     assert done.returncode != 0
     assert "requires every test to run: needs qemu" in done.stdout
+
+
+def test_a_test_marked_may_skip_still_skips_when_required(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "test_shared.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.may_skip\n"
+        "def test_restart():\n"
+        '    pytest.skip("libvirtd was already running and is not ours to restart")\n'
+    )
+    done = _run(tmp_path, "1")
+    assert done.returncode == 0, done.stdout
+    assert "1 skipped" in done.stdout
