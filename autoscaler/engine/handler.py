@@ -263,7 +263,9 @@ class GroupHandler:
         deciding and acting, and the next tick writes again.
         """
         try:
-            await self.deps.store.save(self.group, memory.Saved(self.memory, self.paused))
+            # Shielded: a drop or shutdown cancelling this task must not lose the record of an
+            # action just taken (a restart would then act again with no cooldown).
+            await asyncio.shield(self.deps.store.save(self.group, memory.Saved(self.memory, self.paused)))
         except OSError as exc:
             path = str(self.deps.store.path(self.group))
             self._edges.mark("state_write", True, error=str(exc), path=path)
