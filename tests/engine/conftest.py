@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from autoscaler.engine import handler, journal, limiter, memory
+from autoscaler.engine import handler, journal, limiter, manager, memory
 from autoscaler.policy import files, spec
 from autoscaler.telemetry import metrics
 from tests import fakes
@@ -85,3 +88,16 @@ def world(tmp_path: Path) -> World:
         metrics=metrics.Metrics(registry),
     )
     return World(clock, target, source, registry, deps)
+
+
+@contextlib.asynccontextmanager
+async def managing(deps: handler.Deps, **options: float) -> AsyncIterator[manager.GroupManager]:
+    """A GroupManager governing the 'web' group, running in the background until the block ends."""
+    groups = manager.GroupManager(deps, **options)
+    groups.apply({"web": loaded(make_policy())})
+    runner = asyncio.create_task(groups.run())
+    try:
+        yield groups
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from autoscaler import model
 from autoscaler.engine import handler, manager
 from tests import fakes
-from tests.engine.conftest import World, loaded, make_policy
+from tests.engine.conftest import World, loaded, make_policy, managing
 
 
 async def test_apply_adds_updates_and_drops_without_touching_instances(world: World) -> None:
@@ -33,10 +33,7 @@ async def test_a_crashing_handler_is_restarted_and_counted(world: World) -> None
     world.target.add("web", 2)
     world.load(50.0)
     world.target.faults = [RuntimeError("a bug")]
-    groups = manager.GroupManager(world.deps, restart_delay=0.01)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    try:
+    async with managing(world.deps, restart_delay=0.01) as groups:
         await fakes.eventually(lambda: groups.get("web") is not None)
         groups.poke("web")
         restarts = {"group": "web"}
@@ -44,45 +41,30 @@ async def test_a_crashing_handler_is_restarted_and_counted(world: World) -> None
         world.clock.advance(10)  # the crash backed off, as an action whose effect is unknown does
         groups.poke("web")
         await fakes.eventually(lambda: len(world.target.names("web")) == 5)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_stop_waits_for_in_flight_actions_up_to_the_grace(world: World) -> None:
     world.target.add("web", 2)
     world.load(50.0)
     world.target.gate = asyncio.Event()
-    groups = manager.GroupManager(world.deps)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    try:
+    async with managing(world.deps) as groups:
         await fakes.eventually(lambda: "web" in groups._tasks)
         groups.poke()
         await fakes.eventually(lambda: world.target.calls)
         assert await groups.stop(grace=0.05) == 1
         assert len(world.target.names("web")) == 2
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_stop_lets_a_quick_action_finish(world: World) -> None:
     world.target.add("web", 2)
     world.load(50.0)
     world.target.latency = 0.05
-    groups = manager.GroupManager(world.deps)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    try:
+    async with managing(world.deps) as groups:
         await fakes.eventually(lambda: "web" in groups._tasks)
         groups.poke()
         await fakes.eventually(lambda: world.target.calls)
         assert await groups.stop(grace=5.0) == 0
         assert len(world.target.names("web")) == 5
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_an_edit_reverted_before_the_next_tick_is_never_applied(world: World) -> None:
@@ -120,10 +102,7 @@ async def test_a_group_dropped_and_restored_mid_action_acts_once(world: World) -
     world.target.add("web", 2)
     world.load(50.0)
     world.target.gate = asyncio.Event()
-    groups = manager.GroupManager(world.deps)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    try:
+    async with managing(world.deps) as groups:
         groups.poke()
         await fakes.eventually(lambda: world.target.calls)
         groups.apply({})
@@ -141,19 +120,13 @@ async def test_a_group_dropped_and_restored_mid_action_acts_once(world: World) -
         assert restored.state is handler.State.COOLDOWN
         assert [op for op, _g, _n in world.target.calls] == ["scale_out"]
         assert len(world.target.names("web")) == 5
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_a_group_dropped_mid_action_is_not_shown_after_it(world: World) -> None:
     world.target.add("web", 2)
     world.load(50.0)
     world.target.gate = asyncio.Event()
-    groups = manager.GroupManager(world.deps)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    try:
+    async with managing(world.deps) as groups:
         groups.poke()
         await fakes.eventually(lambda: world.target.calls)
         groups.apply({})
@@ -164,9 +137,6 @@ async def test_a_group_dropped_mid_action_is_not_shown_after_it(world: World) ->
         for state in ("cooldown", "scaling"):
             assert world.sample("autoscaler_group_state", {"group": "web", "state": state}) is None
         assert world.deps.journal.last("web") is None
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 @dataclasses.dataclass
@@ -184,8 +154,6 @@ class _BrokenInventory(fakes.FakeTarget):
 async def test_the_restart_delay_starts_over_after_a_long_healthy_run(world: World) -> None:
     target = _BrokenInventory(world.clock)
     deps = dataclasses.replace(world.deps, target=target)
-    groups = manager.GroupManager(deps, restart_delay=1.0, restart_max=8.0)
-    groups.apply({"web": loaded(make_policy())})
 
     def evaluations(result: str) -> float | None:
         return world.sample("autoscaler_evaluations_total", {"group": "web", "result": result})
@@ -194,8 +162,7 @@ async def test_the_restart_delay_starts_over_after_a_long_healthy_run(world: Wor
         return world.sample("autoscaler_handler_restarts_total", {"group": "web"})
 
     with capture_logs() as logs:
-        runner = asyncio.create_task(groups.run())
-        try:
+        async with managing(deps, restart_delay=1.0, restart_max=8.0) as groups:
             for count in range(1, 6):
                 groups.poke("web")
                 await fakes.eventually(lambda: restarts() == count)  # noqa: B023
@@ -206,8 +173,5 @@ async def test_the_restart_delay_starts_over_after_a_long_healthy_run(world: Wor
             target.broken = True
             groups.poke("web")
             await fakes.eventually(lambda: restarts() == 6)
-        finally:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
     delays = [e["restart_in"] for e in logs if e["event"] == "handler_crashed"]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 1.0]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 
 from autoscaler.engine import manager
 from tests import fakes
-from tests.engine.conftest import World, loaded, make_policy
+from tests.engine.conftest import World, loaded, make_policy, managing
 
 
 class HeldClock(fakes.FakeClock):
@@ -19,24 +21,24 @@ class HeldClock(fakes.FakeClock):
         await super().sleep(seconds)
 
 
-async def crashed_and_waiting(world: World) -> tuple[manager.GroupManager, asyncio.Task[None]]:
+@contextlib.asynccontextmanager
+async def crashed_and_waiting(world: World) -> AsyncIterator[manager.GroupManager]:
     """A manager whose 'web' handler crashed once and now waits out its restart back-off."""
     world.deps = dataclasses.replace(world.deps, clock=HeldClock())
     world.target.add("web", 2)
     world.load(50.0)
     world.target.faults = [RuntimeError("a bug")]
-    groups = manager.GroupManager(world.deps, restart_delay=5.0)
-    groups.apply({"web": loaded(make_policy())})
-    runner = asyncio.create_task(groups.run())
-    await fakes.eventually(lambda: groups.get("web") is not None and "web" in groups._tasks)
-    groups.poke("web")
-    await fakes.eventually(lambda: world.sample("autoscaler_handler_restarts_total", {"group": "web"}) == 1)
-    return groups, runner
+    async with managing(world.deps, restart_delay=5.0) as groups:
+        await fakes.eventually(lambda: groups.get("web") is not None and "web" in groups._tasks)
+        groups.poke("web")
+        await fakes.eventually(
+            lambda: world.sample("autoscaler_handler_restarts_total", {"group": "web"}) == 1
+        )
+        yield groups
 
 
 async def test_a_group_restored_while_its_old_handler_waits_to_restart_starts_at_once(world: World) -> None:
-    groups, runner = await crashed_and_waiting(world)
-    try:
+    async with crashed_and_waiting(world) as groups:
         groups.apply({})
         groups.apply({"web": loaded(make_policy())})
         restored = groups.get("web")
@@ -44,16 +46,8 @@ async def test_a_group_restored_while_its_old_handler_waits_to_restart_starts_at
         await fakes.eventually(lambda: "web" in groups._tasks)
         groups.poke("web")
         await fakes.eventually(lambda: restored.ticks >= 1)  # not held by the old back-off
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
 
 
 async def test_stop_does_not_wait_the_grace_for_a_handler_waiting_to_restart(world: World) -> None:
-    groups, runner = await crashed_and_waiting(world)
-    try:
-        async with asyncio.timeout(5):
-            assert await groups.stop(grace=3600.0) == 0
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+    async with crashed_and_waiting(world) as groups, asyncio.timeout(5):
+        assert await groups.stop(grace=3600.0) == 0
