@@ -15,6 +15,7 @@ import pytest
 from autoscaler.policy import spec
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.targets import reconcile as reconciling
+from autoscaler.targets.inventory import Record
 from autoscaler.virt import ops, xml
 
 FIXTURE = pathlib.Path(__file__).parent.parent / "fixtures" / "libvirt" / "host.xml"
@@ -96,6 +97,14 @@ class RecordingObserver:
 
     def capacity_refused(self, group: str) -> None:
         self.refused.append(group)
+
+
+async def new_member(target: kvm.KvmTarget, policy: spec.GroupPolicy | None = None) -> Record:
+    """Scale out one member of the web group and return its cached record."""
+    name = (await target.scale_out(policy or web_policy(), 1)).done[0]
+    record = target._cache.find("web", name)
+    assert record is not None
+    return record
 
 
 async def eventually(predicate: Callable[[], object], deadline: float = 5.0) -> None:

@@ -17,6 +17,7 @@ from tests.targets.hosts import (
     eventually,
     fast_settings,
     host_uri,
+    new_member,
     shutdown_like_qemu,
     web_policy,
 )
@@ -110,16 +111,14 @@ async def test_generated_name_taken_by_foreign_domain_gets_new_uuid(tmp_path: pa
 
 
 async def test_destroy_is_idempotent(target: kvm.KvmTarget) -> None:
-    name = (await target.scale_out(web_policy(), 1)).done[0]
-    record = target._cache.find("web", name)
-    assert record is not None
+    record = await new_member(target)
     gw = target.gateway(target.hosts[0])
     stop = lifecycle.StopTimings(shutdown_timeout=1.0, poll_interval=0.01)
 
     for _ in range(3):
         await lifecycle.destroy(gw, record, stop, "default")
 
-    assert name not in await domains(target)
+    assert record.name not in await domains(target)
     assert await volumes(target) == {"golden-web.qcow2"}
 
 

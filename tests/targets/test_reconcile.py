@@ -13,7 +13,7 @@ import pytest
 from autoscaler import model
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.virt import gateway, ops, xml
-from tests.targets.hosts import eventually, fast_settings, host_uri, web_policy
+from tests.targets.hosts import eventually, fast_settings, host_uri, new_member, web_policy
 
 
 @pytest.fixture
@@ -98,9 +98,7 @@ async def test_draining_is_finished(tmp_path: pathlib.Path) -> None:
     target = kvm.KvmTarget(host_uri(tmp_path), settings=fast_settings(), policies=[policy])
     await target.start()
     try:
-        name = (await target.scale_out(policy, 1)).done[0]
-        record = target._cache.find("web", name)
-        assert record is not None
+        record = await new_member(target, policy)
         gw = target.gateway(target.hosts[0])
         await lifecycle.set_phase(gw, record.uuid, record.owner.with_phase(xml.Phase.DRAINING))
         await target.reconcile()  # picks the phase up from libvirt ...
@@ -110,9 +108,7 @@ async def test_draining_is_finished(tmp_path: pathlib.Path) -> None:
 
 
 async def test_undefined_but_overlay_left_is_swept(target: kvm.KvmTarget) -> None:
-    name = (await target.scale_out(web_policy(), 1)).done[0]
-    record = target._cache.find("web", name)
-    assert record is not None
+    record = await new_member(target)
     gw = target.gateway(target.hosts[0])
     await gw.run(ops.destroy, record.uuid, op="destroy")
     await gw.run(ops.undefine, record.uuid, op="undefine")

@@ -14,7 +14,15 @@ from autoscaler.targets import kvm, lifecycle, scalein, warmpool
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.targets.inventory import Record
 from autoscaler.virt import ops, xml
-from tests.targets.hosts import MiB, eventually, fast_settings, host_uri, shutdown_like_qemu, web_policy
+from tests.targets.hosts import (
+    MiB,
+    eventually,
+    fast_settings,
+    host_uri,
+    new_member,
+    shutdown_like_qemu,
+    web_policy,
+)
 
 
 def pooled_policy(size: int = 2, state: str = "shutoff", **changes: object) -> spec.GroupPolicy:
@@ -136,9 +144,7 @@ async def test_scale_out_takes_the_pool_first_then_clones_and_refills(shutoff_po
 async def test_taken_member_restarts_its_clock(shutoff_pool: kvm.KvmTarget) -> None:
     await eventually(lambda: full(shutoff_pool, 2, "shutoff"))
     oldest = min(r.owner.created for r in shutoff_pool._cache.pooled("web"))
-    name = (await shutoff_pool.scale_out(pooled_policy(), 1)).done[0]
-    member = shutoff_pool._cache.find("web", name)
-    assert member is not None
+    member = await new_member(shutoff_pool, pooled_policy())
     assert member.owner.created > oldest
     assert member.owner.generation != warmpool.fingerprint(pooled_policy())
 
