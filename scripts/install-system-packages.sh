@@ -14,6 +14,15 @@ packages=(
     systemd
     # the small bootable test guest, built offline from Debian packages
     cpio mtools syslinux syslinux-common fdisk e2fsprogs gzip
+    # the serving rig: network namespaces, libvirt's DHCP (dnsmasq), the load balancer, and
+    # cloud-init's own NoCloud parser to check the seeds we build
+    iproute2 dnsmasq-base haproxy cloud-init
+    # coordination between hosts: a real etcd cluster (3.4) and etcdctl
+    etcd-server etcd-client
+    # the console's browser tests
+    chromium chromium-driver
+    # building the Debian package
+    dpkg-dev fakeroot
 )
 
 missing=()
@@ -31,6 +40,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
+apt-get -o DPkg::Lock::Timeout=600 update -q
 # ovmf- keeps the UEFI firmware (and its size) out: guests here boot with SeaBIOS.
-apt-get install -y -q --no-install-recommends "${missing[@]}" ovmf-
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" ovmf-
