@@ -10,7 +10,7 @@ import structlog
 
 from autoscaler import model
 from autoscaler.engine import health, journal
-from autoscaler.policy import spec
+from autoscaler.policy import schedule, spec
 from autoscaler.telemetry import metrics as telemetry
 
 log = structlog.get_logger("autoscaler.engine")
@@ -84,6 +84,29 @@ def members(inventory: model.GroupInventory) -> list[dict[str, Any]]:
 def replacements(done: Iterable[health.Replacement]) -> list[dict[str, Any]]:
     """The recent replacements of broken members as /status lists them."""
     return [_replacement(r) for r in done]
+
+
+def schedules(policy: spec.GroupPolicy, now: float) -> list[dict[str, Any]]:
+    """The policy's calendar windows as /status lists them: open until when, or opening next when."""
+    return [_window(index, window, now) for index, window in enumerate(policy.schedules)]
+
+
+def _window(index: int, window: spec.Schedule, now: float) -> dict[str, Any]:
+    try:
+        found = schedule.times(window, now)
+    except ValueError:  # validated at load; a zone database changed since then must not break /status
+        found = schedule.WindowTimes(False, None, None)
+    return {
+        "name": window.name or f"schedules[{index}]",
+        "cron": window.cron,
+        "timezone": window.timezone,
+        "duration": window.duration,
+        "min": window.min,
+        "max": window.max,
+        "open": found.open,
+        "closes_at": found.closes_at,
+        "next_opening": found.next_opening,
+    }
 
 
 def _member(instance: model.Instance) -> dict[str, Any]:

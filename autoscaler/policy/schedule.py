@@ -102,3 +102,27 @@ def bounds(windows: tuple[spec.Schedule, ...], now: float) -> Bounds:
         if window.max is not None and (ceiling is None or window.max < ceiling):
             ceiling, ceiling_by = window.max, label
     return Bounds(floor, ceiling, floor_by, ceiling_by)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTimes:
+    """Where a window stands at an instant, for people: open until when, or opening next when."""
+
+    open: bool
+    closes_at: float | None
+    """When the open window closes (Unix seconds), None when closed."""
+    next_opening: float | None
+    """The next opening after the instant (Unix seconds), None when the cron never fires again."""
+
+
+def times(window: spec.Schedule, now: float) -> WindowTimes:
+    """Whether `window` is open at `now`, until when, and when it opens next."""
+    instant = datetime.fromtimestamp(now, tz=UTC)
+    fires = trigger(window.cron, window.timezone)
+    following = fires.get_next_fire_time(None, instant + timedelta(microseconds=1))
+    next_opening = following.timestamp() if following is not None else None
+    if not is_open(window, now):
+        return WindowTimes(False, None, next_opening)
+    opened = last_opening(fires, instant, window.duration, once=cron.fixed_time(window.cron))
+    closes = opened.timestamp() + window.duration if opened is not None else None
+    return WindowTimes(True, closes, next_opening)

@@ -179,3 +179,17 @@ def test_the_one_lookup_path_agrees_with_the_walk(offset: int, cron: str, durati
     )
     walked = opened is not None and instant - opened <= timedelta(seconds=duration)
     assert schedule.is_open(window, now) is walked
+
+
+def test_times_of_an_open_window_say_when_it_closes_and_opens_next() -> None:
+    found = schedule.times(OFFICE, at("2026-11-25 09:00"))  # Wednesday
+    assert found.open
+    assert found.closes_at == at("2026-11-25 17:30")
+    assert found.next_opening == at("2026-11-26 07:30")
+
+
+def test_times_of_a_closed_window_say_when_it_opens() -> None:
+    found = schedule.times(OFFICE, at("2026-11-28 09:00"))  # Saturday
+    assert not found.open
+    assert found.closes_at is None
+    assert found.next_opening == at("2026-11-30 07:30")
