@@ -1,0 +1,169 @@
+"""The console in a real headless Chromium against a real daemon (`autoscaler run`) on libvirt's test driver.
+
+One daemon and one browser serve the whole module: the daemon scales two groups on load from a
+local exporter, and the tests look at the pages as an operator would, pause a group from the
+page, and check that a wrong token is refused. Each page's screenshot goes to
+test-artifacts/console/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.console import browser, rig
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rig.Daemon]:
+    with rig.running_daemon(tmp_path_factory.mktemp("console")) as running:
+        # Enough ticks for charts and a scale-out with measured clone-to-ready times.
+        rig.eventually(
+            lambda: len(running.get("/v1/groups/webmail/history")["points"]["at"]) >= 6, 30, "ticks"
+        )
+        rig.eventually(lambda: running.group("webmail")["ready"] >= 3, 30, "webmail scaled out")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[WebDriver]:
+    why = browser.missing()
+    if why is not None:
+        if os.environ.get("AUTOSCALER_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    with browser.chromium() as started:
+        yield started
+
+
+@pytest.fixture
+def page(driver: WebDriver, daemon: rig.Daemon) -> Iterator[WebDriver]:
+    """The browser on a fresh console (no token in the tab); no console error may be left at the end."""
+    driver.get(daemon.url + "/")
+    driver.execute_script("sessionStorage.clear()")
+    browser.console_problems(driver)  # drop what earlier tests left
+    yield driver
+    problems = browser.console_problems(driver)
+    assert not problems, f"console errors or CSP violations: {problems}"
+
+
+def wait(driver: WebDriver, condition: Any, seconds: float = 15.0) -> Any:
+    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)
+
+
+def text_of(driver: WebDriver, selector: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def open_group(driver: WebDriver, daemon: rig.Daemon, group: str) -> None:
+    driver.get(f"{daemon.url}/#/group/{group}")
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#members-table tbody tr"))
+
+
+def unlock(driver: WebDriver, token: str) -> None:
+    driver.find_element(By.ID, "token-button").click()
+    field = wait(driver, lambda d: d.find_element(By.ID, "token-input"))
+    field.send_keys(token)
+    driver.find_element(By.ID, "token-save").click()
+    wait(driver, lambda d: d.find_element(By.ID, "token-button").text == "Lock actions")
+
+
+def pause_from_page(driver: WebDriver, reason: str) -> None:
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".page-head [data-action=pause]").is_enabled())
+    driver.find_element(By.CSS_SELECTOR, ".page-head [data-action=pause]").click()
+    field = wait(driver, lambda d: d.find_element(By.ID, "pause-reason"))
+    field.send_keys(reason)
+    driver.find_element(By.ID, "pause-confirm").click()
+
+
+def test_overview_lists_the_groups_with_their_sizes_and_last_decision(
+    page: WebDriver, daemon: rig.Daemon
+) -> None:
+    rows = wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "#groups-table tbody tr[data-group]"))
+    assert sorted(r.get_attribute("data-group") for r in rows) == ["batch", "webmail"]
+    webmail = text_of(page, "tr[data-group=webmail]")
+    status = daemon.group("webmail")
+    assert "office-hours" in webmail  # the open schedule window
+    assert f"{status['min']} – {status['max']}" in webmail
+    assert "sessions" in webmail  # the last decision's one-line reason
+    assert "nightly-batch opens" in text_of(page, "tr[data-group=batch]")
+    assert text_of(page, "#daemon-state") == "ready"
+    # Read-only without a token: the actions are there but locked.
+    assert not page.find_element(By.CSS_SELECTOR, "tr[data-group=webmail] [data-action=pause]").is_enabled()
+    browser.screenshot(page, "overview")
+
+
+def test_group_page_shows_members_charts_trail_and_clone_to_ready(
+    page: WebDriver, daemon: rig.Daemon
+) -> None:
+    open_group(page, daemon, "webmail")
+    names = {m["name"] for m in daemon.group("webmail")["members"]}
+    shown = {
+        r.get_attribute("data-member")
+        for r in page.find_elements(By.CSS_SELECTOR, "#members-table tr[data-member]")
+    }
+    assert shown & names, (shown, names)
+    wait(page, lambda d: int(d.find_element(By.ID, "chart-load").get_attribute("data-points")) >= 5)
+    load = page.find_element(By.ID, "chart-load")
+    assert load.get_attribute("data-series").split(",") == ["load", "capacity"]
+    assert load.find_elements(By.CSS_SELECTOR, "canvas")
+    size = page.find_element(By.ID, "chart-size")
+    assert size.get_attribute("data-series").split(",") == ["current", "ready", "desired"]
+    assert "measured" in text_of(page, "#clone-to-ready")
+    assert " s" in text_of(page, "#clone-to-ready")
+    acted = wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "details.decision"))
+    acted[0].find_element(By.TAG_NAME, "summary").click()
+    opened = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, "details.decision[open] .trail"))
+    assert "sessions" in opened.text
+    assert "fresh" in opened.text.lower()
+    browser.screenshot(page, "group-webmail")
+
+
+def test_a_pause_from_the_page_shows_in_status_and_resume_lifts_it(
+    page: WebDriver, daemon: rig.Daemon
+) -> None:
+    open_group(page, daemon, "batch")
+    unlock(page, rig.TOKEN)
+    pause_from_page(page, "host maintenance")
+    wait(page, lambda d: "Paused batch" in text_of(d, "#notices"))
+    rig.eventually(lambda: daemon.group("batch")["paused"] == "host maintenance", 10, "paused in /status")
+    wait(page, lambda d: "paused: host maintenance" in text_of(d, ".page-head"))
+    assert rig.TOKEN not in page.page_source  # the token is never rendered
+    browser.screenshot(page, "group-batch-paused")
+    page.find_element(By.CSS_SELECTOR, ".page-head [data-action=resume]").click()
+    rig.eventually(lambda: daemon.group("batch")["paused"] is None, 10, "resumed in /status")
+
+
+def test_a_wrong_token_is_refused_with_a_clear_message(page: WebDriver, daemon: rig.Daemon) -> None:
+    open_group(page, daemon, "webmail")
+    unlock(page, "not-the-token")
+    pause_from_page(page, "should not happen")
+    notice = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, ".notice.error"))
+    assert "token was refused" in notice.text
+    assert daemon.group("webmail")["paused"] is None
+    assert page.execute_script("return sessionStorage.length") == 0  # the wrong token is forgotten
+    assert text_of(page, "#token-button") == "Unlock actions"
+    browser.screenshot(page, "wrong-token")
+    # Chromium logs the refused request itself as a console error: that one is expected.
+    [refused] = browser.console_problems(page)
+    assert "401" in refused["message"]
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(daemon: rig.Daemon) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(daemon.url + "/", timeout=5) as response:
+        policy = response.headers["Content-Security-Policy"]
+        body = response.read().decode()
+    assert "script-src 'self'" in policy
+    assert "unsafe" not in policy
+    assert "<script>" not in body
+    assert "style=" not in body
