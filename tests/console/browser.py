@@ -58,6 +58,7 @@ def chromium() -> Iterator[webdriver.Chrome]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager fetch a driver
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_VIOLATIONS})
     try:
         yield driver
     finally:
@@ -65,9 +66,24 @@ def chromium() -> Iterator[webdriver.Chrome]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+WATCH_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__violations.push(event.violatedDirective + " blocked " + (event.blockedURI || "inline")
+    + " at " + event.sourceFile + ":" + event.lineNumber);
+});
+"""
+"""Runs before any script of each page (DevTools injects it, outside the page's CSP) and records
+every Content-Security-Policy violation; chromedriver's console log does not carry them."""
+
+
 def console_problems(driver: webdriver.Chrome) -> list[dict[str, Any]]:
-    """The page's console errors and warnings since the last call (CSP violations are errors)."""
-    return [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    """The page's console errors and warnings, and its CSP violations, since the last call."""
+    found = [entry for entry in driver.get_log("browser") if entry["level"] in ("SEVERE", "WARNING")]
+    violations = driver.execute_script(
+        "const v = window.__violations || []; window.__violations = []; return v"
+    )
+    return found + [{"level": "CSP", "message": text} for text in violations]
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -47,20 +48,34 @@ def driver() -> Iterator[WebDriver]:
 @pytest.fixture
 def page(driver: WebDriver, daemon: rig.Daemon) -> Iterator[WebDriver]:
     """The browser on a fresh console (no token in the tab); no console error may be left at the end."""
+    browser.console_problems(driver)  # drop what earlier tests left
     driver.get(daemon.url + "/")
     driver.execute_script("sessionStorage.clear()")
-    browser.console_problems(driver)  # drop what earlier tests left
     yield driver
     problems = browser.console_problems(driver)
     assert not problems, f"console errors or CSP violations: {problems}"
 
 
-def wait(driver: WebDriver, condition: Any, seconds: float = 15.0) -> Any:
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(condition)
+def wait(driver: WebDriver, condition: Any, seconds: float = 20.0) -> Any:
+    ignored = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(condition)
 
 
 def text_of(driver: WebDriver, selector: str) -> str:
-    return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+    return str(wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, selector).text))
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click the element once enabled; the page re-renders every few seconds: a stale one is found again."""
+
+    def clicked(d: WebDriver) -> bool:
+        element = d.find_element(By.CSS_SELECTOR, selector)
+        if not element.is_enabled():
+            return False
+        element.click()
+        return True
+
+    WebDriverWait(driver, 20, 0.1, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
 
 
 def open_group(driver: WebDriver, daemon: rig.Daemon, group: str) -> None:
@@ -69,7 +84,7 @@ def open_group(driver: WebDriver, daemon: rig.Daemon, group: str) -> None:
 
 
 def unlock(driver: WebDriver, token: str) -> None:
-    driver.find_element(By.ID, "token-button").click()
+    click(driver, "#token-button")
     field = wait(driver, lambda d: d.find_element(By.ID, "token-input"))
     field.send_keys(token)
     driver.find_element(By.ID, "token-save").click()
@@ -77,8 +92,7 @@ def unlock(driver: WebDriver, token: str) -> None:
 
 
 def pause_from_page(driver: WebDriver, reason: str) -> None:
-    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".page-head [data-action=pause]").is_enabled())
-    driver.find_element(By.CSS_SELECTOR, ".page-head [data-action=pause]").click()
+    click(driver, ".page-head [data-action=pause]")
     field = wait(driver, lambda d: d.find_element(By.ID, "pause-reason"))
     field.send_keys(reason)
     driver.find_element(By.ID, "pause-confirm").click()
@@ -97,33 +111,42 @@ def test_overview_lists_the_groups_with_their_sizes_and_last_decision(
     assert "nightly-batch opens" in text_of(page, "tr[data-group=batch]")
     assert text_of(page, "#daemon-state") == "ready"
     # Read-only without a token: the actions are there but locked.
-    assert not page.find_element(By.CSS_SELECTOR, "tr[data-group=webmail] [data-action=pause]").is_enabled()
+    pause = "tr[data-group=webmail] [data-action=pause]"
+    assert wait(page, lambda d: not d.find_element(By.CSS_SELECTOR, pause).is_enabled())
+    assert "Read-only" in text_of(page, ".page-head")
     browser.screenshot(page, "overview")
+
+
+SNAPSHOT = """
+const chart = (id) => document.getElementById(id);
+return {
+  members: Array.from(document.querySelectorAll("#members-table tr[data-member]"), (r) => r.dataset.member),
+  points: Number(chart("chart-load").dataset.points),
+  load: chart("chart-load").dataset.series,
+  size: chart("chart-size").dataset.series,
+  canvases: document.querySelectorAll(".chart canvas").length,
+  ready: document.getElementById("clone-to-ready").innerText,
+};
+"""
+"""The group page as one consistent read (it re-renders every few seconds)."""
 
 
 def test_group_page_shows_members_charts_trail_and_clone_to_ready(
     page: WebDriver, daemon: rig.Daemon
 ) -> None:
     open_group(page, daemon, "webmail")
+    seen = wait(page, lambda d: (found := d.execute_script(SNAPSHOT))["points"] >= 5 and found)
     names = {m["name"] for m in daemon.group("webmail")["members"]}
-    shown = {
-        r.get_attribute("data-member")
-        for r in page.find_elements(By.CSS_SELECTOR, "#members-table tr[data-member]")
-    }
-    assert shown & names, (shown, names)
-    wait(page, lambda d: int(d.find_element(By.ID, "chart-load").get_attribute("data-points")) >= 5)
-    load = page.find_element(By.ID, "chart-load")
-    assert load.get_attribute("data-series").split(",") == ["load", "capacity"]
-    assert load.find_elements(By.CSS_SELECTOR, "canvas")
-    size = page.find_element(By.ID, "chart-size")
-    assert size.get_attribute("data-series").split(",") == ["current", "ready", "desired"]
-    assert "measured" in text_of(page, "#clone-to-ready")
-    assert " s" in text_of(page, "#clone-to-ready")
-    acted = wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, "details.decision"))
-    acted[0].find_element(By.TAG_NAME, "summary").click()
-    opened = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, "details.decision[open] .trail"))
-    assert "sessions" in opened.text
-    assert "fresh" in opened.text.lower()
+    assert set(seen["members"]) & names, (seen["members"], names)
+    assert seen["load"].split(",") == ["load", "capacity"]
+    assert seen["size"].split(",") == ["current", "ready", "desired"]
+    assert seen["canvases"] == 2
+    assert "measured" in seen["ready"]
+    assert "MEDIAN" in seen["ready"].upper()
+    click(page, "details.decision summary")
+    opened = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, "details.decision[open] .trail").text)
+    assert "sessions" in opened
+    assert "fresh" in opened.lower()
     browser.screenshot(page, "group-webmail")
 
 
@@ -138,7 +161,7 @@ def test_a_pause_from_the_page_shows_in_status_and_resume_lifts_it(
     wait(page, lambda d: "paused: host maintenance" in text_of(d, ".page-head"))
     assert rig.TOKEN not in page.page_source  # the token is never rendered
     browser.screenshot(page, "group-batch-paused")
-    page.find_element(By.CSS_SELECTOR, ".page-head [data-action=resume]").click()
+    click(page, ".page-head [data-action=resume]")
     rig.eventually(lambda: daemon.group("batch")["paused"] is None, 10, "resumed in /status")
 
 

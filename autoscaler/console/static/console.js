@@ -603,6 +603,12 @@
 
   // --- refresh loop ------------------------------------------------------------------------------
 
+  function selecting() {
+    // An operator selecting text (a member name to copy) keeps the page still until done.
+    const selection = window.getSelection();
+    return !!selection && !selection.isCollapsed && $("main").contains(selection.anchorNode);
+  }
+
   async function refresh() {
     clearTimeout(state.timer);
     const r = route();
@@ -629,6 +635,10 @@
       } else {
         content = renderOverview(status);
         document.title = "autoscaler";
+      }
+      if (!changed && selecting()) {
+        state.timer = setTimeout(refresh, REFRESH_MS);
+        return;
       }
       if (changed) state.charts = {};
       const keep = Object.fromEntries(Object.entries(state.charts).map(([id, c]) => [id, c.root]));
