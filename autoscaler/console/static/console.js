@@ -57,7 +57,7 @@
     const hr = Math.floor(s / 3600); s -= hr * 3600;
     const m = Math.floor(s / 60); s -= m * 60;
     if (d) return d + "d " + hr + "h";
-    if (hr) return hr + "h " + m + "m";
+    if (hr) return hr + "h" + (m ? " " + m + "m" : "");
     return m + "m " + (s ? s + "s" : "");
   }
 
@@ -504,6 +504,8 @@
     const basis = history && history.basis;
     const unit = basis ? basis.check + (basis.kind === "target_tracking" ? " (total over ready members)" : "") : "no sizing check";
     const hours = history ? fmtDuration(history.span_seconds) : "";
+    const forecasting = history && (history.points.forecast || []).some((v) => v !== null);
+    const loadAside = unit + (forecasting ? "" : " · no forecast (predictive off)") + " · last " + hours;
     return [
       h("div", { class: "page-head" }, h("h1", { text: group.group }), pill(group.state),
         present(group.paused) ? h("span", { class: "muted", text: "paused: " + group.paused }) : lockHint(status),
@@ -511,12 +513,12 @@
       h("div", { class: "tiles" },
         tile("Current", fmtNumber(group.current), "min " + fmtNumber(group.min) + " · max " + fmtNumber(group.max)),
         tile("Ready", fmtNumber(group.ready), ""),
-        tile("Desired", fmtNumber(desiredOf(group)), group.last_decision ? group.last_decision.outcome : ""),
+        tile("Desired", fmtNumber(desiredOf(group)), group.last_decision ? "outcome: " + group.last_decision.outcome : ""),
         tile("Last decision", group.last_decision ? ago(group.last_decision.at) : "–", group.last_decision ? "tick " + group.last_decision.tick : ""),
         present(group.forecast) ? tile("Forecast load", fmtNumber(group.forecast, 1), "") : null,
         leaderOf(group, status) ? tile("Leader", leaderOf(group, status), "") : null),
       h("div", { class: "grid-2" },
-        chartPanel("chart-load", "Load, capacity and forecast", unit + " · last " + hours),
+        chartPanel("chart-load", "Load, capacity and forecast", loadAside),
         chartPanel("chart-size", "Instances", "current, ready and desired · last " + hours)),
       h("div", { class: "stack" }),
       membersPanel(group),
@@ -595,6 +597,10 @@
         scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
         axes: [axis, Object.assign({ size: 56 }, axis)],
         series: [{ label: "time", value: (u, v) => (v === null ? "–" : fmtTime(v)) }, ...shown.map(([, s]) => s)],
+        hooks: {
+          ready: [(u) => newestInLegend(u, u.data[0].length)],
+          setCursor: [(u) => { if (u.cursor.idx === null || u.cursor.idx === undefined) newestInLegend(u, u.data[0].length); }],
+        },
       }, data, box);
       state.charts[id].signature = signature;
       newestInLegend(state.charts[id], at.length);
@@ -648,7 +654,7 @@
         if (box) box.replaceChildren(root);
       }
       drawCharts(history);
-      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      $("updated").textContent = "updated " + fmtTime(Date.now() / 1000);
       $("main").dataset.loaded = r.page;
     } catch (error) {
       $("daemon-state").textContent = "unreachable";
