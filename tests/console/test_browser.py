@@ -190,3 +190,43 @@ def test_the_page_is_served_with_a_strict_content_security_policy(daemon: rig.Da
     assert "unsafe" not in policy
     assert "<script>" not in body
     assert "style=" not in body
+
+
+LATER_FIELDS = """
+const realFetch = window.fetch;
+window.fetch = async (input, init) => {
+  const response = await realFetch(input, init);
+  if (String(input) !== "/status") return response;
+  const status = await response.json();
+  for (const group of status.groups) {
+    group.leader = "kvm-07";
+    group.members.forEach((member, index) => {
+      member.address = "10.77.0." + (10 + index);
+      member.registration = index === 0 ? "draining" : "registered";
+    });
+    if (group.members.length) group.members[0].state = "registering";
+  }
+  return new Response(JSON.stringify(status), { headers: { "Content-Type": "application/json" } });
+};
+"""
+"""Fields that /status gains as other parts land (leadership, addresses, lifecycle states), added to
+the daemon's real answer inside the page."""
+
+
+def test_fields_that_status_gains_later_are_shown_without_a_change(
+    page: WebDriver, daemon: rig.Daemon
+) -> None:
+    added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": LATER_FIELDS})
+    try:
+        page.get(daemon.url + "/")
+        assert "kvm-07" in text_of(page, "tr[data-group=webmail]")
+        assert "LEADER" in text_of(page, "#groups-table thead").upper()
+        open_group(page, daemon, "webmail")
+        members = wait(page, lambda d: "10.77.0.10" in (found := text_of(d, "#members-table")) and found)
+        assert "ADDRESS" in members.upper()
+        assert "REGISTRATION" in members.upper()
+        assert "registering" in members
+        assert "draining" in members
+        browser.screenshot(page, "group-webmail-later-fields")
+    finally:
+        page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
