@@ -122,6 +122,7 @@ const chart = (id) => document.getElementById(id);
 return {
   members: Array.from(document.querySelectorAll("#members-table tr[data-member]"), (r) => r.dataset.member),
   points: Number(chart("chart-load").dataset.points),
+  ordered: chart("chart-load").dataset.ordered,
   load: chart("chart-load").dataset.series,
   size: chart("chart-size").dataset.series,
   canvases: document.querySelectorAll(".chart canvas").length,
@@ -143,6 +144,12 @@ def test_group_page_shows_members_charts_trail_and_clone_to_ready(
     assert seen["canvases"] == 2
     assert "measured" in seen["ready"]
     assert "MEDIAN" in seen["ready"].upper()
+    # Between full reads the page fetches only newer points: it keeps up, once each, in order.
+    before = seen["points"]
+    grown = wait(page, lambda d: (found := d.execute_script(SNAPSHOT))["points"] >= before + 3 and found)
+    served = len(daemon.get("/v1/groups/webmail/history")["points"]["at"])
+    assert grown["ordered"] == "true"
+    assert served - 3 <= grown["points"] <= served
     click(page, "details.decision summary")
     opened = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, "details.decision[open] .trail").text)
     assert "sessions" in opened

@@ -578,6 +578,7 @@
       const shown = spec.columns.map((c, i) => [c, spec.series[i]]).filter(([c], i) => i < spec.always || filled(c));
       const data = [at, ...shown.map(([c]) => points[c] || at.map(() => null))];
       box.dataset.points = String(at.length);
+      box.dataset.ordered = String(at.every((t, i) => i === 0 || t > at[i - 1]));
       box.dataset.series = shown.filter(([c]) => filled(c)).map(([c]) => c).join(",");
       const width = Math.max(280, box.clientWidth - 16);
       const chart = state.charts[id];
@@ -607,6 +608,30 @@
     }
   }
 
+  // --- history: all of it once a minute, only the newer points in between ----------------------------
+
+  const FULL_HISTORY_MS = 60000;
+  const kept = { group: null, data: null, fetched: 0 };
+
+  async function fetchHistory(group) {
+    const path = "/v1/groups/" + encodeURIComponent(group) + "/history";
+    const at = kept.data && kept.data.points.at;
+    const fresh = kept.group === group && at && at.length && Date.now() - kept.fetched < FULL_HISTORY_MS;
+    if (!fresh) {
+      const data = await getJSON(path);
+      Object.assign(kept, { group: group, data: data, fetched: Date.now() });
+      return data;
+    }
+    const newer = await getJSON(path + "?since=" + at[at.length - 1]);
+    const points = kept.data.points;
+    for (const column of Object.keys(points)) points[column].push(...(newer.points[column] || []));
+    const horizon = points.at[points.at.length - 1] - newer.span_seconds;
+    const drop = points.at.findIndex((t) => t >= horizon);
+    if (drop > 0) for (const column of Object.keys(points)) points[column].splice(0, drop);
+    kept.data = { ...newer, points: points };
+    return kept.data;
+  }
+
   // --- refresh loop ------------------------------------------------------------------------------
 
   function selecting() {
@@ -633,7 +658,7 @@
         const path = encodeURIComponent(r.group);
         const [decisions, found] = await Promise.all([
           getJSON("/v1/decisions?group=" + path + "&limit=15").then((d) => d[r.group] || []).catch(() => []),
-          getJSON("/v1/groups/" + path + "/history").catch(() => null),
+          fetchHistory(r.group).catch(() => null),
         ]);
         history = found;
         content = renderGroup(status, r.group, decisions, history);
