@@ -4,7 +4,7 @@ The journal keeps the last decisions with their trails; this keeps the last hour
 the group's size (current, ready, desired), its load and the capacity of its ready members in the
 unit of its sizing check, the forecast made for each instant, and the measured clone-to-ready
 time of each member. Points older than `max_age` or beyond `max_points` are dropped, so a group
-costs a few hundred kilobytes at most, whatever its evaluation interval.
+costs some 200 KB at most, whatever its evaluation interval (bench/console.py).
 
 Load and capacity are totals in the unit of the first check that sizes by a target: a
 `per_instance` check's value is the total already (capacity = ready x per_instance); a
@@ -16,6 +16,8 @@ earlier), so it sits on the load it tried to foresee.
 
 from __future__ import annotations
 
+import array
+import bisect
 import collections
 import math
 import statistics
@@ -47,6 +49,11 @@ class Point:
     """What the ready members carry at the check's target, None without a sizing check."""
     forecast: float | None
     """The load forecast for this instant (made `lead` seconds earlier), None without one."""
+
+
+COUNTS = ("current", "ready", "desired")
+MEASURES = ("load", "capacity", "forecast")
+COLUMNS = ("at", *COUNTS, *MEASURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +105,15 @@ def load_and_capacity(
 
 
 class History:
-    """One group's recent points and clone-to-ready times."""
+    """One group's recent points, kept as columns of doubles (NaN for none), and clone-to-ready times."""
 
     def __init__(
         self, max_points: int = MAX_POINTS, max_age: float = MAX_AGE, max_ready_times: int = MAX_READY_TIMES
     ) -> None:
+        self.max_points = max_points
         self.max_age = max_age
-        self.points: collections.deque[Point] = collections.deque(maxlen=max_points)
+        self._columns = {name: array.array("d") for name in COLUMNS}
+        """Eight bytes a value: a third of what Point objects with float fields would take."""
         self.ready_times: collections.deque[ReadyTime] = collections.deque(maxlen=max_ready_times)
         self.basis: Basis | None = None
         self._forecasts: collections.deque[tuple[float, float]] = collections.deque(maxlen=max_points)
@@ -126,11 +135,32 @@ class History:
         point = Point(at, inventory.current, inventory.ready, decision.desired, load, capacity, self._due(at))
         if forecast is not None:
             self._forecasts.append(forecast)
-        self.points.append(point)
-        while self.points and self.points[0].at < at - self.max_age:
-            self.points.popleft()
+        for name, column in self._columns.items():
+            value = getattr(point, name)
+            column.append(math.nan if value is None else value)
+        self._trim(at - self.max_age)
         self._measure(inventory)
         return point
+
+    def _trim(self, horizon: float) -> None:
+        times = self._columns["at"]
+        drop = max(len(times) - self.max_points, bisect.bisect_left(times, horizon))
+        if drop > 0:
+            for column in self._columns.values():
+                del column[:drop]
+
+    def __len__(self) -> int:
+        return len(self._columns["at"])
+
+    @property
+    def points(self) -> list[Point]:
+        """The points kept, oldest first."""
+        return [self._point(index) for index in range(len(self))]
+
+    def _point(self, index: int) -> Point:
+        c = self._columns
+        counts = (int(c["current"][index]), int(c["ready"][index]), int(c["desired"][index]))
+        return Point(c["at"][index], *counts, *(_none(c[name][index]) for name in MEASURES))
 
     def _due(self, at: float) -> float | None:
         """The newest forecast made for an instant up to `at` (older ones are dropped with it)."""
@@ -151,14 +181,21 @@ class History:
 
     def to_dict(self, since: float | None = None) -> dict[str, Any]:
         """JSON-ready: the points as columns (newer than `since` when given), and the ready times."""
-        points = [p for p in self.points if since is None or p.at > since]
-        columns = {name: [getattr(p, name) for p in points] for name in Point.__slots__}
+        times = self._columns["at"]
+        first = 0 if since is None else bisect.bisect_right(times, since)
+        columns: dict[str, list[Any]] = {"at": times[first:].tolist()}
+        columns.update({name: [int(v) for v in self._columns[name][first:]] for name in COUNTS})
+        columns.update({name: [_none(v) for v in self._columns[name][first:]] for name in MEASURES})
         return {
             "span_seconds": self.max_age,
             "basis": None if self.basis is None else _basis_dict(self.basis),
             "points": columns,
             "clone_to_ready": ready_summary(list(self.ready_times)),
         }
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _basis_dict(found: Basis) -> dict[str, Any]:
