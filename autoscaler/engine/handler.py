@@ -74,6 +74,7 @@ class GroupHandler:
         self.inventory: model.GroupInventory | None = None
         self.forecaster = predict.Forecaster(deps.settings.history_refresh, deps.settings.query_timeout)
         self.history = history.History()
+        self._windows = status.Windows()
         """The last hours of sizes, load, capacity and forecast, for the console's charts."""
         self._edges = status.FailureEdges()
         self._said = status.DecisionLog()
@@ -321,5 +322,5 @@ class GroupHandler:
             "last_decision": last.to_dict() if last is not None else None,
             "replacements": status.replacements(self.replacements),
             "forecast": self.forecaster.last_load,
-            "schedules": status.schedules(self.policy, self.deps.clock.now()),
+            "schedules": self._windows.shown(self.policy, self.deps.clock.now()),
         }
