@@ -237,3 +237,18 @@ def test_fields_that_status_gains_later_are_shown_without_a_change(
         browser.screenshot(page, "group-webmail-later-fields")
     finally:
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+
+
+def test_decisions_can_be_narrowed_to_changes(page: WebDriver, daemon: rig.Daemon) -> None:
+    open_group(page, daemon, "webmail")
+    click(page, "#changes-only")
+    moves = wait(
+        page,
+        lambda d: (
+            d.find_element(By.ID, "changes-only").is_selected()
+            and d.execute_script(
+                "return Array.from(document.querySelectorAll('details.decision .move'), (m) => m.textContent)"
+            )
+        ),
+    )
+    assert all(left != right for left, right in (move.split(" → ") for move in moves)), moves

@@ -16,7 +16,7 @@
     "members", "last_decision", "replacements", "forecast", "schedules", "leader", "leadership", "desired",
   ]);
 
-  const state = { status: null, route: null, timer: null, charts: {}, history: null };
+  const state = { status: null, route: null, timer: null, charts: {}, history: null, changesOnly: false };
 
   // --- small DOM helpers -------------------------------------------------------------------------
 
@@ -432,7 +432,8 @@
       present(decision.detail) ? h("p", { class: "muted", text: decision.detail }) : null);
   }
 
-  function decisionsPanel(entries, openTicks) {
+  function decisionsPanel(all, openTicks) {
+    const entries = (state.changesOnly ? all.filter((d) => d.desired !== d.current) : all).slice(0, 15);
     const items = entries.map((d) => {
       const dir = d.desired > d.current ? "up" : d.desired < d.current ? "down" : "";
       const details = h("details", { class: "decision", "data-tick": d.tick, open: openTicks.has(String(d.tick)) },
@@ -446,8 +447,11 @@
     });
     return h("section", { class: "panel", id: "decisions" },
       h("div", { class: "panel-head" }, "Recent decisions",
+        h("label", { class: "small" }, h("input", { type: "checkbox", id: "changes-only", checked: state.changesOnly,
+          onchange: (event) => { state.changesOnly = event.target.checked; refresh(); } }), "changes only"),
         h("span", { class: "aside muted small", text: "newest first · click one for its full trail" })),
-      items.length ? h("div", {}, items) : h("p", { class: "empty", text: "Not evaluated yet." }));
+      items.length ? h("div", {}, items)
+        : h("p", { class: "empty", text: all.length ? "No change among the last " + all.length + " decisions." : "Not evaluated yet." }));
   }
 
   function readyPanel(history) {
@@ -657,7 +661,7 @@
       if (r.page === "group") {
         const path = encodeURIComponent(r.group);
         const [decisions, found] = await Promise.all([
-          getJSON("/v1/decisions?group=" + path + "&limit=15").then((d) => d[r.group] || []).catch(() => []),
+          getJSON("/v1/decisions?group=" + path + "&limit=" + (state.changesOnly ? 100 : 15)).then((d) => d[r.group] || []).catch(() => []),
           fetchHistory(r.group).catch(() => null),
         ]);
         history = found;
