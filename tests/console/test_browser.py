@@ -239,16 +239,18 @@ def test_fields_that_status_gains_later_are_shown_without_a_change(
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
 
 
+MOVES = "return Array.from(document.querySelectorAll('details.decision .move'), (m) => m.textContent)"
+
+
 def test_decisions_can_be_narrowed_to_changes(page: WebDriver, daemon: rig.Daemon) -> None:
     open_group(page, daemon, "webmail")
+    everything = wait(page, lambda d: d.execute_script(MOVES))
+    assert everything
     click(page, "#changes-only")
-    moves = wait(
-        page,
-        lambda d: (
-            d.find_element(By.ID, "changes-only").is_selected()
-            and d.execute_script(
-                "return Array.from(document.querySelectorAll('details.decision .move'), (m) => m.textContent)"
-            )
-        ),
-    )
-    assert all(left != right for left, right in (move.split(" → ") for move in moves)), moves
+
+    def only_changes(d: WebDriver) -> list[str] | None:
+        moves: list[str] = d.execute_script(MOVES)
+        changes = [m for m in moves if len(set(m.split(" → "))) == 2]
+        return moves if moves and moves == changes else None
+
+    assert wait(page, only_changes)

@@ -223,7 +223,7 @@
     const locked = !token();
     const title = !enabled ? "Operator actions are " + status.operator_api
       : locked ? "Unlock actions with the operator token first" : "";
-    const paused = present(group.paused) || group.state === "paused";
+    const paused = present(group.paused); // a policy in paused mode is resumed by editing the policy
     const common = { class: "btn btn-small", disabled: !enabled || locked, title: title };
     return h("span", { class: "action-buttons" },
       paused
@@ -246,7 +246,11 @@
 
   function route() {
     const match = location.hash.match(/^#\/group\/(.+)$/);
-    return match ? { page: "group", group: decodeURIComponent(match[1]) } : { page: "overview" };
+    try {
+      return match ? { page: "group", group: decodeURIComponent(match[1]) } : { page: "overview" };
+    } catch (e) {
+      return { page: "overview" };
+    }
   }
 
   function crumbs(r) {
@@ -644,7 +648,23 @@
     return !!selection && !selection.isCollapsed && $("main").contains(selection.anchorNode);
   }
 
+  let refreshing = false;
+  let again = false;
+
   async function refresh() {
+    // One refresh at a time (the timer, an action and navigation all ask for one): the history is
+    // merged from "newer than what we have", which two overlapping fetches would add twice.
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    try {
+      await refreshOnce();
+    } finally {
+      refreshing = false;
+    }
+    if (again) { again = false; refresh(); }
+  }
+
+  async function refreshOnce() {
     clearTimeout(state.timer);
     const r = route();
     const changed = !state.route || state.route.page !== r.page || state.route.group !== r.group;
