@@ -32,6 +32,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rig.Daemon]:
         )
         rig.eventually(lambda: running.group("webmail")["ready"] >= 3, 30, "webmail scaled out")
         yield running
+    assert running.process.returncode == 0, "the daemon did not stop cleanly:\n" + "".join(running.log[-30:])
+    errors = [line for line in running.log if '"level": "error"' in line]
+    assert not errors, errors
 
 
 @pytest.fixture(scope="module")
