@@ -215,12 +215,14 @@ window.fetch = async (input, init) => {
       member.registration = index === 0 ? "draining" : "registered";
     });
     if (group.members.length) group.members[0].state = "registering";
+    group.replacements = [{at: Date.now() / 1000 - 60, broken: ["as-webmail-0dead"],
+      created: ["as-webmail-0new"], removed: ["as-webmail-0dead"], errors: []}];
   }
   return new Response(JSON.stringify(status), { headers: { "Content-Type": "application/json" } });
 };
 """
-"""Fields that /status gains as other parts land (leadership, addresses, lifecycle states), added to
-the daemon's real answer inside the page."""
+"""Fields that /status gains as other parts land (leadership, addresses, lifecycle states), and a
+replaced member, which the test driver cannot break, added to the daemon's real answer in the page."""
 
 
 def test_fields_that_status_gains_later_are_shown_without_a_change(
@@ -237,6 +239,9 @@ def test_fields_that_status_gains_later_are_shown_without_a_change(
         assert "REGISTRATION" in members.upper()
         assert "registering" in members
         assert "draining" in members
+        replaced = text_of(page, "#replacements")
+        assert "as-webmail-0dead" in replaced
+        assert "as-webmail-0new" in replaced
         browser.screenshot(page, "group-webmail-later-fields")
     finally:
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})

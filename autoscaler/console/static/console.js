@@ -375,6 +375,21 @@
     return extra;
   }
 
+  function replacementsPanel(group) {
+    const done = (group.replacements || []).slice().reverse();
+    if (!done.length) return null;
+    const names = (list) => (list || []).join(", ");
+    return h("section", { class: "panel", id: "replacements" },
+      h("div", { class: "panel-head" }, "Replaced members",
+        h("span", { class: "aside muted small", text: "broken members, new clone first" })),
+      h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["When", "Broken", "Created", "Removed", "Errors"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, done.map((r) => h("tr", {},
+          h("td", { title: ago(r.at), text: fmtTime(r.at) }), h("td", { class: "mono", text: names(r.broken) }),
+          h("td", { class: "mono", text: names(r.created) }), h("td", { class: "mono", text: names(r.removed) }),
+          h("td", { text: names(r.errors) })))))));
+  }
+
   function headCell(label) {
     const [text, cls] = label.split("|");
     return h("th", { class: cls || null, text: text });
@@ -530,6 +545,7 @@
         chartPanel("chart-size", "Instances", "current, ready and desired · last " + hours)),
       h("div", { class: "stack" }),
       membersPanel(group),
+      replacementsPanel(group),
       h("div", { class: "grid-2" }, readyPanel(history), factsPanel(group, status)),
       h("div", { class: "stack" }),
       decisionsPanel(decisions, openDecisions()),
