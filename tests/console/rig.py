@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -118,6 +119,70 @@ class Exporter:
     def __exit__(self, *_exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class PrefixProxy:
+    """A reverse proxy on 127.0.0.1 that serves the daemon's `/` under `/autoscaler/`, as nginx might."""
+
+    PREFIX = "/autoscaler/"
+
+    def __init__(self, upstream: str) -> None:
+        prefix = self.PREFIX
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                if not self.path.startswith(prefix):
+                    self.send_error(404)
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                request = urllib.request.Request(
+                    upstream + "/" + self.path[len(prefix) :],
+                    data=self.rfile.read(length) if length else None,
+                    method=self.command,
+                    headers={k: v for k, v in self.headers.items() if k.lower() in FORWARDED},
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:  # loopback only
+                        self._reply(answer.status, answer.headers.items(), answer.read())
+                except urllib.error.HTTPError as refused:
+                    self._reply(refused.code, refused.headers.items(), refused.read())
+
+            def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+                with contextlib.suppress(ConnectionError):
+                    self.send_response(status)
+                    for key, value in headers:
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="proxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.PREFIX}"
+
+    def __enter__(self) -> PrefixProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+FORWARDED = ("authorization", "content-type", "accept")
 
 
 @dataclass

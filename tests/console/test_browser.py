@@ -122,6 +122,7 @@ def test_overview_lists_the_groups_with_their_sizes_and_last_decision(
 
 SNAPSHOT = """
 const chart = (id) => document.getElementById(id);
+if (!chart("chart-load") || !document.getElementById("clone-to-ready")) return {points: 0};
 return {
   members: Array.from(document.querySelectorAll("#members-table tr[data-member]"), (r) => r.dataset.member),
   points: Number(chart("chart-load").dataset.points),
@@ -206,7 +207,7 @@ LATER_FIELDS = """
 const realFetch = window.fetch;
 window.fetch = async (input, init) => {
   const response = await realFetch(input, init);
-  if (String(input) !== "/status") return response;
+  if (String(input) !== "status") return response;
   const status = await response.json();
   for (const group of status.groups) {
     group.leader = "kvm-07";
@@ -262,3 +263,16 @@ def test_decisions_can_be_narrowed_to_changes(page: WebDriver, daemon: rig.Daemo
         return moves if moves and moves == changes else None
 
     assert wait(page, only_changes)
+
+
+def test_the_console_works_behind_a_proxy_under_a_prefix(page: WebDriver, daemon: rig.Daemon) -> None:
+    with rig.PrefixProxy(daemon.url) as proxy:
+        page.get(proxy.url + "#/group/batch")
+        seen = wait(page, lambda d: (found := d.execute_script(SNAPSHOT))["points"] > 0 and found)
+        assert seen["members"]
+        unlock(page, "not-the-token")
+        pause_from_page(page, "through the proxy")
+        assert "token was refused" in text_of(page, ".notice.error")
+        [refused] = browser.console_problems(page)
+        assert "401" in refused["message"]
+        page.get(daemon.url + "/")  # leave nothing pending on the proxy before it closes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,7 +37,7 @@ async def test_the_page_is_served_at_the_root_with_a_strict_policy(running: Runn
     assert "unsafe-inline" not in policy
     assert "unsafe-eval" not in policy
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert b'src="/console/console.js"' in body
+    assert b'src="console/console.js"' in body
 
 
 @pytest.mark.parametrize(
@@ -68,8 +69,18 @@ async def test_every_page_file_is_referenced_and_every_reference_exists() -> Non
     shipped = routes.static_files()
     page = shipped["index.html"].decode()
     for name in ("console.js", "console.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
-        assert f"/console/{name}" in page
+        assert f'"console/{name}"' in page
     assert "MIT" in shipped["vendor/uPlot.LICENSE.txt"].decode()
+
+
+def test_the_page_asks_only_paths_relative_to_itself() -> None:
+    """So that a reverse proxy can serve the console under a prefix (/autoscaler/ -> the daemon's /)."""
+    shipped = routes.static_files()
+    page = shipped["index.html"].decode()
+    script = shipped["console.js"].decode()
+    assert not re.findall(r'(?:href|src)="/', page)
+    assert not re.findall(r'(?:getJSON|operate|fetch)\("/', script)
+    assert '"v1/groups/"' in script
 
 
 async def test_the_history_of_a_group_is_served_as_columns(running: Running) -> None:

@@ -10,6 +10,8 @@
 
   const TOKEN_KEY = "autoscaler.operatorToken";
   const REFRESH_MS = 3000;
+  const FETCH_TIMEOUT_MS = 10000;
+  /* A daemon that does not answer within this long shows as unreachable; the next refresh tries again. */
   const KNOWN_MEMBER_KEYS = ["name", "state", "host", "address", "addresses", "created_at", "ready_at", "outdated"];
   const SHOWN_GROUP_KEYS = new Set([
     "group", "file", "revision", "state", "until", "reason", "paused", "min", "max", "current", "ready",
@@ -113,7 +115,10 @@
   // --- data --------------------------------------------------------------------------------------
 
   async function getJSON(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
+    // Paths are relative to the page, so the console also works behind a proxy under a prefix.
+    const response = await fetch(path, {
+      headers: { Accept: "application/json" }, cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     if (!response.ok) throw new Error(path + ": HTTP " + response.status);
     return response.json();
   }
@@ -187,6 +192,7 @@
         headers: { Authorization: "Bearer " + secret, "Content-Type": "application/json" },
         body: JSON.stringify(body || {}),
         cache: "no-store",
+        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
       });
       const text = await response.text();
       if (!response.ok) {
@@ -228,7 +234,7 @@
     return h("span", { class: "action-buttons" },
       paused
         ? h("button", { ...common, "data-action": "resume", text: "Resume",
-          onclick: () => operate("/groups/" + encodeURIComponent(group.group) + "/resume", {},
+          onclick: () => operate("groups/" + encodeURIComponent(group.group) + "/resume", {},
             "Resumed " + group.group + ".") })
         : h("button", { ...common, "data-action": "pause", text: "Pause",
           onclick: () => openPauseDialog(group.group) }));
@@ -239,7 +245,7 @@
     return h("button", { class: "btn btn-small", "data-action": "reload", disabled: !enabled || !token(),
       title: enabled ? "Re-read the policy files now" : "Operator actions are " + status.operator_api,
       text: "Reload policies",
-      onclick: () => operate("/reload", {}, "Reload requested: the policy files are re-read now.") });
+      onclick: () => operate("reload", {}, "Reload requested: the policy files are re-read now.") });
   }
 
   // --- routing -----------------------------------------------------------------------------------
@@ -602,6 +608,8 @@
       const shown = spec.columns.map((c, i) => [c, spec.series[i]]).filter(([c], i) => i < spec.always || filled(c));
       const data = [at, ...shown.map(([c]) => points[c] || at.map(() => null))];
       box.dataset.points = String(at.length);
+      box.setAttribute("role", "img");
+      box.setAttribute("aria-label", "newest: " + shown.map(([c]) => c + " " + fmtNumber((points[c] || []).at(-1), 1)).join(", "));
       box.dataset.ordered = String(at.every((t, i) => i === 0 || t > at[i - 1]));
       box.dataset.series = shown.filter(([c]) => filled(c)).map(([c]) => c).join(",");
       const width = Math.max(280, box.clientWidth - 16);
@@ -638,7 +646,7 @@
   const kept = { group: null, data: null, fetched: 0 };
 
   async function fetchHistory(group) {
-    const path = "/v1/groups/" + encodeURIComponent(group) + "/history";
+    const path = "v1/groups/" + encodeURIComponent(group) + "/history";
     const at = kept.data && kept.data.points.at;
     const fresh = kept.group === group && at && at.length && Date.now() - kept.fetched < FULL_HISTORY_MS;
     if (!fresh) {
@@ -682,12 +690,16 @@
 
   async function refreshOnce() {
     clearTimeout(state.timer);
+    if (document.hidden) { // a background tab asks nothing; showing it again refreshes at once
+      state.timer = setTimeout(refresh, REFRESH_MS);
+      return;
+    }
     const r = route();
     const changed = !state.route || state.route.page !== r.page || state.route.group !== r.group;
     state.route = r;
     crumbs(r);
     try {
-      const status = await getJSON("/status");
+      const status = await getJSON("status");
       state.status = status;
       const daemon = $("daemon-state");
       daemon.textContent = status.ready ? "ready" : "starting";
@@ -697,7 +709,7 @@
       if (r.page === "group") {
         const path = encodeURIComponent(r.group);
         const [decisions, found] = await Promise.all([
-          getJSON("/v1/decisions?group=" + path + "&limit=" + (state.changesOnly ? 100 : 15)).then((d) => d[r.group] || []).catch(() => []),
+          getJSON("v1/decisions?group=" + path + "&limit=" + (state.changesOnly ? 100 : 15)).then((d) => d[r.group] || []).catch(() => []),
           fetchHistory(r.group).catch(() => null),
         ]);
         history = found;
@@ -750,7 +762,7 @@
       event.preventDefault();
       const reason = $("pause-reason").value.trim();
       $("pause-dialog").close();
-      if (pausing) operate("/groups/" + encodeURIComponent(pausing) + "/pause", { reason: reason }, "Paused " + pausing + ".");
+      if (pausing) operate("groups/" + encodeURIComponent(pausing) + "/pause", { reason: reason }, "Paused " + pausing + ".");
     });
     window.addEventListener("hashchange", refresh);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
