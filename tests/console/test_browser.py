@@ -276,3 +276,17 @@ def test_the_console_works_behind_a_proxy_under_a_prefix(page: WebDriver, daemon
         [refused] = browser.console_problems(page)
         assert "401" in refused["message"]
         page.get(daemon.url + "/")  # leave nothing pending on the proxy before it closes
+
+
+def test_keyboard_focus_survives_the_periodic_refresh(page: WebDriver, daemon: rig.Daemon) -> None:
+    open_group(page, daemon, "webmail")
+    click(page, "details.decision summary")
+    focused = (
+        "return document.activeElement && document.activeElement.closest('details.decision')?.dataset.tick"
+    )
+    tick = wait(page, lambda d: d.execute_script(focused))
+    before = page.execute_script("return document.querySelector('#members-table')")
+    wait(
+        page, lambda d: d.execute_script("return document.querySelector('#members-table')") != before
+    )  # re-rendered
+    assert page.execute_script(focused) == tick

@@ -672,6 +672,23 @@
     return !!selection && !selection.isCollapsed && $("main").contains(selection.anchorNode);
   }
 
+  function focusKey(el) {
+    // What a keyboard user is on, in words that survive a re-render: an id, or an action and its group.
+    if (!el || el === document.body || !$("main").contains(el)) return null;
+    if (el.id) return "#" + el.id;
+    const where = el.closest("[data-group], [data-tick]");
+    const scope = where ? "[data-" + (where.dataset.group ? "group" : "tick") + '="'
+      + CSS.escape(where.dataset.group || where.dataset.tick) + '"] ' : ".page-head ";
+    if (el.dataset.action) return scope + '[data-action="' + el.dataset.action + '"]';
+    if (el.matches("a.group-link, summary")) return scope + el.tagName.toLowerCase() + (el.matches("a") ? ".group-link" : "");
+    return null;
+  }
+
+  function refocus(selector) {
+    const el = document.querySelector(selector);
+    if (el) el.focus({ preventScroll: true });
+  }
+
   let refreshing = false;
   let again = false;
 
@@ -725,7 +742,9 @@
       }
       if (changed) state.charts = {};
       const keep = Object.fromEntries(Object.entries(state.charts).map(([id, c]) => [id, c.root]));
+      const focused = changed ? null : focusKey(document.activeElement);
       $("main").replaceChildren(...content.filter(Boolean));
+      if (focused) refocus(focused);
       for (const [id, root] of Object.entries(keep)) {
         const box = $(id);
         if (box) box.replaceChildren(root);
