@@ -122,6 +122,7 @@ async def _view(
     address = f"http://{runner.http.address[0]}:{runner.http.address[1]}"
     banner = f"autoscaler demo on {prepared.kind} ({prepared.uri}) - metrics {address}/metrics - Ctrl-C stops"
     lines = [banner, f"status: {address}/status   explain: {address}/explain/{config.GROUP}"]
+    lines.append(f"console: {address}/   (Unlock actions with the token in {runner.http.token_file})")
     assert runner.http.token_file is not None
     lines += operator_commands(address, runner.http.token_file)
     for line in lines:

@@ -32,7 +32,7 @@ import typing
 import structlog
 
 from autoscaler import decide, errors, model
-from autoscaler.engine import health, inputs, journal, memory, predict, status
+from autoscaler.engine import health, history, inputs, journal, memory, predict, status
 from autoscaler.engine.acting import CHANGED, Actor
 from autoscaler.engine.deps import Deps, HandlerSettings
 from autoscaler.engine.states import HELD_STATES, Lifecycle, State, cooldown_end
@@ -73,6 +73,9 @@ class GroupHandler:
         self.ticks = 0
         self.inventory: model.GroupInventory | None = None
         self.forecaster = predict.Forecaster(deps.settings.history_refresh, deps.settings.query_timeout)
+        self.history = history.History()
+        self._windows = status.Windows()
+        """The last hours of sizes, load, capacity and forecast, for the console's charts."""
         self._edges = status.FailureEdges()
         self._said = status.DecisionLog()
         self._actor = Actor(deps, self.lifecycle, self._edges, self._blocked)
@@ -249,11 +252,24 @@ class GroupHandler:
     async def _record(self, decision: model.Decision, outcome: str, detail: str) -> journal.Entry:
         entry = journal.Entry(self.ticks, decision, self.shown_state.value, outcome, detail)
         self.deps.journal.append(entry)
+        self.history.record(
+            decision,
+            self.inventory or model.GroupInventory(self.group),
+            self.policy,
+            self._forecast(decision.at),
+        )
         self.deps.metrics.decided(decision)
         self._said.say(decision, outcome, entry.state)
         self._publish(decision.desired)
         await self.persist()
         return entry
+
+    def _forecast(self, at: float) -> tuple[float, float] | None:
+        """(instant it is for, load) of the forecast made at `at`, when the group forecasts."""
+        load = self.forecaster.last_load
+        if self.policy.predictive.mode == "off" or load is None:
+            return None
+        return at + predict.lead_time(self.policy), load
 
     async def persist(self) -> bool:
         """Write the memory and operator pause to the state directory; False when that failed.
@@ -306,4 +322,5 @@ class GroupHandler:
             "last_decision": last.to_dict() if last is not None else None,
             "replacements": status.replacements(self.replacements),
             "forecast": self.forecaster.last_load,
+            "schedules": self._windows.shown(self.policy, self.deps.clock.now()),
         }

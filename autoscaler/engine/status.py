@@ -10,7 +10,7 @@ import structlog
 
 from autoscaler import model
 from autoscaler.engine import health, journal
-from autoscaler.policy import spec
+from autoscaler.policy import schedule, spec
 from autoscaler.telemetry import metrics as telemetry
 
 log = structlog.get_logger("autoscaler.engine")
@@ -84,6 +84,53 @@ def members(inventory: model.GroupInventory) -> list[dict[str, Any]]:
 def replacements(done: Iterable[health.Replacement]) -> list[dict[str, Any]]:
     """The recent replacements of broken members as /status lists them."""
     return [_replacement(r) for r in done]
+
+
+class Windows:
+    """The policy's calendar windows as /status lists them, each worked out again only once it
+    opens or closes (a cron calculation costs a few hundred microseconds, and /status is polled)."""
+
+    def __init__(self) -> None:
+        self._known: dict[spec.Schedule, tuple[float, float, schedule.WindowTimes]] = {}
+        """Per window: (computed at, valid until, its times)."""
+
+    def shown(self, policy: spec.GroupPolicy, now: float) -> list[dict[str, Any]]:
+        """Each window: open until when, or opening next when."""
+        self._known = {w: self._known[w] for w in policy.schedules if w in self._known}
+        return [
+            _window(index, window, self._times(window, now)) for index, window in enumerate(policy.schedules)
+        ]
+
+    def _times(self, window: spec.Schedule, now: float) -> schedule.WindowTimes:
+        known = self._known.get(window)
+        if known is not None and known[0] <= now < known[1]:
+            return known[2]
+        try:
+            found = schedule.times(window, now)
+        except ValueError:  # validated at load; a zone database changed since then must not break /status
+            found = schedule.WindowTimes(False, None, None)
+        changes = [t for t in (found.closes_at, found.next_opening) if t is not None]
+        self._known[window] = (now, min(changes, default=now), found)
+        return found
+
+
+def schedules(policy: spec.GroupPolicy, now: float) -> list[dict[str, Any]]:
+    """The policy's calendar windows as /status lists them (worked out afresh)."""
+    return Windows().shown(policy, now)
+
+
+def _window(index: int, window: spec.Schedule, found: schedule.WindowTimes) -> dict[str, Any]:
+    return {
+        "name": window.name or f"schedules[{index}]",
+        "cron": window.cron,
+        "timezone": window.timezone,
+        "duration": window.duration,
+        "min": window.min,
+        "max": window.max,
+        "open": found.open,
+        "closes_at": found.closes_at,
+        "next_opening": found.next_opening,
+    }
 
 
 def _member(instance: model.Instance) -> dict[str, Any]:

@@ -102,3 +102,49 @@ def bounds(windows: tuple[spec.Schedule, ...], now: float) -> Bounds:
         if window.max is not None and (ceiling is None or window.max < ceiling):
             ceiling, ceiling_by = window.max, label
     return Bounds(floor, ceiling, floor_by, ceiling_by)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTimes:
+    """Where a window stands at an instant, for people: open until when, or opening next when."""
+
+    open: bool
+    closes_at: float | None
+    """When the open window closes (Unix seconds), None when closed."""
+    next_opening: float | None
+    """The next opening after the instant (Unix seconds), None when the cron never fires again."""
+
+
+def times(window: spec.Schedule, now: float) -> WindowTimes:
+    """Whether `window` is open at `now`, until when, and when it opens next."""
+    instant = datetime.fromtimestamp(now, tz=UTC)
+    fires = trigger(window.cron, window.timezone)
+    following = fires.get_next_fire_time(None, instant + timedelta(microseconds=1))
+    next_opening = following.timestamp() if following is not None else None
+    if not is_open(window, now):
+        return WindowTimes(False, None, next_opening)
+    if cron.fixed_time(window.cron):  # a few openings a day: the DST-aware walk is cheap
+        opened = last_opening(fires, instant, window.duration)
+    else:  # a minute or hourly cron would walk over hundreds of openings: search instead
+        opened = latest_fire(fires, instant - timedelta(seconds=window.duration), instant)
+    closes = opened.timestamp() + window.duration if opened is not None else None
+    return WindowTimes(True, closes, next_opening)
+
+
+def latest_fire(fires: BaseTrigger, start: datetime, instant: datetime) -> datetime | None:
+    """The last fire time in [start, instant] (UTC), by bisection: about 20 lookups for any cron."""
+    first: datetime | None = fires.get_next_fire_time(None, start)
+    if first is None or first > instant:
+        return None
+    best = low = first.astimezone(UTC)
+    high = instant
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        fire: datetime | None = fires.get_next_fire_time(None, middle)
+        if fire is not None and fire <= instant:
+            best = low = fire.astimezone(UTC)
+            if low >= middle:
+                low += timedelta(microseconds=1)
+        else:
+            high = middle
+    return best

@@ -17,6 +17,8 @@ take over the loop and signals.
     POST /groups/{group}/pause     {"reason": "..."}: decide and journal, but do not act
     POST /groups/{group}/resume
     POST /reload                   re-read the policy files now
+    GET  /                         the operator's web console (`autoscaler.console`), and its
+                                   /console/* files and /v1/groups/{group}/history
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from autoscaler import explain
+from autoscaler.console import routes as console
 from autoscaler.engine import handler, journal
 from autoscaler.telemetry import metrics as telemetry
 
@@ -89,6 +92,7 @@ class HttpServer:
         app.router.add_post("/groups/{group}/pause", self._pause)
         app.router.add_post("/groups/{group}/resume", self._resume)
         app.router.add_post("/reload", self._reload)
+        console.Console(self.api).add_routes(app)
         return app
 
     async def start(self) -> tuple[str, int]:

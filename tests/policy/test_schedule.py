@@ -179,3 +179,37 @@ def test_the_one_lookup_path_agrees_with_the_walk(offset: int, cron: str, durati
     )
     walked = opened is not None and instant - opened <= timedelta(seconds=duration)
     assert schedule.is_open(window, now) is walked
+
+
+def test_times_of_an_open_window_say_when_it_closes_and_opens_next() -> None:
+    found = schedule.times(OFFICE, at("2026-11-25 09:00"))  # Wednesday
+    assert found.open
+    assert found.closes_at == at("2026-11-25 17:30")
+    assert found.next_opening == at("2026-11-26 07:30")
+
+
+def test_times_of_a_closed_window_say_when_it_opens() -> None:
+    found = schedule.times(OFFICE, at("2026-11-28 09:00"))  # Saturday
+    assert not found.open
+    assert found.closes_at is None
+    assert found.next_opening == at("2026-11-30 07:30")
+
+
+@pytest.mark.parametrize("cron_text", ["* * * * *", "*/7 * * * *", "0 * * * *", "15 */3 * * mon-fri"])
+@pytest.mark.parametrize("minutes", [0, 1, 59, 61, 600, 1439])
+def test_latest_fire_finds_what_the_walk_finds(cron_text: str, minutes: int) -> None:
+    instant = datetime(2026, 11, 25, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes, seconds=17)
+    fires = schedule.trigger(cron_text, "UTC")
+    duration = 3 * 3600.0
+    walked = schedule.last_opening(fires, instant, duration, once=False)
+    found = schedule.latest_fire(fires, instant - timedelta(seconds=duration), instant)
+    assert walked is not None
+    assert found == walked
+
+
+def test_times_of_a_minute_cron_close_a_duration_after_its_last_opening() -> None:
+    every_minute = spec.Schedule(name="always", cron="* * * * *", duration=36000, min=2)
+    found = schedule.times(every_minute, at("2026-11-25 09:00:30"))
+    assert found.open
+    assert found.closes_at == at("2026-11-25 09:00") + 36000
+    assert found.next_opening == at("2026-11-25 09:01")
