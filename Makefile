@@ -17,6 +17,7 @@ test: lint typecheck check pytest
 lint: $(STAMP)
 	$(BIN)/ruff check autoscaler tests bench
 	$(BIN)/ruff format --check autoscaler tests bench
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict
