@@ -26,6 +26,8 @@ substitute() {
 build_wheels() {
     # Our own wheel every time; third-party wheels once (the wheelhouse is the cache).
     rm -f "$WHEELHOUSE"/autoscaler-*.whl
+    # setuptools copies sources into build/lib and never removes one deleted since: start clean
+    rm -rf build/lib build/bdist.*
     "$PIP" wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WHEELHOUSE" .
     local ours=("$WHEELHOUSE"/autoscaler-*.whl)
     if ! "$PIP" wheel --quiet --no-index --find-links "$WHEELHOUSE" --wheel-dir "$WHEELHOUSE" "${ours[@]}" \
