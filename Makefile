@@ -42,7 +42,8 @@ $(STAMP): pyproject.toml scripts/install-system-packages.sh
 	touch $(STAMP)
 
 # Installing like a service: `make install` (prefix=/usr/local by default; DESTDIR stages it) and
-# `make deb` (prefix=/usr, a Debian 12 package in dist/). Neither starts or restarts the service.
+# `make deb` (prefix=/usr, a Debian 12 package in dist/; set DEB_MAINTAINER, and DEB_COMPRESSION to
+# xz, zstd or none). Neither starts or restarts the service.
 prefix ?= /usr/local
 exec_prefix ?= $(prefix)
 bindir ?= $(exec_prefix)/bin

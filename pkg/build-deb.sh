@@ -9,6 +9,7 @@ set -euo pipefail
 
 : "${BUILD:?}" "${OUT:?}" "${MAKE:=make}"
 DEB_COMPRESSION=${DEB_COMPRESSION:-xz}
+DEB_MAINTAINER=${DEB_MAINTAINER:-autoscaler maintainers <root@localhost>}
 work="$BUILD/deb"
 root="$work/debian/autoscaler"
 
@@ -48,7 +49,7 @@ control() {
 Package: autoscaler
 Version: $version
 Architecture: $arch
-Maintainer: autoscaler maintainers <root@localhost>
+Maintainer: $DEB_MAINTAINER
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: python$python_version, systemd, $(shared_library_depends)
 Recommends: libvirt-daemon-system, qemu-system-x86, qemu-utils
