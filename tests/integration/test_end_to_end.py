@@ -2,7 +2,8 @@
 and scales real QEMU domains on a real libvirtd up on the morning ramp and down in the evening.
 
 Asserted from three sides: libvirt's own list of domains, the daemon's /status, and the daemon's
-own series as Prometheus scraped them. One compressed day takes about 80 seconds.
+own series as Prometheus scraped them; then every query of the Grafana dashboard runs against that
+Prometheus and must show what the day produced. One compressed day takes about 80 seconds.
 """
 
 from __future__ import annotations
@@ -23,13 +24,27 @@ from prometheus_client import CollectorRegistry
 from autoscaler import settings
 from autoscaler.demo import loadgen
 from autoscaler.runtime import daemon
-from tests.integration import libvirt_env, prometheus_env
+from tests.integration import dashboard, libvirt_env, prometheus_env
 
 pytestmark = [pytest.mark.integration_libvirt, pytest.mark.integration_prometheus, pytest.mark.slow]
 GROUP = "it-web"
 PREFIX = f"as-{GROUP}-"
 DAY_SECONDS = 120.0
 """Five real seconds per office hour: the ramp takes 7.5 s, the whole day 2 minutes."""
+DASHBOARD_WINDOW = "5m"
+"""The dashboard's rate interval when its queries are checked: the whole run."""
+QUIET_PANELS = {
+    "Metric query errors / {{source}} {{error_class}}",
+    "Metric query errors / {{group}}/{{check}} {{result}}",
+    "libvirt calls (p95) and errors / {{op}} {{error_class}} errors/s",
+    "Policies and capacity / {{file}} errors",
+    "Policies and capacity / {{group}} capacity refusals",
+    "Policies and capacity / {{group}} replaced: {{reason}}",
+    "Forecast (predictive shadow mode) / {{group}} predicted",
+    "Forecast (predictive shadow mode) / {{group}} error ratio",
+}
+"""Dashboard targets a good day need not fill: errors, refusals, replacements, forecasts (the
+policy is not predictive). Every other target must show data after the day."""
 
 POLICY = """\
 group: {group}
@@ -120,6 +135,11 @@ class World:
         assert self.runner.http.address is not None
         return "http://{}:{}".format(*self.runner.http.address)
 
+    @property
+    def instance(self) -> str:
+        """The daemon's `instance` label, as Prometheus scrapes it."""
+        return self.base.removeprefix("http://")
+
     async def status_current(self) -> int:
         async with self.http.get(self.base + "/status") as response:
             data = await response.json()
@@ -208,3 +228,6 @@ async def test_scales_real_domains_up_on_the_ramp_and_down_after_it(world: World
     downs = f'sum(autoscaler_scale_operations_total{{group="{GROUP}",direction="down",result="success"}})'
     assert await world.scalar(ups) >= 1
     await until(lambda: world.positive(downs), 10, "scale-in operations in Prometheus")
+
+    shown = await dashboard.check(world.prometheus, world.instance, GROUP, DASHBOARD_WINDOW, QUIET_PANELS)
+    assert len(shown) >= 15, shown

@@ -1,0 +1,1 @@
+"""Tests of what `make install` and `make deb` deliver."""
