@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from autoscaler.policy import durations
+from autoscaler.policy import serving as serving_spec
 
 Duration = Annotated[
     float,
@@ -340,6 +341,10 @@ class GroupPolicy(Spec):
     readiness: Readiness = Field(default_factory=Readiness, description="Readiness and health probing.")
     predictive: Predictive = Field(default_factory=Predictive, description="Forecast-driven scale-out.")
     warm_pool: WarmPool = Field(default_factory=WarmPool, description="Pre-cloned stopped instances.")
+    serving: serving_spec.Serving | None = Field(
+        None,
+        description="Load-balancer registration, draining and lifecycle hooks; none: members serve at once.",
+    )
     dry_run: bool = Field(False, description="Decide and explain, but never act.")
     paused: bool = Field(False, description="Hold the group as it is; decisions are still recorded.")
 
