@@ -94,6 +94,7 @@ def _member(instance: model.Instance) -> dict[str, Any]:
         "ready_at": instance.ready_at,
         "host": instance.host,
         "outdated": instance.outdated,
+        "note": instance.note,
     }
 
 

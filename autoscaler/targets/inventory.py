@@ -34,6 +34,8 @@ class Record:
     """Monotonic time of the last probe."""
     failed: bool = False
     """Failed its probes after warm-up, or never became ready in time."""
+    note: str = ""
+    """Why it waits in registration or drain (e.g. a balancer that does not answer)."""
     load: float | None = None
     load_at: float | None = None
     """When `load` was computed (Unix seconds)."""
@@ -54,6 +56,8 @@ def instance_state(record: Record, in_flight: bool) -> model.InstanceState:
         return model.InstanceState.BOOTING if in_flight else model.InstanceState.FAILED
     if record.owner.phase is xml.Phase.ACTIVE:
         return model.InstanceState.READY
+    if record.owner.phase is xml.Phase.REGISTERING:
+        return model.InstanceState.REGISTERING
     return model.InstanceState.BOOTING
 
 
@@ -68,6 +72,7 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
         load=record.load,
         host=record.host,
         outdated=golden is not None and record.owner.golden != golden,
+        note=record.note,
     )
 
 
@@ -199,6 +204,7 @@ def _merged(previous: Record | None, fresh: Record) -> Record:
         failed=previous.failed and fresh.run in RUNNING,
         load=previous.load,
         load_at=previous.load_at,
+        note=previous.note,
     )
 
 

@@ -28,6 +28,8 @@ class Phase(enum.StrEnum):
     """Where a clone is in its life, persisted in its metadata so a crash cannot lose it."""
 
     CREATING = "creating"
+    REGISTERING = "registering"
+    """Ready by its probe, joining the group's load balancers; not yet capacity."""
     ACTIVE = "active"
     DRAINING = "draining"
     POOLED = "pooled"
@@ -52,10 +54,21 @@ class Ownership:
     """The libvirt URI of the host it was placed on."""
     ready: float | None = None
     """When it first became ready (Unix seconds), once it has."""
+    since: float | None = None
+    """When the registering or draining phase began (a restart resumes with this time)."""
+    address: str = ""
+    """The address the load balancers reach it at, once registration learned it."""
+    hooks: tuple[str, ...] = ()
+    """Lifecycle hooks completed for it, as 'event:hook' (each runs once)."""
 
-    def with_phase(self, phase: Phase, ready: float | None = None) -> Ownership:
-        """The same ownership in another phase (keeping `ready` unless a new one is given)."""
-        return dataclasses.replace(self, phase=phase, ready=self.ready if ready is None else ready)
+    def with_phase(self, phase: Phase, ready: float | None = None, since: float | None = None) -> Ownership:
+        """The same ownership in another phase (keeping `ready` and `since` unless new ones are given)."""
+        return dataclasses.replace(
+            self,
+            phase=phase,
+            ready=self.ready if ready is None else ready,
+            since=self.since if since is None else since,
+        )
 
 
 def parse(text: str) -> ET.Element:
@@ -91,6 +104,12 @@ def _metadata_element(owner: Ownership, namespace: str) -> ET.Element:
     }
     if owner.ready is not None:
         fields["ready"] = f"{owner.ready:.3f}"
+    if owner.since is not None:
+        fields["since"] = f"{owner.since:.3f}"
+    if owner.address:
+        fields["address"] = owner.address
+    if owner.hooks:
+        fields["hooks"] = " ".join(owner.hooks)
     root = ET.Element(qualify("instance"))
     for tag, text in fields.items():
         ET.SubElement(root, qualify(tag)).text = text
@@ -110,6 +129,9 @@ def parse_metadata(text: str) -> Ownership | None:
             phase=Phase(values["phase"]),
             host=values.get("host", ""),
             ready=float(values["ready"]) if values.get("ready") else None,
+            since=float(values["since"]) if values.get("since") else None,
+            address=values.get("address", ""),
+            hooks=tuple(values.get("hooks", "").split()),
         )
     except (KeyError, ValueError):
         return None
