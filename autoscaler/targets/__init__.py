@@ -55,6 +55,18 @@ class TargetObserver(Protocol):
         """A clone was refused because the host lacked free memory plus the reserve."""
         ...
 
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """A load balancer did not confirm `op` (verify, register, drain, remove, reconcile)."""
+        ...
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """A lifecycle hook ended: result continue/abandon, how decided/default_timeout/default_error."""
+        ...
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """A member left its balancers: outcome idle (no session left) or timeout (cut)."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing (tests, `autoscaler check`)."""
@@ -76,3 +88,12 @@ class NullObserver:
 
     def capacity_refused(self, group: str) -> None:
         """Ignore the refusal."""
+
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """Ignore the failure."""
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """Ignore the hook."""
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """Ignore the drain."""

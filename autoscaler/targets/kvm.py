@@ -28,9 +28,11 @@ from autoscaler.policy import spec
 from autoscaler.targets import (
     NullObserver,
     TargetObserver,
+    balancing,
     lifecycle,
     maintenance,
     poolfill,
+    registration,
     resources,
     scalein,
     scaleout,
@@ -59,13 +61,16 @@ class KvmTarget:
         policies: Iterable[spec.GroupPolicy] = (),
         clock: Callable[[], float] = time.time,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+        address_of: balancing.AddressOf | None = None,
     ) -> None:
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
         self._state = KvmState(hosts, self.settings, observer or NullObserver(), clock, new_uuid)
-        self._state.policies = {p.group: p for p in policies}
+        self.set_policies(policies)
+        if address_of is not None:
+            self._state.address_of = address_of
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -108,7 +113,12 @@ class KvmTarget:
 
     def set_policies(self, policies: Iterable[spec.GroupPolicy]) -> None:
         """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
+        policies = list(policies)
         self._state.policies = {p.group: p for p in policies}
+        previous = self._state.served
+        self._state.served = {
+            p.group: s for p in policies if (s := balancing.served(p, previous.get(p.group))) is not None
+        }
         self._state.refill_wanted.set()
 
     async def _cancel_background(self, limit: float) -> None:
@@ -167,8 +177,10 @@ class KvmTarget:
     async def scale_out(self, policy: spec.GroupPolicy, count: int) -> model.ScaleResult:
         """Take `count` instances from the warm pool, clone the rest placed by free memory.
 
-        CapacityLimited when nothing fits; the pool is refilled in the background afterwards.
+        CapacityLimited when nothing fits; the pool is refilled in the background afterwards. A served
+        group's balancers are checked first: nothing is cloned that could never serve.
         """
+        await registration.verify(self._state, policy.group)
         return await scaleout.scale_out(self._state, policy, count)
 
     async def scale_in(self, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from autoscaler.policy import spec
-from autoscaler.targets import TargetObserver, lifecycle
+from autoscaler.targets import TargetObserver, balancing, lifecycle
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.virt import events, ops
@@ -59,6 +59,10 @@ class KvmSettings:
     """At most this many warm-pool domains are cloned per refill round (one at a time)."""
     close_timeout: float = 10.0
     """Longest wait for each step of `close()`; a worker still stuck after it is abandoned."""
+    balancer_interval: float = 2.0
+    """How often served groups' balancers are reconciled (re-add after a reload, remove strays)."""
+    drain_poll: float = 0.5
+    """How often a draining member's sessions are read."""
 
 
 class KvmState:
@@ -101,6 +105,18 @@ class KvmState:
         self.idle = asyncio.Event()
         self.idle.set()
         self.refill_wanted = asyncio.Event()
+        # Served groups (a `serving` block): their balancers, and the work running on them.
+        self.served: dict[str, balancing.Served] = {}
+        self.address_of: balancing.AddressOf = self._guest_address
+        self.retries: dict[str, balancing.Retry] = {}
+        self.registering: set[str] = set()
+        """UUIDs whose registration step runs now (one at a time per domain)."""
+        self.draining: set[str] = set()
+        """UUIDs whose drain-and-destroy runs now (one at a time per domain)."""
+
+    async def _guest_address(self, record: membership.Record) -> str | None:
+        """The default address lookup: the guest's first IPv4 address libvirt knows."""
+        return await balancing.guest_address(self.gateways[record.host], record.uuid)
 
     def _gateway(self, uri: str) -> gateways.Gateway:
         """The gateway of one host, sharing the worker pool and the event queue."""

@@ -214,6 +214,30 @@ class Metrics:
         self.capacity_refusals = Counter(
             f"{p}_capacity_refusals_total", "Clones refused for lack of host memory.", ["group"], registry=r
         )
+        self._define_serving(r)
+
+    def _define_serving(self, r: CollectorRegistry) -> None:
+        p = PREFIX
+        self.lb_errors = Counter(
+            f"{p}_lb_errors_total",
+            "Load-balancer operations not confirmed (a member then waits, uncounted, and is never destroyed"
+            " early).",
+            ["group", "op", "error_class"],
+            registry=r,
+        )
+        self.hook_runs = Counter(
+            f"{p}_lifecycle_hook_runs_total",
+            "Lifecycle hooks run, by result and by how it was reached (decided or a default).",
+            ["group", "event", "result", "how"],
+            registry=r,
+        )
+        self.drain_duration = Histogram(
+            f"{p}_drain_duration_seconds",
+            "From drain start to the member leaving its balancers: idle, or cut at drain_timeout.",
+            ["group", "outcome"],
+            buckets=PROVISION_BUCKETS,
+            registry=r,
+        )
 
     def _define_process(self, r: CollectorRegistry) -> None:
         p = PREFIX
@@ -336,6 +360,18 @@ class Metrics:
     def capacity_refused(self, group: str) -> None:
         """A clone was refused because the host lacked free memory plus the reserve."""
         self.capacity_refusals.labels(group).inc()
+
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """A load balancer did not confirm an operation."""
+        self.lb_errors.labels(group, bounded(op), bounded(error_class)).inc()
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """A lifecycle hook ended."""
+        self.hook_runs.labels(group, bounded(event), bounded(result), bounded(how)).inc()
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """A member left its balancers."""
+        self.drain_duration.labels(group, bounded(outcome)).observe(seconds)
 
     # --- process --------------------------------------------------------------------------------
 

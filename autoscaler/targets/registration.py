@@ -1,0 +1,193 @@
+"""Registration: a member ready by its probe becomes capacity only once every balancer confirmed it.
+
+After its probe passes, a member of a served group is `registering` (persisted, with the time it
+began). Each step learns its address, runs the launching hooks (once each, recorded in the
+metadata), and asks every balancer to register it (staged until the balancer's own check passes).
+When all confirm, it becomes active. A balancer that does not answer is asked again with back-off;
+past `launch_timeout` the member is marked failed, and the engine replaces it (it never served).
+An abandoning hook fails it at once.
+
+Every `balancer_interval` the balancers are reconciled too: active members missing from one (an
+HAProxy reload drops dynamic servers) are registered again, and our servers whose domain is gone
+are taken out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import structlog
+
+from autoscaler import errors
+from autoscaler.serving import hooks
+from autoscaler.targets import balancing, lifecycle
+from autoscaler.targets import inventory as membership
+from autoscaler.targets.state import KvmState
+from autoscaler.virt import xml
+
+log = structlog.get_logger(__name__)
+
+
+async def verify(state: KvmState, group: str) -> None:
+    """Check each balancer of a served group once (before its first clone); errors are raised."""
+    served = state.served.get(group)
+    if served is None or served.verified:
+        return
+    for balancer in served.balancers:
+        try:
+            await balancer.verify()
+        except errors.BalancerError as exc:
+            state.observer.balancer_failed(group, "verify", exc.error_class)
+            raise
+    served.verified = True
+
+
+def advance_all(state: KvmState) -> None:
+    """Start a registration step for every registering member that is due and idle."""
+    for record in state.cache.all():
+        served = state.served.get(record.group)
+        if served is None or not _due(state, record):
+            continue
+        state.registering.add(record.uuid)
+        state.spawn(_step(state, record, served), "registration")
+
+
+def _due(state: KvmState, record: membership.Record) -> bool:
+    if record.owner.phase is not xml.Phase.REGISTERING or record.failed:
+        return False
+    if record.uuid in state.busy or record.uuid in state.registering or record.run != "running":
+        return False
+    retry = state.retries.get(record.uuid)
+    return retry is None or retry.due
+
+
+async def _step(state: KvmState, record: membership.Record, served: balancing.Served) -> None:
+    """One attempt: activate when every balancer confirmed; fail past launch_timeout."""
+    try:
+        if await _attempt(state, record, served):
+            await _activate(state, record)
+            return
+        began = record.owner.since or record.owner.created
+        if not record.failed and state.clock() - began > served.config.launch_timeout:
+            record.failed = True
+            record.note = f"not confirmed by every load balancer within launch_timeout ({record.note})"
+            log.warning("registration_timed_out", vm=record.name, group=record.group, note=record.note)
+    finally:
+        state.registering.discard(record.uuid)
+
+
+async def _attempt(state: KvmState, record: membership.Record, served: balancing.Served) -> bool:
+    """Address, hooks, balancers; True once all confirmed. Errors are noted and retried later."""
+    retry = state.retries.setdefault(record.uuid, balancing.Retry())
+    try:
+        if not await _learn_address(state, record):
+            record.note = "waiting for the guest's address"
+            retry.failed(served.config.retry_interval)
+            return False
+        if await _launch_hooks(state, record, served) == hooks.ABANDON:
+            record.failed = True
+            return False
+        await verify(state, record.group)
+        waiting = await _register(record, served)
+    except errors.BalancerError as exc:
+        state.observer.balancer_failed(record.group, "register", exc.error_class)
+        record.note = f"{exc.error_class}: {exc}"
+        log.warning("registration_failed", vm=record.name, group=record.group, error=str(exc))
+        retry.failed(served.config.retry_interval)
+        return False
+    except errors.TargetError as exc:
+        record.note = f"{exc.error_class}: {exc}"
+        retry.failed(served.config.retry_interval)
+        return False
+    if waiting:
+        record.note = "waiting for the health check of " + ", ".join(waiting)
+        return False
+    return True
+
+
+async def _register(record: membership.Record, served: balancing.Served) -> list[str]:
+    """Register with every balancer; the labels of those that have not confirmed yet."""
+    member = balancing.member(record, served.config)
+    results = await asyncio.gather(*(b.register(member) for b in served.balancers))
+    return [b.label for b, ok in zip(served.balancers, results, strict=True) if not ok]
+
+
+async def _learn_address(state: KvmState, record: membership.Record) -> bool:
+    """The member's address, found once and kept in its metadata; False while it has none."""
+    if record.owner.address:
+        return True
+    address = await state.address_of(record)
+    if not address:
+        return False
+    return await persist(state, record, dataclasses.replace(record.owner, address=address))
+
+
+async def _launch_hooks(state: KvmState, record: membership.Record, served: balancing.Served) -> str:
+    """Run the launching hooks not yet done; ABANDON as soon as one abandons."""
+    for hook in (h for h in served.config.hooks if h.on == "launching"):
+        done = f"launching:{hook.name}"
+        if done in record.owner.hooks:
+            continue
+        outcome = await hooks.run(hook, balancing.event("launching", record, served.config))
+        state.observer.hook_ran(record.group, "launching", outcome.result, outcome.how)
+        log.info("hook_ran", vm=record.name, hook=hook.name, result=outcome.result, how=outcome.how)
+        if outcome.result == hooks.ABANDON:
+            record.note = f"abandoned by hook {hook.name} ({outcome.how}) {outcome.detail}".strip()
+            return hooks.ABANDON
+        await persist(state, record, dataclasses.replace(record.owner, hooks=(*record.owner.hooks, done)))
+    return hooks.CONTINUE
+
+
+async def persist(state: KvmState, record: membership.Record, owner: xml.Ownership) -> bool:
+    """Write new metadata in libvirt, then the cache, if the domain is still in the same phase."""
+    async with state.locks[record.uuid]:
+        current = state.cache.get(record.host, record.uuid)
+        if current is None or current.owner.phase is not owner.phase:
+            return False
+        await lifecycle.set_phase(state.gateways[record.host], record.uuid, owner)
+        record.owner = current.owner = owner
+        state.cache.upsert(current)
+    return True
+
+
+async def _activate(state: KvmState, record: membership.Record) -> None:
+    """Every balancer confirmed: the member counts as capacity from now on."""
+    now = state.stamp()
+    if await persist(state, record, record.owner.with_phase(xml.Phase.ACTIVE, ready=now)):
+        record.note = ""
+        state.retries.pop(record.uuid, None)
+        state.observer.provisioned(record.group, "ready", max(0.0, now - record.owner.created))
+        log.info("member_serving", vm=record.name, group=record.group)
+
+
+def reconcile_all(state: KvmState) -> None:
+    """Start a reconcile of every served group's balancers (one at a time per group).
+
+    Only while the cache is complete: a server is a stray only if no domain of ours has it.
+    """
+    if not state.cache.ready:
+        return
+    for group, served in state.served.items():
+        name = f"balancer-reconcile:{group}"
+        if name not in {t.get_name() for t in state.tasks}:
+            state.spawn(reconcile(state, group, served), name)
+
+
+async def reconcile(state: KvmState, group: str, served: balancing.Served) -> None:
+    """Re-register active members a balancer lost; take out our servers whose domain is gone."""
+    records = [r for r in state.cache.group(group) if r.owner.address]
+    live = [balancing.member(r, served.config) for r in records if r.owner.phase is not xml.Phase.POOLED]
+    active = [r for r in records if r.owner.phase is xml.Phase.ACTIVE and r.uuid not in state.busy]
+    for balancer in served.balancers:
+        try:
+            for record in active:
+                if not await balancer.register(balancing.member(record, served.config)):
+                    log.warning("member_registered_again", vm=record.name, balancer=balancer.label)
+            removed = await balancer.prune(live)
+        except errors.BalancerError as exc:
+            state.observer.balancer_failed(group, "reconcile", exc.error_class)
+            log.warning("balancer_reconcile_failed", group=group, balancer=balancer.label, error=str(exc))
+            continue
+        if removed:
+            log.warning("balancer_strays_removed", group=group, balancer=balancer.label, servers=removed)
