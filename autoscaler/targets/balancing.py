@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from autoscaler.policy import serving as serving_spec
 from autoscaler.policy import spec
 from autoscaler.serving import Balancer, Member, haproxy, hooks
-from autoscaler.targets.inventory import Record
+from autoscaler.targets.inventory import Cache, Record
 from autoscaler.virt import gateway, ops
 
 AddressOf = Callable[[Record], Awaitable[str | None]]
@@ -56,9 +56,10 @@ class Retry:
         return time.monotonic() >= self.next_at
 
     def failed(self, first: float) -> None:
-        """One more failure: wait `first`, then twice as long each time, up to RETRY_MAX."""
+        """One more failure: wait `first`, then twice as long each time, up to 16 x `first` (at
+        most RETRY_MAX), so a balancer that answers again is noticed soon."""
         self.attempts += 1
-        self.delay = min(RETRY_MAX, self.delay * 2 if self.delay else first)
+        self.delay = min(RETRY_MAX, 16 * first, self.delay * 2 if self.delay else first)
         self.next_at = time.monotonic() + self.delay
 
 
@@ -72,6 +73,20 @@ def event(kind: str, record: Record, config: serving_spec.Serving, reason: str =
     return hooks.Event(
         kind, record.group, record.uuid, record.name, record.host, record.owner.address, config.port, reason
     )
+
+
+def mark(cache: Cache, record: Record, note: str | None = None, failed: bool | None = None) -> None:
+    """Set the note (and the failed flag) on the record and on its cached copy: a metadata write
+    may have replaced the cached object with another one meanwhile."""
+    copies = [record]
+    cached = cache.get(record.host, record.uuid)
+    if cached is not None and cached is not record:
+        copies.append(cached)
+    for copy in copies:
+        if note is not None:
+            copy.note = note
+        if failed is not None:
+            copy.failed = failed
 
 
 async def guest_address(gw: gateway.Gateway, uuid: str) -> str | None:

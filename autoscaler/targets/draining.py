@@ -90,14 +90,14 @@ async def _leave(state: KvmState, record: membership.Record, served: balancing.S
                 for balancer in served.balancers:
                     await balancer.remove(member, force=not idle)
                 state.observer.drain_ended(record.group, "idle" if idle else "timeout", state.clock() - since)
-                record.note = ""
+                balancing.mark(state.cache, record, "")
                 return
-            record.note = "draining: sessions still open"
+            balancing.mark(state.cache, record, "draining: sessions still open")
             pause = state.settings.drain_poll
         except errors.BalancerError as exc:
             state.observer.balancer_failed(record.group, "drain", exc.error_class)
             kept = " (past drain_timeout: kept until it answers)" if timed_out else ""
-            record.note = f"{exc.error_class}: {exc}{kept}"
+            balancing.mark(state.cache, record, f"{exc.error_class}: {exc}{kept}")
             log.warning("drain_unconfirmed", vm=record.name, error=str(exc), past_timeout=timed_out)
             retry.failed(served.config.retry_interval)
             pause = retry.delay

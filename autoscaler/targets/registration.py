@@ -70,8 +70,8 @@ async def _step(state: KvmState, record: membership.Record, served: balancing.Se
             return
         began = record.owner.since or record.owner.created
         if not record.failed and state.clock() - began > served.config.launch_timeout:
-            record.failed = True
-            record.note = f"not confirmed by every load balancer within launch_timeout ({record.note})"
+            note = f"not confirmed by every load balancer within launch_timeout ({record.note})"
+            balancing.mark(state.cache, record, note, failed=True)
             log.warning("registration_timed_out", vm=record.name, group=record.group, note=record.note)
     finally:
         state.registering.discard(record.uuid)
@@ -82,26 +82,26 @@ async def _attempt(state: KvmState, record: membership.Record, served: balancing
     retry = state.retries.setdefault(record.uuid, balancing.Retry())
     try:
         if not await _learn_address(state, record):
-            record.note = "waiting for the guest's address"
+            balancing.mark(state.cache, record, "waiting for the guest's address")
             retry.failed(served.config.retry_interval)
             return False
         if await _launch_hooks(state, record, served) == hooks.ABANDON:
-            record.failed = True
+            balancing.mark(state.cache, record, failed=True)
             return False
         await verify(state, record.group)
         waiting = await _register(record, served)
     except errors.BalancerError as exc:
         state.observer.balancer_failed(record.group, "register", exc.error_class)
-        record.note = f"{exc.error_class}: {exc}"
+        balancing.mark(state.cache, record, f"{exc.error_class}: {exc}")
         log.warning("registration_failed", vm=record.name, group=record.group, error=str(exc))
         retry.failed(served.config.retry_interval)
         return False
     except errors.TargetError as exc:
-        record.note = f"{exc.error_class}: {exc}"
+        balancing.mark(state.cache, record, f"{exc.error_class}: {exc}")
         retry.failed(served.config.retry_interval)
         return False
     if waiting:
-        record.note = "waiting for the health check of " + ", ".join(waiting)
+        balancing.mark(state.cache, record, "waiting for the health check of " + ", ".join(waiting))
         return False
     return True
 
@@ -133,17 +133,22 @@ async def _launch_hooks(state: KvmState, record: membership.Record, served: bala
         state.observer.hook_ran(record.group, "launching", outcome.result, outcome.how)
         log.info("hook_ran", vm=record.name, hook=hook.name, result=outcome.result, how=outcome.how)
         if outcome.result == hooks.ABANDON:
-            record.note = f"abandoned by hook {hook.name} ({outcome.how}) {outcome.detail}".strip()
+            balancing.mark(
+                state.cache, record, f"abandoned by hook {hook.name} ({outcome.how}) {outcome.detail}".strip()
+            )
             return hooks.ABANDON
         await persist(state, record, dataclasses.replace(record.owner, hooks=(*record.owner.hooks, done)))
     return hooks.CONTINUE
 
 
-async def persist(state: KvmState, record: membership.Record, owner: xml.Ownership) -> bool:
-    """Write new metadata in libvirt, then the cache, if the domain is still in the same phase."""
+async def persist(
+    state: KvmState, record: membership.Record, owner: xml.Ownership, phase: xml.Phase | None = None
+) -> bool:
+    """Write new metadata in libvirt, then the cache, if the domain is still in `phase` (default:
+    the new owner's), i.e. nothing else moved it on meanwhile."""
     async with state.locks[record.uuid]:
         current = state.cache.get(record.host, record.uuid)
-        if current is None or current.owner.phase is not owner.phase:
+        if current is None or current.owner.phase is not (phase or owner.phase):
             return False
         await lifecycle.set_phase(state.gateways[record.host], record.uuid, owner)
         record.owner = current.owner = owner
@@ -154,8 +159,9 @@ async def persist(state: KvmState, record: membership.Record, owner: xml.Ownersh
 async def _activate(state: KvmState, record: membership.Record) -> None:
     """Every balancer confirmed: the member counts as capacity from now on."""
     now = state.stamp()
-    if await persist(state, record, record.owner.with_phase(xml.Phase.ACTIVE, ready=now)):
-        record.note = ""
+    owner = record.owner.with_phase(xml.Phase.ACTIVE, ready=now)
+    if await persist(state, record, owner, phase=xml.Phase.REGISTERING):
+        balancing.mark(state.cache, record, "")
         state.retries.pop(record.uuid, None)
         state.observer.provisioned(record.group, "ready", max(0.0, now - record.owner.created))
         log.info("member_serving", vm=record.name, group=record.group)
