@@ -110,7 +110,7 @@ class Hook(_Spec):
     """One lifecycle hook: a command or a webhook that may hold or abandon a launch or termination."""
 
     name: str = Field(pattern=r"^[a-z0-9_][a-z0-9_-]{0,62}$", description="Unique within the group.")
-    on: Literal["launching", "terminating"] = Field(
+    event: Literal["launching", "terminating"] = Field(
         description="launching: after the readiness probe, before registration; terminating: after the"
         " drain, before the shutdown."
     )
@@ -142,7 +142,7 @@ class Hook(_Spec):
         """The result applied on a timeout or an error."""
         if self.default_result is not None:
             return self.default_result
-        return "abandon" if self.on == "launching" else "continue"
+        return "abandon" if self.event == "launching" else "continue"
 
 
 class Serving(_Spec):

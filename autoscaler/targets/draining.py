@@ -106,7 +106,7 @@ async def _leave(state: KvmState, record: membership.Record, served: balancing.S
 
 async def _terminate_hooks(state: KvmState, record: membership.Record, served: balancing.Served) -> None:
     """The terminating hooks not yet done; an abandon skips the remaining ones (both terminate)."""
-    for hook in (h for h in served.config.hooks if h.on == "terminating"):
+    for hook in (h for h in served.config.hooks if h.event == "terminating"):
         done = f"terminating:{hook.name}"
         if done in record.owner.hooks:
             continue

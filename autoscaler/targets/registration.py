@@ -125,7 +125,7 @@ async def _learn_address(state: KvmState, record: membership.Record) -> bool:
 
 async def _launch_hooks(state: KvmState, record: membership.Record, served: balancing.Served) -> str:
     """Run the launching hooks not yet done; ABANDON as soon as one abandons."""
-    for hook in (h for h in served.config.hooks if h.on == "launching"):
+    for hook in (h for h in served.config.hooks if h.event == "launching"):
         done = f"launching:{hook.name}"
         if done in record.owner.hooks:
             continue

@@ -19,7 +19,7 @@ EVENT = hooks.Event("launching", "web", "1a2b3c4d-uuid", "as-web-1a2b3c4d", "qem
 
 
 def hook(**fields: Any) -> serving_spec.Hook:
-    return serving_spec.Hook.model_validate({"name": "check", "on": "launching", **fields})
+    return serving_spec.Hook.model_validate({"name": "check", "event": "launching", **fields})
 
 
 def script(code: str) -> list[str]:
@@ -114,7 +114,7 @@ async def test_a_webhook_error_or_endless_heartbeat_gets_the_default(receiver: A
     server, _requests, _bodies, replies = receiver
     url = str(server.make_url("/hook"))
     replies.append((500, {}))
-    failed = await hooks.run(hook(webhook={"url": url}, on="terminating"), EVENT)
+    failed = await hooks.run(hook(webhook={"url": url}, event="terminating"), EVENT)
     assert (failed.result, failed.how) == ("continue", "default_error")
     replies.extend([(202, {"heartbeat": 0.2})] * 10)
     slow = await hooks.run(hook(webhook={"url": url}, timeout=0.5), EVENT)

@@ -234,7 +234,7 @@ async def test_a_balancer_that_never_answers_keeps_a_new_member_out_until_launch
 
 
 async def test_an_abandoning_launch_hook_fails_the_member_before_it_registers(world: World) -> None:
-    hook = {"name": "veto", "on": "launching", "exec": [sys.executable, "-c", "import sys; sys.exit(1)"]}
+    hook = {"name": "veto", "event": "launching", "exec": [sys.executable, "-c", "import sys; sys.exit(1)"]}
     policy = served_policy(world.lb, world.backends[0].port, hooks=[hook])
     target = await world.start(policy)
     [name] = (await target.scale_out(policy, 1)).done
