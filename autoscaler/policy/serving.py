@@ -178,4 +178,9 @@ class Serving(_Spec):
         for balancer in self.balancers:
             if self.drain_timeout < balancer.check.inter:
                 raise ValueError("drain_timeout: shorter than a balancer's check interval")
+            if self.launch_timeout < balancer.check.inter * balancer.check.rise:
+                raise ValueError(
+                    "launch_timeout: shorter than a balancer's check.inter x check.rise: no member"
+                    " could ever be confirmed"
+                )
         return self

@@ -83,6 +83,7 @@ class KvmTarget:
         self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
         self._state.spawn(maintenance.maintain(self._state), "libvirt-maintenance", essential=True)
         self._state.spawn(poolfill.refill_loop(self._state), "libvirt-warm-pool", essential=True)
+        registration.verify_all(self._state)
 
     async def upkeep(self) -> None:
         """Return never while the background work runs; raise UpkeepFailed once a part of it died.
@@ -119,6 +120,8 @@ class KvmTarget:
         self._state.served = {
             p.group: s for p in policies if (s := balancing.served(p, previous.get(p.group))) is not None
         }
+        if self._state.essential:  # started: check new balancers now, not at their first scale-out
+            registration.verify_all(self._state)
         self._state.refill_wanted.set()
 
     async def _cancel_background(self, limit: float) -> None:

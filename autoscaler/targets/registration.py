@@ -43,6 +43,21 @@ async def verify(state: KvmState, group: str) -> None:
     served.verified = True
 
 
+def verify_all(state: KvmState) -> None:
+    """Check every served group's balancers in the background (at start and on a policy change),
+    so a missing backend is logged at once; a scale-out checks again and fails with the reason."""
+    for group, served in state.served.items():
+        if not served.verified:
+            state.spawn(_verify_logged(state, group), f"balancer-verify:{group}")
+
+
+async def _verify_logged(state: KvmState, group: str) -> None:
+    try:
+        await verify(state, group)
+    except errors.BalancerError as exc:
+        log.error("balancer_unusable", group=group, error=str(exc), error_class=exc.error_class)
+
+
 def advance_all(state: KvmState) -> None:
     """Start a registration step for every registering member that is due and idle."""
     for record in state.cache.all():
@@ -127,17 +142,21 @@ async def _launch_hooks(state: KvmState, record: membership.Record, served: bala
     """Run the launching hooks not yet done; ABANDON as soon as one abandons."""
     for hook in (h for h in served.config.hooks if h.event == "launching"):
         done = f"launching:{hook.name}"
+        abandoned = f"{done}:abandon"
+        if abandoned in record.owner.hooks:  # decided before a restart: not asked twice
+            balancing.mark(state.cache, record, f"abandoned by hook {hook.name}")
+            return hooks.ABANDON
         if done in record.owner.hooks:
             continue
         outcome = await hooks.run(hook, balancing.event("launching", record, served.config))
         state.observer.hook_ran(record.group, "launching", outcome.result, outcome.how)
         log.info("hook_ran", vm=record.name, hook=hook.name, result=outcome.result, how=outcome.how)
+        key = abandoned if outcome.result == hooks.ABANDON else done
+        await persist(state, record, dataclasses.replace(record.owner, hooks=(*record.owner.hooks, key)))
         if outcome.result == hooks.ABANDON:
-            balancing.mark(
-                state.cache, record, f"abandoned by hook {hook.name} ({outcome.how}) {outcome.detail}".strip()
-            )
+            note = f"abandoned by hook {hook.name} ({outcome.how}) {outcome.detail}".strip()
+            balancing.mark(state.cache, record, note)
             return hooks.ABANDON
-        await persist(state, record, dataclasses.replace(record.owner, hooks=(*record.owner.hooks, done)))
     return hooks.CONTINUE
 
 
