@@ -3,8 +3,9 @@
 Runs at start, after every reconnect and periodically. It refills the cache from a full listing,
 finishes interrupted deletions (phase=draining), rolls back clones stuck in phase=creating,
 destroys our domains whose overlay file is gone, trims each warm pool to its size and current
-clone shape, and deletes overlays that are provably ours (our name pattern with a full UUID, in
-a pool we use, with a backing store) whose domain is gone. Domains without our metadata are never
+clone shape, and deletes overlays and cloud-init seeds that are provably ours (our name pattern
+with a full UUID, in a pool we use; an overlay with a backing store, a seed raw) whose domain is
+gone. Domains without our metadata are never
 touched, and domains of groups without a policy here are only counted (unmanaged), never changed.
 """
 
@@ -262,11 +263,17 @@ async def _sweep_overlays(
 
 
 def _orphan(volume: ops.VolumeView, known: set[str], groups: set[str], now: float, grace: float) -> bool:
-    """Provably ours, of a governed group, its domain gone, and too old to be a clone in progress."""
-    match = xml.OVERLAY_NAME.match(volume.name)
+    """Provably ours, of a governed group, its domain gone, and too old to be a clone in progress.
+
+    Overlays: our name pattern with a backing store. Seeds: our name pattern on a raw volume.
+    """
+    overlay = xml.OVERLAY_NAME.match(volume.name)
+    match = overlay or xml.SEED_NAME.match(volume.name)
     if match is None or match.group("uuid") in known or match.group("group") not in groups:
         return False
-    if xml.volume_backing_path(volume.xml) is None:
+    if overlay is not None and xml.volume_backing_path(volume.xml) is None:
+        return False
+    if overlay is None and xml.volume_format(volume.xml) != "raw":
         return False
     created = xml.volume_ctime(volume.xml)
     return created is None or now - created > grace

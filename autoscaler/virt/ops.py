@@ -277,6 +277,36 @@ def create_volume(conn: Any, pool: str, volume_xml: str) -> str:
     return str(conn.storagePoolLookupByName(pool).createXML(volume_xml, 0).path())
 
 
+UPLOAD_CHUNK = 256 * 1024
+
+
+def upload_volume(conn: Any, pool: str, name: str, data: bytes) -> None:
+    """Write `data` into an existing volume over the libvirt connection (works for remote hosts).
+
+    virStorageVolUpload streams through the RPC connection, so no file copy or SSH is needed;
+    the stream is aborted on any error (the caller deletes the volume).
+    """
+    volume = conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+    stream = conn.newStream(0)
+    try:
+        volume.upload(stream, 0, len(data), 0)
+        for offset in range(0, len(data), UPLOAD_CHUNK):
+            chunk = data[offset : offset + UPLOAD_CHUNK]
+            while chunk:
+                sent = stream.send(chunk)
+                chunk = chunk[sent:]
+        stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
+
+
+def seed_disks(conn: Any, uuid: str) -> list[xml.SeedDisk]:
+    """The seed volumes the domain's persistent definition attaches."""
+    return xml.seed_disks(conn.lookupByUUIDString(uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+
 def delete_volume_by_path(conn: Any, path: str) -> None:
     """Delete a volume by its path (code 50 when it is already gone)."""
     conn.storageVolLookupByPath(path).delete(0)
