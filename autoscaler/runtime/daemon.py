@@ -107,7 +107,7 @@ class Daemon:
     def _build_target(self) -> targets.Target:
         from autoscaler.runtime import factories
 
-        return factories.target(self.settings.target, self.metrics)
+        return factories.target(self.settings.target, self.metrics, self.settings.state_dir)
 
     def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
         engine = self.settings.engine

@@ -55,6 +55,10 @@ class TargetObserver(Protocol):
         """A clone was refused because the host lacked free memory plus the reserve."""
         ...
 
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of `host` left this many volumes alone: named like ours, not provably ours."""
+        ...
+
 
 class NullObserver:
     """An observer that records nothing (tests, `autoscaler check`)."""
@@ -76,3 +80,6 @@ class NullObserver:
 
     def capacity_refused(self, group: str) -> None:
         """Ignore the refusal."""
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """Ignore the count."""

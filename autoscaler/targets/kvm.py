@@ -30,6 +30,7 @@ from autoscaler.targets import (
     TargetObserver,
     lifecycle,
     maintenance,
+    ownership,
     poolfill,
     resources,
     scalein,
@@ -39,6 +40,7 @@ from autoscaler.targets import (
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.targets.state import KvmSettings, KvmState
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway as gateways
 from autoscaler.virt import ops
 
@@ -59,12 +61,17 @@ class KvmTarget:
         policies: Iterable[spec.GroupPolicy] = (),
         clock: Callable[[], float] = time.time,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+        ledger: ownership.Ledger | None = None,
     ) -> None:
+        """`ledger`: the volumes this daemon created (a file ledger in the state directory in
+        production); without one, a process-long ledger: nothing from before a restart is deleted."""
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
-        self._state = KvmState(hosts, self.settings, observer or NullObserver(), clock, new_uuid)
+        observer = observer or NullObserver()
+        ledger = ledger if ledger is not None else ownership.MemoryLedger(clock)
+        self._state = KvmState(hosts, self.settings, observer, clock, new_uuid, ledger)
         self._state.policies = {p.group: p for p in policies}
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -132,6 +139,11 @@ class KvmTarget:
     def pooled(self) -> dict[str, int]:
         """Warm-pool domains per governed group (every pooled domain of ours, usable or not yet trimmed)."""
         return {group: len(self._cache.pooled(group)) for group in self._policies}
+
+    @property
+    def volumes(self) -> Volumes:
+        """How this target creates and deletes volumes (the ownership ledger behind it)."""
+        return self._state.volumes
 
     @property
     def hosts(self) -> list[str]:

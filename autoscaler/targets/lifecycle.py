@@ -20,6 +20,7 @@ from typing import TypeVar
 from autoscaler import errors
 from autoscaler.targets import TargetObserver, seeds
 from autoscaler.targets.inventory import Record
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway, ops, xml
 
 T = TypeVar("T")
@@ -53,18 +54,18 @@ class StopTimings:
     """How often the run state is polled while waiting."""
 
 
-async def create_overlay(gw: gateway.Gateway, plan: Plan) -> str:
-    """Step 2: the qcow2 overlay, its backing format explicit; returns its path."""
+async def create_overlay(gw: gateway.Gateway, plan: Plan, volumes: Volumes) -> str:
+    """Step 2: the qcow2 overlay, its backing format explicit, recorded as ours first; its path."""
     name = xml.overlay_name(plan.owner.group, plan.uuid)
     volume = xml.volume_xml(name, plan.golden.capacity, plan.golden.path, plan.golden.format)
-    return await gw.run(ops.create_volume, plan.pool, volume, op="vol_create")
+    return await volumes.create(gw, plan.pool, name, volume, "overlay", plan.uuid)
 
 
-async def create_seed(gw: gateway.Gateway, plan: Plan) -> xml.SeedDisk | None:
-    """Step 2b: the cloud-init seed volume, uploaded (none when the group has no identity)."""
+async def create_seed(gw: gateway.Gateway, plan: Plan, volumes: Volumes) -> xml.SeedDisk | None:
+    """Step 2b: the cloud-init seed volume, recorded as ours, then uploaded (none without identity)."""
     if plan.identity is None:
         return None
-    return await seeds.create(gw, plan.pool, plan.owner.group, plan.uuid, plan.identity.documents)
+    return await seeds.create(gw, volumes, plan.pool, plan.owner.group, plan.uuid, plan.identity.documents)
 
 
 async def define(
@@ -87,7 +88,9 @@ async def start(gw: gateway.Gateway, plan: Plan) -> None:
     await gw.run(ops.start, plan.uuid, op="start")
 
 
-async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver, boot: bool = True) -> Record:
+async def clone(
+    gw: gateway.Gateway, plan: Plan, volumes: Volumes, observer: TargetObserver, boot: bool = True
+) -> Record:
     """All steps of one clone, timing each phase; on failure the steps done so far are undone.
 
     `boot=False` stops after the definition (a warm-pool domain that waits shut off).
@@ -96,16 +99,16 @@ async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver, boot:
     overlay = ""
     seed: xml.SeedDisk | None = None
     try:
-        overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan))
+        overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan, volumes))
         if plan.identity is not None:
-            seed = await _timed(observer, group, "seed", create_seed(gw, plan))
+            seed = await _timed(observer, group, "seed", create_seed(gw, plan, volumes))
         await _timed(observer, group, "define", define(gw, plan, overlay, seed))
         if boot:
             await _timed(observer, group, "start", start(gw, plan))
         view = await gw.run(ops.get_domain, plan.uuid, op="lookup")
     except BaseException:
         with contextlib.suppress(errors.TargetError):
-            await _undo(gw, plan, overlay, seed)
+            await _undo(gw, plan, overlay, seed, volumes)
         raise
     return Record(plan.uuid, plan.name, plan.host, plan.owner, view.run, view.memory)
 
@@ -118,16 +121,18 @@ async def _timed(observer: TargetObserver, group: str, phase: str, step: Awaitab
     return result
 
 
-async def _undo(gw: gateway.Gateway, plan: Plan, overlay: str, seed: xml.SeedDisk | None) -> None:
-    """Compensate a failed clone in reverse: destroy, undefine, delete the seed and the overlay."""
+async def _undo(
+    gw: gateway.Gateway, plan: Plan, overlay: str, seed: xml.SeedDisk | None, volumes: Volumes
+) -> None:
+    """Compensate a failed clone in reverse: destroy, undefine, delete seed and overlay (if unused)."""
     with contextlib.suppress(gateway.NotFound):
         await gw.run(ops.destroy, plan.uuid, op="destroy")
     with contextlib.suppress(gateway.NotFound):
         await gw.run(ops.undefine, plan.uuid, op="undefine")
     if seed is not None:
-        await seeds.delete(gw, seed.pool, seed.volume)
+        await seeds.delete(gw, volumes, seed)
     if overlay:
-        await gw.run(ops.delete_volume_by_path, overlay, op="vol_delete")
+        await volumes.delete_path(gw, overlay)
 
 
 async def set_phase(gw: gateway.Gateway, uuid: str, owner: xml.Ownership) -> None:
@@ -135,8 +140,15 @@ async def set_phase(gw: gateway.Gateway, uuid: str, owner: xml.Ownership) -> Non
     await gw.run(ops.set_metadata, uuid, xml.metadata_xml(owner), op="metadata")
 
 
-async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, pool: str | None) -> None:
-    """The whole idempotent destroy sequence for one of our domains (the record is updated)."""
+async def destroy(
+    gw: gateway.Gateway, record: Record, timings: StopTimings, pool: str | None, volumes: Volumes
+) -> None:
+    """The whole idempotent destroy sequence for one of our domains (the record is updated).
+
+    Its overlay and seed, read from its own definition, are deleted once the domain is undefined,
+    unless another domain uses them; when the domain was gone already, only volumes the ledger
+    holds are.
+    """
     overlays: list[str] = []
     attached: list[xml.SeedDisk] = []
     try:
@@ -156,19 +168,13 @@ async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, poo
     except gateway.NotFound:
         pass  # the domain is gone already: only its overlay may be left
     for path in overlays:
-        await gw.run(ops.delete_volume_by_path, path, op="vol_delete")
+        await volumes.delete_path(gw, path, vouched=True)
     if not overlays and pool is not None:
-        await _delete_named(gw, pool, xml.overlay_name(record.group, record.uuid))
+        await volumes.delete(gw, pool, xml.overlay_name(record.group, record.uuid))
     for seed in attached:
-        await seeds.delete(gw, seed.pool, seed.volume)
+        await seeds.delete(gw, volumes, seed, vouched=True)
     if not attached and pool is not None:
-        await seeds.delete(gw, pool, xml.seed_name(record.group, record.uuid))
-
-
-async def _delete_named(gw: gateway.Gateway, pool: str, name: str) -> None:
-    """Delete a volume by name in a pool, when it exists."""
-    with contextlib.suppress(gateway.NotFound):
-        await gw.run(ops.delete_volume, pool, name, op="vol_delete")
+        await seeds.delete(gw, volumes, xml.SeedDisk(pool, xml.seed_name(record.group, record.uuid)))
 
 
 def _is_our_seed(disk: xml.SeedDisk, record: Record) -> bool:

@@ -190,8 +190,12 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         grace=state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
+        volumes=state.volumes,
     )
     if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
+    if report.lookalikes:
+        log.info("reconcile_lookalikes_left_alone", host=gw.uri, volumes=report.lookalikes)
+    state.observer.lookalike_volumes(gw.uri, len(report.lookalikes))
     state.refill_wanted.set()
     return report

@@ -59,7 +59,8 @@ async def remove(
         state.busy.add(record.uuid)
         started = time.monotonic()
         try:
-            await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
+            gw = state.gateways[record.host]
+            await lifecycle.destroy(gw, record, state.settings.stop, pool, state.volumes)
         finally:
             state.busy.discard(record.uuid)
         state.observer.destroyed(record.group, time.monotonic() - started)

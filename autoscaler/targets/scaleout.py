@@ -93,7 +93,7 @@ async def clone_one(
             state.busy.add(new.uuid)
             started = time.monotonic()
             try:
-                record = await lifecycle.clone(gw, new, observer, boot)
+                record = await lifecycle.clone(gw, new, state.volumes, observer, boot)
             except errors.Conflict:
                 continue
             finally:

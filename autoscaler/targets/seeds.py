@@ -2,8 +2,9 @@
 
 Built in memory (`identity.seed`), stored through libvirt's storage API (volume create, then an
 upload stream over the connection, so remote `qemu+ssh` hosts need no file copy), named after the
-domain's full UUID like its overlay, and deleted with the clone. A crash between the upload and
-the define leaves a seed with no domain: the reconciler sweeps it like an orphan overlay.
+domain's full UUID like its overlay, and deleted with the clone. Every seed is recorded in the
+ownership ledger before it exists (`volumes.Volumes`), so a crash between the upload and the
+define leaves a seed the reconciler can prove ours and delete once its domain is known nowhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from autoscaler import errors
 from autoscaler.identity import seed
 from autoscaler.policy import spec
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway, ops, xml
 
 
@@ -56,33 +58,35 @@ def plan(instance: spec.Instance, name: str, uuid: str, group: str, host_uri: st
     return Plan(identity, documents)
 
 
-async def create(gw: gateway.Gateway, pool: str, group: str, uuid: str, documents: seed.Seed) -> xml.SeedDisk:
-    """Build the ISO (in a thread), create its volume and upload it; returns the disk to attach.
+async def create(
+    gw: gateway.Gateway, volumes: Volumes, pool: str, group: str, uuid: str, documents: seed.Seed
+) -> xml.SeedDisk:
+    """Build the ISO (in a thread), record and create its volume, upload it; the disk to attach.
 
-    A driver without volume upload (the test:/// driver) fails with TargetPermanent naming the
-    missing capability. Whatever fails after the volume exists deletes it again.
+    The ownership ledger records the seed before libvirt creates it, as for overlays. A driver
+    without volume upload (the test:/// driver) fails with TargetPermanent naming the missing
+    capability. Whatever fails after the volume exists deletes it again.
     """
     image = await asyncio.to_thread(seed.iso, documents.files())
-    name = xml.seed_name(group, uuid)
-    await gw.run(ops.create_volume, pool, xml.seed_volume_xml(name, len(image)), op="vol_create")
+    disk = xml.SeedDisk(pool, xml.seed_name(group, uuid))
+    await volumes.create(gw, pool, disk.volume, xml.seed_volume_xml(disk.volume, len(image)), "seed", uuid)
     try:
-        await gw.run(ops.upload_volume, pool, name, image, op="vol_upload")
+        await gw.run(ops.upload_volume, pool, disk.volume, image, op="vol_upload")
     except BaseException as exc:
         with contextlib.suppress(errors.TargetError):
-            await delete(gw, pool, name)
+            await delete(gw, volumes, disk)
         if isinstance(exc, errors.TargetPermanent):
             raise errors.TargetPermanent(
                 f"cannot store the cloud-init seed on {gw.uri}: this libvirt driver does not support "
                 f"volume upload ({exc})"
             ) from exc
         raise
-    return xml.SeedDisk(pool, name)
+    return disk
 
 
-async def delete(gw: gateway.Gateway, pool: str, name: str) -> None:
-    """Delete a seed volume; one already gone counts as deleted."""
-    with contextlib.suppress(gateway.NotFound):
-        await gw.run(ops.delete_volume, pool, name, op="vol_delete")
+async def delete(gw: gateway.Gateway, volumes: Volumes, disk: xml.SeedDisk, vouched: bool = False) -> None:
+    """Delete a seed volume if it is ours (ledger, or `vouched` by its domain) and unused."""
+    await volumes.delete(gw, disk.pool, disk.volume, vouched=vouched)
 
 
 async def attached(gw: gateway.Gateway, uuid: str) -> list[xml.SeedDisk]:

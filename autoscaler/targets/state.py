@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 
 from autoscaler.policy import spec
-from autoscaler.targets import TargetObserver, lifecycle
+from autoscaler.targets import TargetObserver, lifecycle, ownership
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import events, ops
 from autoscaler.virt import gateway as gateways
 
@@ -71,6 +72,7 @@ class KvmState:
         observer: TargetObserver,
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        ledger: ownership.Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.observer = observer
@@ -80,6 +82,7 @@ class KvmState:
         self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
         self.gateways = {uri: self._gateway(uri) for uri in hosts}
         self.cache = membership.Cache(hosts)
+        self.volumes = Volumes(ledger or ownership.MemoryLedger(clock), self.gateways)
         # The governed groups: written only by `KvmTarget.set_policies` (a scale call's policy may be stale).
         self.policies: dict[str, spec.GroupPolicy] = {}
         self.busy: set[str] = set()

@@ -214,6 +214,12 @@ class Metrics:
         self.capacity_refusals = Counter(
             f"{p}_capacity_refusals_total", "Clones refused for lack of host memory.", ["group"], registry=r
         )
+        self.lookalikes = Gauge(
+            f"{p}_lookalike_volumes",
+            "Volumes named like ours but not provably ours (or in use), left alone by the last reconciles.",
+            registry=r,
+        )
+        self._lookalikes: dict[str, int] = {}
 
     def _define_process(self, r: CollectorRegistry) -> None:
         p = PREFIX
@@ -336,6 +342,11 @@ class Metrics:
     def capacity_refused(self, group: str) -> None:
         """A clone was refused because the host lacked free memory plus the reserve."""
         self.capacity_refusals.labels(group).inc()
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of one host left `count` look-alike volumes alone (the gauge sums the hosts)."""
+        self._lookalikes[host] = count
+        self.lookalikes.set(sum(self._lookalikes.values()))
 
     # --- process --------------------------------------------------------------------------------
 

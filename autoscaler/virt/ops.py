@@ -267,6 +267,63 @@ def _active_pool_dirs(conn: Any) -> set[str]:
     return dirs
 
 
+@dataclass(frozen=True, slots=True)
+class DiskReferences:
+    """What the disks of every domain of a host use: paths (as written and resolved) and pool volumes."""
+
+    files: frozenset[str]
+    volumes: frozenset[tuple[str, str]]
+
+    def uses(self, path: str, pool: str, name: str) -> bool:
+        """True when a disk names this volume by path (normalised, or resolved) or by pool and name."""
+        return bool(_path_forms(path) & self.files) or (pool, name) in self.volumes
+
+
+def _path_forms(path: str) -> set[str]:
+    """A path as written (normalised) and, when it exists here, with symbolic links resolved."""
+    forms = {os.path.normpath(path)}
+    with contextlib.suppress(OSError):
+        if os.path.exists(path):
+            forms.add(os.path.realpath(path))
+    return forms
+
+
+def disk_references(conn: Any) -> DiskReferences:
+    """Every disk source of every domain of the host, ours or not, running or not.
+
+    A running persistent domain is read twice, live and as defined, since a hot-plugged disk
+    is in one only; backing chains count, a file some domain's overlay is built on is in use.
+    """
+    files: set[str] = set()
+    volumes: set[tuple[str, str]] = set()
+    for dom in conn.listAllDomains(0):
+        try:
+            texts = [dom.XMLDesc(0)]
+            if dom.isActive() and dom.isPersistent():
+                texts.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue
+            raise
+        for text in texts:
+            found_files, found_volumes = xml.disk_sources(text)
+            for path in found_files:
+                files |= _path_forms(path)
+            volumes |= found_volumes
+    return DiskReferences(frozenset(files), frozenset(volumes))
+
+
+def volume_at(conn: Any, path: str) -> tuple[str, str]:
+    """The pool and name of the volume at a path (code 50 when libvirt knows no volume there)."""
+    volume = conn.storageVolLookupByPath(path)
+    return str(volume.storagePoolLookupByVolume().name()), str(volume.name())
+
+
+def volume_path(conn: Any, pool: str, name: str) -> str:
+    """The path of a volume by pool and name (code 50 when it does not exist)."""
+    return str(conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path())
+
+
 def template_xml(conn: Any, name: str) -> str:
     """The persistent XML of a template domain, which is only read, never touched."""
     return str(conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))

@@ -362,6 +362,21 @@ def seed_disks(domain_xml: str) -> list[SeedDisk]:
     return found
 
 
+def disk_sources(domain_xml: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """Every file or device a domain's disks use (backing chains too), and its (pool, volume) pairs."""
+    files: set[str] = set()
+    volumes: set[tuple[str, str]] = set()
+    devices = parse(domain_xml).find("devices")
+    for disk in devices.findall("disk") if devices is not None else []:
+        for source in disk.iter("source"):
+            for attribute in ("file", "dev"):
+                if source.get(attribute):
+                    files.add(source.get(attribute, ""))
+            if source.get("pool") and source.get("volume"):
+                volumes.add((source.get("pool", ""), source.get("volume", "")))
+    return files, volumes
+
+
 def volume_format(volume_xml_text: str) -> str:
     """The format libvirt recorded for a volume (raw when it says nothing)."""
     fmt = parse(volume_xml_text).find("target/format")

@@ -79,6 +79,8 @@ class RecordingObserver:
     """The group of each member cloned, in order."""
     removals: list[str] = dataclasses.field(default_factory=list)
     """The group of each domain destroyed, in order."""
+    lookalikes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Look-alike volumes left alone by the last reconcile of each host."""
 
     def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
         self.calls.append((op, error_class))
@@ -97,6 +99,9 @@ class RecordingObserver:
 
     def capacity_refused(self, group: str) -> None:
         self.refused.append(group)
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        self.lookalikes[host] = count
 
 
 async def new_member(target: kvm.KvmTarget, policy: spec.GroupPolicy | None = None) -> Record:

@@ -11,7 +11,7 @@ import pytest
 
 from autoscaler import errors
 from autoscaler.policy import spec
-from autoscaler.targets import kvm, reconcile
+from autoscaler.targets import kvm
 from autoscaler.virt import ops, xml
 from tests.targets.hosts import fast_settings, host_uri, web_policy
 
@@ -68,21 +68,6 @@ async def test_the_test_driver_cannot_upload_and_says_so(target: kvm.KvmTarget) 
     assert not (await target.inventory("web")).instances
     after = {v.name for v in await gw.run(ops.list_volumes, "default", op="vol_list")}
     assert after == before  # neither the seed volume nor the overlay stayed behind
-
-
-@pytest.mark.parametrize(
-    ("name", "fmt", "orphan"),
-    [
-        (xml.seed_name("web", UUID), "raw", True),
-        (xml.seed_name("web", UUID), "qcow2", False),
-        (xml.seed_name("other", UUID), "raw", False),
-        (f"web-{UUID}.seed.iso", "raw", False),
-    ],
-)
-def test_only_our_raw_seeds_of_governed_groups_are_orphans(name: str, fmt: str, orphan: bool) -> None:
-    volume = ops.VolumeView(name, f"/p/{name}", f"<volume><target><format type='{fmt}'/></target></volume>")
-    assert reconcile._orphan(volume, set(), {"web"}, now=1000.0, grace=10.0) is orphan
-    assert reconcile._orphan(volume, {UUID}, {"web"}, now=1000.0, grace=10.0) is False
 
 
 def test_an_unrenderable_hostname_is_a_permanent_error() -> None:
