@@ -90,6 +90,8 @@ class Instance:
     """Never chosen as a scale-in victim."""
     outdated: bool = False
     """Cloned from a golden image the policy no longer names: among ready members, removed first."""
+    addresses: tuple[str, ...] = ()
+    """Its IPv4 addresses as the host last saw them (DHCP lease, ARP or guest agent); may lag."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,10 @@ class Record:
     load: float | None = None
     load_at: float | None = None
     """When `load` was computed (Unix seconds)."""
+    addresses: tuple[str, ...] = ()
+    """IPv4 addresses from the DHCP lease, ARP or guest agent, as last read (`targets.addresses`)."""
+    addresses_read: float = 0.0
+    """Monotonic time of the last address reading."""
 
     @property
     def group(self) -> str:
@@ -68,6 +72,7 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
         load=record.load,
         host=record.host,
         outdated=golden is not None and record.owner.golden != golden,
+        addresses=record.addresses,
     )
 
 
@@ -199,6 +204,8 @@ def _merged(previous: Record | None, fresh: Record) -> Record:
         failed=previous.failed and fresh.run in RUNNING,
         load=previous.load,
         load_at=previous.load_at,
+        addresses=previous.addresses,
+        addresses_read=previous.addresses_read,
     )
 
 

@@ -15,8 +15,8 @@ import time
 import structlog
 
 from autoscaler import errors
+from autoscaler.targets import addresses, resources, scalein, watch
 from autoscaler.targets import reconcile as reconciling
-from autoscaler.targets import resources, scalein, watch
 from autoscaler.targets.state import KvmState
 from autoscaler.virt import events, ops, xml
 from autoscaler.virt import gateway as gateways
@@ -97,6 +97,7 @@ async def maintain(state: KvmState) -> None:
                 _connection_lost(state, host)
         try:
             await watch.watch_readiness(state)
+            await addresses.refresh(state)
             await _periodic(state, due)
         except errors.TargetError as exc:
             log.warning("libvirt_maintenance_failed", error=str(exc), error_class=exc.error_class)

@@ -42,6 +42,10 @@ class KvmSettings:
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     watch_interval: float = 0.5
     """How often booting members are checked for readiness (each group probes at its own interval)."""
+    address_interval: float = 30.0
+    """How often a member's addresses are read again once it has one."""
+    address_retry: float = 2.0
+    """How often a running member without an address yet is asked for one."""
     stats_interval: float = 10.0
     """How often CPU time is read for the instances' load."""
     min_cpu_window: float = 5.0

@@ -75,3 +75,23 @@ def test_an_unrenderable_hostname_is_a_permanent_error() -> None:
 
     with pytest.raises(errors.TargetPermanent, match="not a valid host name"):
         seeds.plan(spec.Instance(hostname="${host}"), "as-web-1", UUID, "web", "qemu+ssh://KVM_1/system")
+
+
+async def test_a_seed_we_recorded_whose_domain_is_gone_is_swept_and_a_lookalike_kept(
+    target: kvm.KvmTarget,
+) -> None:
+    gw = target.gateway(target.hosts[0])
+    crashed, foreign = UUID, "0123abcd-9999-4222-8333-444455556666"
+    ours, lookalike = xml.seed_name("web", crashed), xml.seed_name("web", foreign)
+    await target.volumes.ledger.intend(gw.uri, "default", ours, "seed", crashed)
+    for name in (ours, lookalike):  # a crash after the upload, before the define
+        await gw.run(ops.create_volume, "default", xml.seed_volume_xml(name, 69632), op="vol_create")
+
+    [report] = await target.reconcile()
+
+    names = {v.name for v in await gw.run(ops.list_volumes, "default", op="vol_list")}
+    assert ours not in names
+    assert lookalike in names
+    assert ours in report.orphan_overlays
+    assert lookalike in report.lookalikes
+    assert await target.volumes.ledger.entries(gw.uri) == []
