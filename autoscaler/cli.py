@@ -170,7 +170,7 @@ def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _add_optional(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Sub-commands whose modules may pull in heavier dependencies are registered lazily here."""
-    for module_name in ("autoscaler.simulate.cli", "autoscaler.runtime.cli"):
+    for module_name in ("autoscaler.simulate.cli", "autoscaler.runtime.cli", "autoscaler.runtime.status"):
         try:
             module = __import__(module_name, fromlist=["add_parser"])
         except ImportError:

@@ -94,6 +94,8 @@ class Instance:
     """Cloned from a golden image the policy no longer names: among ready members, removed first."""
     note: str = ""
     """Why a registering or draining member waits, e.g. 'lb_unreachable: ...' (status only)."""
+    addresses: tuple[str, ...] = ()
+    """Its IPv4 addresses as the host last saw them (DHCP lease, ARP or guest agent); may lag."""
 
 
 @dataclass(frozen=True, slots=True)

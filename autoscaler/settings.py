@@ -148,6 +148,16 @@ class LogSettings:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class DiscoverySettings:
+    """Prometheus service discovery; GET /v1/targets (http_sd) always serves the same list."""
+
+    file: str | None = None
+    """Also write the list to this file for file_sd (atomically: temp file, fsync, rename)."""
+    interval: PositiveDuration = 5.0
+    """How often the file is brought up to date (it is rewritten only when the list changed)."""
+
+
+@dataclass(frozen=True, config=_STRICT)
 class Settings:
     """Everything the daemon needs besides the policies."""
 
@@ -156,6 +166,8 @@ class Settings:
     state_dir: str = "/var/lib/autoscaler"
     """Where group memory is kept between restarts (systemd StateDirectory)."""
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    discovery: DiscoverySettings = dataclasses.field(default_factory=DiscoverySettings)
+    """Service discovery of the groups' members for Prometheus."""
     sources: dict[str, SourceSettings] = dataclasses.field(default_factory=dict)
     """Metric sources by the name checks use in their `source:` field."""
     target: TargetSettings = dataclasses.field(default_factory=TargetSettings)

@@ -93,6 +93,7 @@ def _member(instance: model.Instance) -> dict[str, Any]:
         "created_at": instance.created_at,
         "ready_at": instance.ready_at,
         "host": instance.host,
+        "addresses": list(instance.addresses),
         "outdated": instance.outdated,
         "note": instance.note,
     }

@@ -17,7 +17,7 @@ import pydantic
 import yaml
 
 from autoscaler.errors import PolicyError
-from autoscaler.policy import locate, rules, spec
+from autoscaler.policy import instance, locate, rules, spec
 from autoscaler.policy.locate import Loc, Problem
 
 SUFFIXES = (".yaml", ".yml")
@@ -85,7 +85,15 @@ def _validate(
         for index, group in enumerate(groups)
         for loc, message in _group_rules(group, sources)
     ]
-    return ([], problems) if problems else (groups, [])
+    if problems:
+        return [], problems
+    read = [instance.with_texts(group, Path(file).parent) for group in groups]
+    problems = [
+        locate.problem(file, node, (*prefix, *((index,) if prefix else ()), *loc), message)
+        for index, (_group, found) in enumerate(read)
+        for loc, message in found
+    ]
+    return ([], problems) if problems else ([group for group, _found in read], [])
 
 
 def _group_rules(group: spec.GroupPolicy, sources: Sequence[str] | None) -> Iterator[tuple[Loc, str]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -30,9 +31,9 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from autoscaler import errors, sources, targets
-from autoscaler.engine import handler, journal, limiter, manager, memory, policies
+from autoscaler.engine import discovery, handler, journal, limiter, manager, memory, policies
 from autoscaler.runtime import clock as clocks
-from autoscaler.runtime import http, sdnotify, ticker
+from autoscaler.runtime import http, sdfile, sdnotify, ticker
 from autoscaler.settings import Settings
 from autoscaler.telemetry import metrics as telemetry
 from autoscaler.telemetry import registry as registries
@@ -107,7 +108,7 @@ class Daemon:
     def _build_target(self) -> targets.Target:
         from autoscaler.runtime import factories
 
-        return factories.target(self.settings.target, self.metrics)
+        return factories.target(self.settings.target, self.metrics, self.settings.state_dir)
 
     def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
         engine = self.settings.engine
@@ -232,6 +233,8 @@ class Daemon:
         }
         if isinstance(self.target, Managed):
             roots["target-upkeep"] = self.target.upkeep
+        if self.settings.discovery.file is not None:
+            roots["sd-file"] = self._write_sd_file
         failed: list[str] = []
         try:
             async with asyncio.TaskGroup() as group:
@@ -419,6 +422,29 @@ class Daemon:
             "operator_api": self.http.operator_api() if self.http is not None else "starting",
             "settings_restart_required": self._settings_changed,
         }
+
+    async def targets(self) -> list[dict[str, Any]]:
+        """Prometheus http_sd entries: every managed group's ready and draining members."""
+        entries: list[dict[str, Any]] = []
+        for each in list(self.manager or ()):
+            inventory = each.inventory
+            if self.target is not None:
+                with contextlib.suppress(errors.TargetError):
+                    inventory = await self.target.inventory(each.group)
+            if inventory is not None:
+                entries += discovery.target_groups(each.policy, inventory)
+        return entries
+
+    async def _write_sd_file(self) -> None:
+        """Keep the file_sd file equal to GET /v1/targets (rewritten atomically when it changes)."""
+        path, written = self.settings.discovery.file, None
+        assert path is not None
+        while True:
+            text = json.dumps(await self.targets(), indent=1, sort_keys=True) + "\n"
+            if text != written:
+                await asyncio.to_thread(sdfile.write, path, text)
+                written = text
+            await asyncio.sleep(self.settings.discovery.interval)
 
     def _summary(self) -> str:
         handlers = list(self.manager or ())

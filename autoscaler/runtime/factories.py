@@ -7,6 +7,7 @@ only built when the settings ask for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from autoscaler import sources, targets
 from autoscaler.settings import (
@@ -62,20 +63,21 @@ def source_map(
     return {name: SOURCES[config.kind](config, target) for name, config in configs.items()}
 
 
-def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    from autoscaler.targets import kvm, lifecycle
+def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
+    from autoscaler.targets import kvm, lifecycle, ownership
 
     settings = kvm.KvmSettings(
         memory_reserve=config.memory_reserve_mib * MiB,
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
     )
-    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
+    ledger = ownership.FileLedger(Path(state_dir) / "volumes")
+    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)
 
 
-TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics], targets.Target]] = {"kvm": _kvm}
+TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, str], targets.Target]] = {"kvm": _kvm}
 
 
-def target(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    """The configured target."""
-    return TARGETS[config.kind](config, metrics)
+def target(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
+    """The configured target; what it must remember across restarts lives under `state_dir`."""
+    return TARGETS[config.kind](config, metrics, state_dir)

@@ -14,6 +14,7 @@ take over the loop and signals.
     GET  /status                   JSON: every group, its members, state and last decision
     GET  /explain/{group}          the last decision as text (?format=json, ?limit=N for more)
     GET  /v1/decisions             JSON journal (?group=, ?limit=)
+    GET  /v1/targets               Prometheus http_sd: ready and draining members, [] when none
     POST /groups/{group}/pause     {"reason": "..."}: decide and journal, but do not act
     POST /groups/{group}/resume
     POST /reload                   re-read the policy files now
@@ -60,6 +61,10 @@ class Api(Protocol):
         """Re-read the policies soon."""
         ...
 
+    async def targets(self) -> list[dict[str, Any]]:
+        """Prometheus http_sd entries of the members worth scraping."""
+        ...
+
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -86,6 +91,7 @@ class HttpServer:
         app.router.add_get("/status", self._status)
         app.router.add_get("/explain/{group}", self._explain)
         app.router.add_get("/v1/decisions", self._decisions)
+        app.router.add_get("/v1/targets", self._targets)
         app.router.add_post("/groups/{group}/pause", self._pause)
         app.router.add_post("/groups/{group}/resume", self._resume)
         app.router.add_post("/reload", self._reload)
@@ -145,6 +151,11 @@ class HttpServer:
             f"{explain.to_text(e.decision)}\noutcome: {e.outcome} ({e.state})" for e in entries
         )
         return web.Response(text=text + "\n")
+
+    async def _targets(self, _request: web.Request) -> web.Response:
+        """http_sd JSON with Content-Type exactly application/json (Prometheus 2.28.0 refused a charset)."""
+        body = json.dumps(await self.api.targets()).encode()
+        return web.Response(body=body, content_type="application/json")
 
     async def _decisions(self, request: web.Request) -> web.Response:
         names = [request.query["group"]] if "group" in request.query else self.api.status()["group_names"]

@@ -65,6 +65,9 @@ class TargetObserver(Protocol):
 
     def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
         """A member left its balancers: outcome idle (no session left) or timeout (cut)."""
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of `host` left this many volumes alone: named like ours, not provably ours."""
         ...
 
 
@@ -97,3 +100,6 @@ class NullObserver:
 
     def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
         """Ignore the drain."""
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """Ignore the count."""

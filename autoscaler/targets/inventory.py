@@ -39,6 +39,10 @@ class Record:
     load: float | None = None
     load_at: float | None = None
     """When `load` was computed (Unix seconds)."""
+    addresses: tuple[str, ...] = ()
+    """IPv4 addresses from the DHCP lease, ARP or guest agent, as last read (`targets.addresses`)."""
+    addresses_read: float = 0.0
+    """Monotonic time of the last address reading."""
 
     @property
     def group(self) -> str:
@@ -73,6 +77,7 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
         host=record.host,
         outdated=golden is not None and record.owner.golden != golden,
         note=record.note,
+        addresses=record.addresses,
     )
 
 
@@ -205,6 +210,8 @@ def _merged(previous: Record | None, fresh: Record) -> Record:
         load=previous.load,
         load_at=previous.load_at,
         note=previous.note,
+        addresses=previous.addresses,
+        addresses_read=previous.addresses_read,
     )
 
 

@@ -31,6 +31,7 @@ from autoscaler.targets import (
     balancing,
     lifecycle,
     maintenance,
+    ownership,
     poolfill,
     registration,
     resources,
@@ -41,6 +42,7 @@ from autoscaler.targets import (
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.targets.state import KvmSettings, KvmState
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway as gateways
 from autoscaler.virt import ops
 
@@ -62,12 +64,17 @@ class KvmTarget:
         clock: Callable[[], float] = time.time,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
         address_of: balancing.AddressOf | None = None,
+        ledger: ownership.Ledger | None = None,
     ) -> None:
+        """`ledger`: the volumes this daemon created (a file ledger in the state directory in
+        production); without one, a process-long ledger: nothing from before a restart is deleted."""
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
-        self._state = KvmState(hosts, self.settings, observer or NullObserver(), clock, new_uuid)
+        observer = observer or NullObserver()
+        ledger = ledger if ledger is not None else ownership.MemoryLedger(clock)
+        self._state = KvmState(hosts, self.settings, observer, clock, new_uuid, ledger)
         self.set_policies(policies)
         if address_of is not None:
             self._state.address_of = address_of
@@ -145,6 +152,11 @@ class KvmTarget:
     def pooled(self) -> dict[str, int]:
         """Warm-pool domains per governed group (every pooled domain of ours, usable or not yet trimmed)."""
         return {group: len(self._cache.pooled(group)) for group in self._policies}
+
+    @property
+    def volumes(self) -> Volumes:
+        """How this target creates and deletes volumes (the ownership ledger behind it)."""
+        return self._state.volumes
 
     @property
     def hosts(self) -> list[str]:

@@ -15,8 +15,8 @@ import time
 import structlog
 
 from autoscaler import errors
+from autoscaler.targets import addresses, registration, resources, scalein, watch
 from autoscaler.targets import reconcile as reconciling
-from autoscaler.targets import registration, resources, scalein, watch
 from autoscaler.targets.state import KvmState
 from autoscaler.virt import events, ops, xml
 from autoscaler.virt import gateway as gateways
@@ -103,6 +103,7 @@ async def maintain(state: KvmState) -> None:
         try:
             await watch.watch_readiness(state)
             registration.advance_all(state)
+            await addresses.refresh(state)
             await _periodic(state, due)
         except errors.TargetError as exc:
             log.warning("libvirt_maintenance_failed", error=str(exc), error_class=exc.error_class)
@@ -199,8 +200,12 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         grace=state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
+        volumes=state.volumes,
     )
     if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
+    if report.lookalikes:
+        log.info("reconcile_lookalikes_left_alone", host=gw.uri, volumes=report.lookalikes)
+    state.observer.lookalike_volumes(gw.uri, len(report.lookalikes))
     state.refill_wanted.set()
     return report

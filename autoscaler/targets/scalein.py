@@ -89,7 +89,8 @@ async def _destroy_locked(state: KvmState, record: membership.Record, pool: str 
     state.busy.add(record.uuid)
     started = time.monotonic()
     try:
-        await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
+        gw = state.gateways[record.host]
+        await lifecycle.destroy(gw, record, state.settings.stop, pool, state.volumes)
     finally:
         state.busy.discard(record.uuid)
     state.observer.destroyed(record.group, time.monotonic() - started)

@@ -238,6 +238,12 @@ class Metrics:
             buckets=PROVISION_BUCKETS,
             registry=r,
         )
+        self.lookalikes = Gauge(
+            f"{p}_lookalike_volumes",
+            "Volumes named like ours but not provably ours (or in use), left alone by the last reconciles.",
+            registry=r,
+        )
+        self._lookalikes: dict[str, int] = {}
 
     def _define_process(self, r: CollectorRegistry) -> None:
         p = PREFIX
@@ -372,6 +378,11 @@ class Metrics:
     def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
         """A member left its balancers."""
         self.drain_duration.labels(group, bounded(outcome)).observe(seconds)
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of one host left `count` look-alike volumes alone (the gauge sums the hosts)."""
+        self._lookalikes[host] = count
+        self.lookalikes.set(sum(self._lookalikes.values()))
 
     # --- process --------------------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class RecordingObserver:
     balancer_errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     hooks: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
     drains: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    lookalikes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Look-alike volumes left alone by the last reconcile of each host."""
 
     def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
         self.calls.append((op, error_class))
@@ -109,6 +111,9 @@ class RecordingObserver:
 
     def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
         self.drains.append((outcome, seconds))
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        self.lookalikes[host] = count
 
 
 async def new_member(target: kvm.KvmTarget, policy: spec.GroupPolicy | None = None) -> Record:
