@@ -52,6 +52,10 @@ class Balancer(Protocol):
         """Take the member out for good; `force` cuts the sessions still open."""
         ...
 
+    async def missing(self, members: Collection[Member]) -> list[Member]:
+        """Those of `members` this balancer does not hold at all (e.g. after a reload)."""
+        ...
+
     async def prune(self, live: Collection[Member]) -> list[str]:
         """Drain and remove our servers that belong to none of `live`; never touch others'.
 

@@ -161,6 +161,15 @@ class Haproxy:
         if stat is not None:
             await self._take_out(stat.name, force)
 
+    async def missing(self, members: Collection[Member]) -> list[Member]:
+        """Members with no server here (in any state: an operator's MAINT is left as it is)."""
+        stats = await self.api.stats(self.backend)
+        ours = [s for s in stats.values() if self._ours.fullmatch(s.name)]
+        if self.config.mode == "template":  # a free slot keeps its last address: it holds nobody
+            ours = [s for s in ours if s.status != "MAINT"]
+        held = {self._stat_key(s) for s in ours}
+        return [m for m in members if self._key(m) not in held]
+
     async def prune(self, live: Collection[Member]) -> list[str]:
         """Take out our servers that belong to no live member (their domains are gone)."""
         stats = await self.api.stats(self.backend)

@@ -30,6 +30,8 @@ class Served:
     balancers: list[Balancer]
     verified: bool = False
     """Every balancer's backend was checked once (exists, takes our servers)."""
+    readding: set[tuple[str, str]] = field(default_factory=set)
+    """(balancer label, UUID) of active members a balancer lost and is being given back, staged."""
 
 
 def served(policy: spec.GroupPolicy, previous: Served | None) -> Served | None:

@@ -20,7 +20,7 @@ import dataclasses
 import structlog
 
 from autoscaler import errors
-from autoscaler.serving import hooks
+from autoscaler.serving import Balancer, Member, hooks
 from autoscaler.targets import balancing, lifecycle
 from autoscaler.targets import inventory as membership
 from autoscaler.targets.state import KvmState
@@ -199,6 +199,25 @@ def reconcile_all(state: KvmState) -> None:
             state.spawn(reconcile(state, group, served), name)
 
 
+async def _give_back(balancer: Balancer, served: balancing.Served, active: list[Member]) -> None:
+    """Register again, staged as new ones are, the active members the balancer does not hold.
+
+    Servers it holds in any state are left alone (an operator's MAINT stays), except the ones
+    being given back, which are asked again until their check passed.
+    """
+    lost = {m.uuid for m in await balancer.missing(active)}
+    for member in active:
+        key = (balancer.label, member.uuid)
+        if member.uuid not in lost and key not in served.readding:
+            continue
+        if member.uuid in lost:
+            log.warning("member_registered_again", vm=member.name, balancer=balancer.label)
+        if await balancer.register(member):
+            served.readding.discard(key)
+        else:
+            served.readding.add(key)
+
+
 async def reconcile(state: KvmState, group: str, served: balancing.Served) -> None:
     """Re-register active members a balancer lost; take out our servers whose domain is gone."""
     records = [r for r in state.cache.group(group) if r.owner.address]
@@ -206,9 +225,7 @@ async def reconcile(state: KvmState, group: str, served: balancing.Served) -> No
     active = [r for r in records if r.owner.phase is xml.Phase.ACTIVE and r.uuid not in state.busy]
     for balancer in served.balancers:
         try:
-            for record in active:
-                if not await balancer.register(balancing.member(record, served.config)):
-                    log.warning("member_registered_again", vm=record.name, balancer=balancer.label)
+            await _give_back(balancer, served, [balancing.member(r, served.config) for r in active])
             removed = await balancer.prune(live)
         except errors.BalancerError as exc:
             state.observer.balancer_failed(group, "reconcile", exc.error_class)

@@ -171,3 +171,13 @@ async def test_an_unreachable_balancer_is_a_temporary_error(tmp_path: Path) -> N
     balancer = haproxy.Haproxy(config, "web", 80)
     with pytest.raises(errors.BalancerUnreachable):
         await balancer.register(Member("as-web-1", UUIDS[0], "127.0.0.2", 80))
+
+
+async def test_missing_lists_only_members_without_any_server(
+    lb: HaproxyServer, backends: list[Backend]
+) -> None:
+    balancer = driver(lb, backends[0].port)
+    held, lost = member(backends[0], 0), member(backends[1], 1)
+    await balancer.register(held)
+    await lb.api.ask("set server web/as-web-1a2b3c4d state maint")
+    assert await balancer.missing([held, lost]) == [lost]

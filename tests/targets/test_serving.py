@@ -296,3 +296,20 @@ async def test_a_restart_resumes_a_drain_with_its_original_start(world: World) -
     assert ended < owner.since + 3.0 + 2.0, "the drain clock restarted"
     assert [outcome for outcome, _ in world.observer.drains] == ["timeout"]
     held.cancel()
+
+
+async def test_an_operators_maint_on_our_server_is_left_alone(world: World) -> None:
+    target = await world.start()
+    [name] = await world.serving(1)
+    record = target._cache.find("web", name)
+    assert record is not None
+    server = f"as-web-{record.uuid[:8]}"
+    await world.lb.api.ask(f"set server web/{server} state maint")
+    stray = "as-web-0badc0de"
+    await world.lb.api.ask(f"add server web/{stray} 127.0.0.9:1")
+
+    async def reconciled() -> bool:  # a whole reconcile ran: the stray is gone
+        return stray not in await world.lb.api.stats("web")
+
+    await wait_until(reconciled, 10.0, "a reconcile of the balancer (it gives back lost servers first)")
+    assert (await world.lb.api.stats("web"))[server].status == "MAINT"
