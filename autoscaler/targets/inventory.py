@@ -77,8 +77,16 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
         host=record.host,
         outdated=golden is not None and record.owner.golden != golden,
         note=record.note,
-        addresses=record.addresses,
+        addresses=_addresses(record),
     )
+
+
+def _addresses(record: Record) -> tuple[str, ...]:
+    """The address the load balancers reach first (registration confirmed it), then the others."""
+    registered = record.owner.address
+    if not registered:
+        return record.addresses
+    return (registered, *(a for a in record.addresses if a != registered))
 
 
 class Cache:

@@ -154,6 +154,11 @@ class Backend:
     first_served_at: float | None = None
     runner: web.AppRunner | None = None
     log: list[float] = field(default_factory=list)
+    boot: float = 0.0
+    """Seconds after its first health check during which it answers 503 (a service still starting)."""
+    first_checked_at: float | None = None
+    healthy_since: float | None = None
+    """When /health first answered 200."""
 
     def member(self, name: str, uuid: str) -> Member:
         return Member(name=name, uuid=uuid, address=self.address, port=self.port)
@@ -163,6 +168,7 @@ class Backend:
         app.router.add_get("/", self._root)
         app.router.add_get("/slow", self._slow)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.address, self.port).start()
@@ -189,7 +195,18 @@ class Backend:
         return web.Response(text=self.address)
 
     async def _health(self, _request: web.Request) -> web.Response:
-        return web.Response(status=200 if self.healthy else 503, text="ok")
+        now = time.time()
+        if self.first_checked_at is None:
+            self.first_checked_at = now
+        ok = self.healthy and now - self.first_checked_at >= self.boot
+        if ok and self.healthy_since is None:
+            self.healthy_since = now
+        return web.Response(status=200 if ok else 503, text="ok")
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        """Its own request counter, as a guest's exporter would report it."""
+        text = f"# TYPE member_requests_total counter\nmember_requests_total {self.served}\n"
+        return web.Response(text=text, content_type="text/plain")
 
 
 async def start_backends(count: int, first: int = 2) -> list[Backend]:
