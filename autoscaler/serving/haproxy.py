@@ -15,6 +15,7 @@ Servers that are not ours (other names, other slots in use by the config) are ne
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Collection
@@ -27,6 +28,9 @@ from autoscaler.serving.runtime_api import RuntimeApi, ServerStat
 ID_BASE = 1_000_000
 """Explicit server ids start here, above any a hand-written config uses."""
 ID_SPAN = 2**31 - 1 - ID_BASE
+DELETE_ATTEMPTS = 20
+DELETE_PAUSE = 0.1
+"""A server in MAINT may keep connections for a moment; `del server` is asked again meanwhile."""
 
 
 def server_id(uuid: str) -> int:
@@ -193,9 +197,14 @@ class Haproxy:
             await self.api.ask(f"shutdown sessions server {self.backend}/{name}")
         if self.config.mode == "template":
             return
-        answer = await self.api.ask(f"del server {self.backend}/{name}")
-        if "deleted" not in answer and "No such server" not in answer:
-            raise errors.BalancerRefused(f"{self._where()}: del server {name}: {answer.strip()}")
+        for _ in range(DELETE_ATTEMPTS):  # idle connections close shortly after MAINT
+            answer = await self.api.ask(f"del server {self.backend}/{name}")
+            if "deleted" in answer or "No such server" in answer:
+                return
+            if "still has connections" not in answer:
+                break
+            await asyncio.sleep(DELETE_PAUSE)
+        raise errors.BalancerRefused(f"{self._where()}: del server {name}: {answer.strip()}")
 
     # --- helpers -----------------------------------------------------------------------------
 
