@@ -51,7 +51,8 @@ def render(status: dict[str, Any]) -> str:
         for member in members:
             addresses = ",".join(member.get("addresses") or []) or "-"
             note = f"  ({member['note']})" if member.get("note") else ""
-            lines.append(f"  {member['name']:<24} {member['state']:<11} {addresses:<18} {member['host']}{note}")
+            row = f"  {member['name']:<24} {member['state']:<11} {addresses:<18} {member['host']}"
+            lines.append(row + note)
     for problems in (status.get("policy_problems") or {}).values():
         lines += [f"policy problem: {p}" for p in problems]
     return "\n".join(lines) + "\n"
