@@ -47,11 +47,11 @@ def render(status: dict[str, Any]) -> str:
         )
         members = group.get("members", [])
         if members:
-            lines.append(f"  {'NAME':<24} {'STATE':<11} {'ADDRESSES':<18} HOST")
+            lines.append(f"  {'NAME':<24} {'STATE':<9} {'ADDRESSES':<18} HOST")
         for member in members:
             addresses = ",".join(member.get("addresses") or []) or "-"
             note = f"  ({member['note']})" if member.get("note") else ""
-            row = f"  {member['name']:<24} {member['state']:<11} {addresses:<18} {member['host']}"
+            row = f"  {member['name']:<24} {member['state']:<9} {addresses:<18} {member['host']}"
             lines.append(row + note)
     for problems in (status.get("policy_problems") or {}).values():
         lines += [f"policy problem: {p}" for p in problems]
