@@ -5,7 +5,7 @@
 # script changes (the cache is keyed on the script's sha256); delete it to force a rebuild.
 #
 # What the guest does at boot:
-#   * loads the virtio, virtio_net and isofs modules; answers the ACPI power button (poweroff);
+#   * loads the virtio, virtio_net and isofs (with cdrom) modules; answers the ACPI power button (poweroff);
 #   * mounts the first ext4 virtio disk at /mnt/data (the clone's overlay of the golden image);
 #   * mounts a cloud-init NoCloud seed (an iso9660 virtio disk holding meta-data) at /mnt/seed and
 #     reads instance-id and local-hostname from its meta-data, then the SMBIOS serial
@@ -48,7 +48,7 @@ cp "$B/x/bb/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 ln -s bin "$R/sbin"
 for m in virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_blk \
-         virtio_net net_failover failover virtio_console isofs button evdev; do
+         virtio_net net_failover failover virtio_console cdrom isofs button evdev; do
   f=$(cd "$B/x/kernel/lib/modules/$KVER" && find kernel -name "$m.ko")
   mkdir -p "$R/lib/modules/$KVER/$(dirname "$f")"
   cp "$B/x/kernel/lib/modules/$KVER/$f" "$R/lib/modules/$KVER/$f"
@@ -75,12 +75,14 @@ chmod +x "$R/etc/udhcpc.script"
 cat > "$R/bin/serve-http" <<'HTTP'
 #!/bin/sh
 # One HTTP request on stdin/stdout (started by `nc -ll -e` per connection); answers, then closes.
+. /etc/identity                             # HOST and IID, written once at boot (no fork per request)
 read -r method uri _version || exit 0
 while read -r line; do line=${line%"$(printf '\r')"}; [ -z "$line" ] && break; done
-echo "$(cut -d' ' -f1 /proc/uptime) $method $uri" >> /tmp/access.log
+read -r up _idle < /proc/uptime
+echo "$up $method $uri" >> /tmp/access.log
 status="200 OK"; type="text/plain; charset=utf-8"
 case "$uri" in
-  /|/index.html) body="hostname=$(hostname) instance-id=$(cat /etc/instance-id)" ;;
+  /|/index.html) body="hostname=$HOST instance-id=$IID" ;;
   /health) body="ok" ;;
   /metrics)
     type="text/plain; version=0.0.4; charset=utf-8"
@@ -89,7 +91,7 @@ case "$uri" in
 guest_http_requests_total $(wc -l < /tmp/access.log)
 # HELP guest_info Identity of the guest, from its seed and SMBIOS serial.
 # TYPE guest_info gauge
-guest_info{hostname=\"$(hostname)\",instance_id=\"$(cat /etc/instance-id)\"} 1
+guest_info{hostname=\"$HOST\",instance_id=\"$IID\"} 1
 # HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
 # TYPE node_cpu_seconds_total counter
 $(awk '/^cpu[0-9]/ {c=substr($1,4); split("user nice system idle iowait irq softirq steal",m," ");
@@ -130,8 +132,8 @@ iid=$(meta instance-id); host=$(meta local-hostname)
 for kv in $(tr ';' ' ' < /sys/class/dmi/id/product_serial 2>/dev/null); do
   case "$kv" in i=*) iid=${kv#i=} ;; h=*) host=${kv#h=} ;; esac
 done
-echo "${iid:-none}" > /etc/instance-id
 hostname "${host:-golden}"
+printf 'HOST=%s\nIID=%s\n' "$(hostname)" "${iid:-none}" > /etc/identity
 : > /tmp/access.log
 nc -ll -p 80 -e /bin/serve-http &
 if [ -e /sys/class/net/eth0 ]; then
@@ -139,7 +141,7 @@ if [ -e /sys/class/net/eth0 ]; then
 fi
 uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null)
 msg="READY uptime=$(cut -d' ' -f1 /proc/uptime) ip=$(cat /tmp/ip 2>/dev/null) uuid=$uuid"
-msg="$msg instance-id=$(cat /etc/instance-id) hostname=$(hostname)"
+msg="$msg instance-id=${iid:-none} hostname=$(hostname)"
 echo "$msg" > /dev/ttyS0
 for p in /sys/class/virtio-ports/vport*; do
   if [ "$(cat "$p/name" 2>/dev/null)" = org.example.ready ]; then

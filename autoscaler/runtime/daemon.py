@@ -151,11 +151,24 @@ class Daemon:
             sources=list(self.sources),  # a check naming another source rejects its file
         )
         self.watcher.load()
+        await self._reconcile_governed(target)
         host, port = self.settings.http.listen, self.settings.http.port
         self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
         address = await self.http.start()
         log.info("http_listening", address=f"http://{address[0]}:{address[1]}")
         self._check_operator_api(self.http)
+
+    async def _reconcile_governed(self, target: targets.Target) -> None:
+        """Reconcile once more now that the policies are known.
+
+        The target's start reconciled before any policy was loaded, when no group was governed:
+        half-done work of governed groups (a clone stuck in creating, a seed or overlay a crash
+        left without its domain) is only recognisable now, and must not wait for the next
+        periodic reconcile.
+        """
+        reconcile = getattr(target, "reconcile", None)
+        if callable(reconcile) and self.manager is not None and list(self.manager):
+            await reconcile()
 
     def _check_operator_api(self, server: http.HttpServer) -> None:
         """A token file that is configured but unusable is said once at startup, not only per request."""
