@@ -16,24 +16,26 @@ from pathlib import Path
 import structlog
 
 from autoscaler.engine import Clock
-from autoscaler.policy import files, locate
+from autoscaler.policy import files, locate, safeyaml
 from autoscaler.telemetry import metrics as telemetry
 
 log = structlog.get_logger("autoscaler.policy")
 Fingerprint = tuple[tuple[str, int, str], ...]
 
 
-def fingerprint(paths: Sequence[str | Path]) -> Fingerprint:
-    """(file, mtime_ns, content hash) of every policy file: changes whenever a file is edited (even
-    to the same size within one timestamp tick), added or removed. Policy files are small."""
+def fingerprint(paths: Sequence[str | Path], max_bytes: int = 4 * 1024 * 1024) -> Fingerprint:
+    """(file, mtime_ns, size and content hash) of every policy file: changes whenever a file is
+    edited (even to the same size within one timestamp tick), added or removed. Only the first
+    `max_bytes` + 1 are hashed: a larger file is rejected whatever the rest holds."""
     found = []
     for path in files.policy_files(paths):
         try:
             stat = path.stat()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            with path.open("rb") as handle:
+                digest = hashlib.sha256(handle.read(max_bytes + 1)).hexdigest()
         except OSError:
             continue
-        found.append((str(path), stat.st_mtime_ns, digest))
+        found.append((str(path), stat.st_mtime_ns, f"{stat.st_size}:{digest}"))
     return tuple(found)
 
 
@@ -41,6 +43,7 @@ def load(
     paths: Sequence[str | Path],
     previous: Mapping[str, files.LoadedGroup],
     sources: Sequence[str] | None = None,
+    limits: safeyaml.Limits | None = None,
 ) -> files.LoadResult:
     """Every policy file, where a group stays with the file that defined it before this load.
 
@@ -48,9 +51,11 @@ def load(
     of `web.yaml` as `00-canary.yaml`) would take over the live group. Here a group whose file is
     still there is reserved for it (even when that file is now rejected and keeps its last good
     version), and any other file defining it is the one rejected. With `sources` (the configured
-    metric source names), a file whose groups name any other source is rejected too.
+    metric source names), a file whose groups name any other source is rejected too. A file
+    whose groups would take the total beyond `limits.groups` is rejected.
     """
-    found = {str(path): files.load_paths([path], sources) for path in files.policy_files(paths)}
+    limits = limits or safeyaml.Limits()
+    found = {str(path): files.load_paths([path], sources, limits) for path in files.policy_files(paths)}
     reserved = {
         name: found[g.file].groups.get(name, g)
         for name, g in previous.items()
@@ -61,6 +66,9 @@ def load(
     for file, single in found.items():
         taken = [_taken(g, reserved.get(name) or groups.get(name)) for name, g in single.groups.items()]
         problems[file] = single.problems.get(file, []) + [p for p in taken if p is not None]
+        if not problems[file] and len(groups) + len(single.groups) > limits.groups:
+            message = f"{len(single.groups)} more group(s) would exceed {limits.groups} (limits.groups)"
+            problems[file] = [locate.Problem(file, 1, 1, "", message)]
         if not problems[file]:
             groups.update(single.groups)
     return files.LoadResult(groups, problems)
@@ -108,10 +116,12 @@ class Watcher:
         clock: Clock,
         poll_interval: float = 5.0,
         sources: Sequence[str] | None = None,
+        limits: safeyaml.Limits | None = None,
     ) -> None:
         self.paths = list(paths)
         # the configured metric source names; None accepts any name (a wrong one fails at query time)
         self.sources = None if sources is None else tuple(sources)
+        self.limits = limits or safeyaml.Limits()
         self.apply = apply
         self.metrics = metrics
         self.clock = clock
@@ -128,8 +138,8 @@ class Watcher:
 
     def load(self) -> Reload:
         """Read every file now, merge with the last good versions, hand the result over."""
-        self._seen = fingerprint(self.paths)
-        result = load(self.paths, self.groups, self.sources)
+        self._seen = fingerprint(self.paths, self.limits.file_bytes)
+        result = load(self.paths, self.groups, self.sources, self.limits)
         merged = merge(self.groups, result)
         problems = {f: p for f, p in result.problems.items() if p}
         changed = merged != self.groups or problems != self.problems
@@ -155,7 +165,7 @@ class Watcher:
                 async with asyncio.timeout(self.poll_interval):
                     await self.requested.wait()
             except TimeoutError:
-                if fingerprint(self.paths) == self._seen:
+                if fingerprint(self.paths, self.limits.file_bytes) == self._seen:
                     continue
             self.requested.clear()
             outcome = self.load()

@@ -134,7 +134,9 @@ class Daemon:
         target = self.target if self.target is not None else self._build_target()
         self.target = target
         if self.sources is None:
-            self.sources = factories.source_map(self.settings.sources, target)
+            self.sources = factories.source_map(
+                self.settings.sources, target, self.settings.limits.response_bytes
+            )
         if isinstance(target, Managed):
             await target.start()
         unmanaged = getattr(target, "unmanaged", None)
@@ -148,6 +150,7 @@ class Daemon:
             self.clock,
             self.settings.engine.policy_poll,
             sources=list(self.sources),  # a check naming another source rejects its file
+            limits=self.settings.limits.policy(),
         )
         self.watcher.load()
         host, port = self.settings.http.listen, self.settings.http.port
