@@ -1,10 +1,11 @@
 """The composition root: builds every part from the settings and runs them as named root tasks.
 
-Startup: settings → sources and target → target start (connect, first reconcile) → first policy
-load → group handlers → HTTP bound → READY=1. Then one TaskGroup runs `policy-watcher`,
-`group-manager`, `http-server`, `watchdog`, `stopper` and, for a target with background work of
-its own, `target-upkeep`; a root task that returns or raises is a bug, so the others are
-cancelled and the process exits non-zero for systemd to restart it.
+Startup: settings → sources and target → first policy load (group handlers built, not run) →
+target start (connect, first reconcile, which knows the governed groups) → HTTP bound →
+READY=1. Then one TaskGroup runs `policy-watcher`, `group-manager`, `http-server`, `watchdog`,
+`stopper` and, for a target with background work of its own, `target-upkeep`; a root task that
+returns or raises is a bug, so the others are cancelled and the process exits non-zero for
+systemd to restart it.
 
 Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no new action → in-flight
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
@@ -137,11 +138,6 @@ class Daemon:
             self.sources = factories.source_map(
                 self.settings.sources, target, self.settings.limits.response_bytes
             )
-        if isinstance(target, Managed):
-            await target.start()
-        unmanaged = getattr(target, "unmanaged", None)
-        if callable(unmanaged):
-            self.metrics.watch_unmanaged(unmanaged)
         self.manager = manager.GroupManager(self._deps(target, self.sources))
         self.watcher = policies.Watcher(
             self.settings.policies,
@@ -152,7 +148,14 @@ class Daemon:
             sources=list(self.sources),  # a check naming another source rejects its file
             limits=self.settings.limits.policy(),
         )
+        # Policies first: the start's reconcile must know which groups are governed, or a crash
+        # mid scale-in would be left draining until the periodic reconcile (handlers only run later).
         self.watcher.load()
+        if isinstance(target, Managed):
+            await target.start()
+        unmanaged = getattr(target, "unmanaged", None)
+        if callable(unmanaged):
+            self.metrics.watch_unmanaged(unmanaged)
         host, port = self.settings.http.listen, self.settings.http.port
         self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
         address = await self.http.start()
