@@ -33,7 +33,7 @@ import structlog
 from autoscaler import errors, sources, targets
 from autoscaler.engine import handler, journal, limiter, manager, memory, policies
 from autoscaler.runtime import clock as clocks
-from autoscaler.runtime import http, sdnotify, ticker
+from autoscaler.runtime import http, release, sdnotify, ticker
 from autoscaler.settings import Settings
 from autoscaler.telemetry import metrics as telemetry
 from autoscaler.telemetry import registry as registries
@@ -44,6 +44,8 @@ LAG_PROBE = 0.5
 LAG_RECOVERY = 1.0
 """Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
+RELEASE_AFTER = 500
+"""Removing at least this many groups at once gives their memory back to the system."""
 
 
 class RootTaskExited(Exception):
@@ -150,7 +152,7 @@ class Daemon:
         )
         # Policies first: the start's reconcile must know which groups are governed, or a crash
         # mid scale-in would be left draining until the periodic reconcile (handlers only run later).
-        self.watcher.load()
+        await self.watcher.reload()
         if isinstance(target, Managed):
             await target.start()
         unmanaged = getattr(target, "unmanaged", None)
@@ -168,13 +170,16 @@ class Daemon:
         if server.token_file is not None and operator_api != "enabled":
             log.warning("operator_api_disabled", token_file=server.token_file, reason=operator_api)
 
-    def _apply(self, groups: dict[str, Any]) -> None:
+    async def _apply(self, groups: dict[str, Any]) -> None:
+        """Hand a load over, in slices: 10,000 groups added or dropped at once must not stall the loop."""
         assert self.manager is not None
-        changes = self.manager.apply(groups)
+        changes = await self.manager.apply_gradually(groups)
         set_policies = getattr(self.target, "set_policies", None)
         if callable(set_policies):
             set_policies([g.policy for g in groups.values()])
-        self.ticker.sync(self.manager)
+        await self.ticker.sync_gradually(self.manager)
+        self.metrics.sweep()
+        release.settle(len(changes.removed), RELEASE_AFTER)
         if changes.added or changes.updated or changes.removed:
             log.info(
                 "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed
