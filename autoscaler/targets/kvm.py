@@ -80,6 +80,7 @@ class KvmTarget:
         """Connect to every host and reconcile them; raises TargetError if a host is unreachable."""
         for gw in self._state.gateways.values():
             await gw.open()
+        self._state.reconcile_wanted.clear()  # this reconcile knows the policies set so far
         await self.reconcile()
         await resources.refresh_memory(self._state)
         self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
@@ -114,8 +115,15 @@ class KvmTarget:
             log.error("libvirt_workers_stuck", note="gave up waiting; shutdown goes on")
 
     def set_policies(self, policies: Iterable[spec.GroupPolicy]) -> None:
-        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
+        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow.
+
+        A group governed from now on is reconciled at once (by the maintenance loop): a crash may
+        have left its domains draining or half-created while no policy governed it here.
+        """
+        before = set(self._state.policies)
         self._state.policies = {p.group: p for p in policies}
+        if set(self._state.policies) - before:
+            self._state.reconcile_wanted.set()
         self._state.refill_wanted.set()
 
     async def _cancel_background(self, limit: float) -> None:

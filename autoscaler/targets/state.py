@@ -108,6 +108,8 @@ class KvmState:
         self.idle = asyncio.Event()
         self.idle.set()
         self.refill_wanted = asyncio.Event()
+        self.reconcile_wanted = asyncio.Event()
+        """Set when groups became governed: the maintenance loop reconciles every host soon."""
 
     def _gateway(self, uri: str) -> gateways.Gateway:
         """The gateway of one host, sharing the worker pool and the event queue."""
