@@ -198,7 +198,7 @@ class Metrics:
         )
         self.provision_duration = Histogram(
             f"{p}_provision_phase_duration_seconds",
-            "Time of one provisioning phase: overlay, define, start, ready.",
+            "Time of one provisioning phase: overlay, seed, define, start, ready.",
             ["group", "phase"],
             buckets=PROVISION_BUCKETS,
             registry=r,
@@ -357,7 +357,7 @@ class Metrics:
             self.libvirt_errors.labels(bounded(op), bounded(error_class)).inc()
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
-        """A provisioning phase finished: overlay, define, start or ready."""
+        """A provisioning phase finished: overlay, seed, define, start or ready."""
         self.provision_duration.labels(group, bounded(phase)).observe(seconds)
 
     def reconnected(self, uri: str) -> None:
