@@ -257,6 +257,7 @@ async def test_three_clones_each_their_own_identity_address_and_scrape(netns_rig
         prometheus.process.stop()
     finally:
         daemon.stop()
+        netns_rig.remove_domains(f"as-{GROUP}-", volume_prefix=f"as-{GROUP}-")
 
 
 async def _all_scraped(prometheus: netns.Prometheus, wanted: set[str]) -> dict[str, dict[str, str]] | None:
