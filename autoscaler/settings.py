@@ -109,6 +109,10 @@ class TargetSettings:
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     shutdown_timeout: Duration = 30.0
     """On scale-in, wait this long for a guest to power off (ACPI) before destroying it."""
+    orphan_grace: PositiveDuration = 300.0
+    """A volume this daemon created whose domain is gone is deleted once older than this."""
+    stuck_create_grace: PositiveDuration = 120.0
+    """A clone defined but never started (a crash between the steps) is removed after this."""
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -69,12 +69,13 @@ def source_map(
 
 
 def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
-    from autoscaler.targets import kvm, lifecycle, ownership
+    from autoscaler.targets import kvm, lifecycle, ownership, reconcile
 
     settings = kvm.KvmSettings(
         memory_reserve=config.memory_reserve_mib * MiB,
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
+        grace=reconcile.Grace(creating_stopped=config.stuck_create_grace, overlay=config.orphan_grace),
     )
     ledger = ownership.FileLedger(Path(state_dir) / "volumes")
     return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)

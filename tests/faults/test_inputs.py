@@ -134,7 +134,7 @@ MUTATIONS = st.one_of(
 
 
 @seed(20261206)
-@settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(position=st.integers(0, len(GOOD)), cut=st.integers(0, 40), insert=MUTATIONS)
 def test_fuzzed_policy_documents_never_raise(position: int, cut: int, insert: bytes | str) -> None:
     raw = GOOD.encode()
