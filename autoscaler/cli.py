@@ -24,8 +24,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _check(args: argparse.Namespace) -> int:
-    sources = None if args.config is None else list(settings.load(args.config).sources)
-    result = files.load_paths(args.paths, sources)
+    config = None if args.config is None else settings.load(args.config)
+    sources = None if config is None else list(config.sources)
+    limits = settings.LimitSettings() if config is None else config.limits
+    result = files.load_paths(args.paths, sources, limits.policy())
     problems = [p for file_problems in result.problems.values() for p in file_problems]
     for problem in problems:
         print(problem)

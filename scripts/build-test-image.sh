@@ -75,9 +75,9 @@ chmod +x "$R/etc/udhcpc.script"
 cat > "$R/bin/serve-http" <<'HTTP'
 #!/bin/sh
 # One HTTP request on stdin/stdout (started by `nc -ll -e` per connection); answers, then closes.
-. /etc/identity                             # HOST and IID, written once at boot (no fork per request)
+. /etc/identity                    # HOST, IID and CR, written once at boot (no fork per request)
 read -r method uri _version || exit 0
-while read -r line; do line=${line%"$(printf '\r')"}; [ -z "$line" ] && break; done
+while read -r line; do line=${line%"$CR"}; [ -z "$line" ] && break; done
 read -r up _idle < /proc/uptime
 echo "$up $method $uri" >> /tmp/access.log
 status="200 OK"; type="text/plain; charset=utf-8"
@@ -106,7 +106,7 @@ esac
 body="$body
 "
 printf 'HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s' \
-  "$status" "$type" "$(printf '%s' "$body" | wc -c)" "$body"
+  "$status" "$type" "${#body}" "$body"                     # bodies are ASCII: length in bytes
 HTTP
 chmod +x "$R/bin/serve-http"
 
@@ -133,7 +133,7 @@ for kv in $(tr ';' ' ' < /sys/class/dmi/id/product_serial 2>/dev/null); do
   case "$kv" in i=*) iid=${kv#i=} ;; h=*) host=${kv#h=} ;; esac
 done
 hostname "${host:-golden}"
-printf 'HOST=%s\nIID=%s\n' "$(hostname)" "${iid:-none}" > /etc/identity
+printf 'HOST=%s\nIID=%s\nCR="\r"\n' "$(hostname)" "${iid:-none}" > /etc/identity
 : > /tmp/access.log
 nc -ll -p 80 -e /bin/serve-http &
 if [ -e /sys/class/net/eth0 ]; then

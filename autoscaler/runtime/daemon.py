@@ -1,10 +1,11 @@
 """The composition root: builds every part from the settings and runs them as named root tasks.
 
-Startup: settings → sources and target → target start (connect, first reconcile) → first policy
-load → group handlers → HTTP bound → READY=1. Then one TaskGroup runs `policy-watcher`,
-`group-manager`, `http-server`, `watchdog`, `stopper` and, for a target with background work of
-its own, `target-upkeep`; a root task that returns or raises is a bug, so the others are
-cancelled and the process exits non-zero for systemd to restart it.
+Startup: settings → sources and target → first policy load (group handlers built, not run) →
+target start (connect, first reconcile, which knows the governed groups) → HTTP bound →
+READY=1. Then one TaskGroup runs `policy-watcher`, `group-manager`, `http-server`, `watchdog`,
+`stopper` and, for a target with background work of its own, `target-upkeep`; a root task that
+returns or raises is a bug, so the others are cancelled and the process exits non-zero for
+systemd to restart it.
 
 Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no new action → in-flight
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
@@ -33,7 +34,7 @@ import structlog
 from autoscaler import errors, sources, targets
 from autoscaler.engine import discovery, handler, journal, limiter, manager, memory, policies
 from autoscaler.runtime import clock as clocks
-from autoscaler.runtime import http, sdfile, sdnotify, ticker
+from autoscaler.runtime import http, release, sdfile, sdnotify, ticker
 from autoscaler.settings import Settings
 from autoscaler.telemetry import metrics as telemetry
 from autoscaler.telemetry import registry as registries
@@ -44,6 +45,8 @@ LAG_PROBE = 0.5
 LAG_RECOVERY = 1.0
 """Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
+RELEASE_AFTER = 500
+"""Removing at least this many groups at once gives their memory back to the system."""
 
 
 class RootTaskExited(Exception):
@@ -135,12 +138,9 @@ class Daemon:
         target = self.target if self.target is not None else self._build_target()
         self.target = target
         if self.sources is None:
-            self.sources = factories.source_map(self.settings.sources, target)
-        if isinstance(target, Managed):
-            await target.start()
-        unmanaged = getattr(target, "unmanaged", None)
-        if callable(unmanaged):
-            self.metrics.watch_unmanaged(unmanaged)
+            self.sources = factories.source_map(
+                self.settings.sources, target, self.settings.limits.response_bytes
+            )
         self.manager = manager.GroupManager(self._deps(target, self.sources))
         self.watcher = policies.Watcher(
             self.settings.policies,
@@ -149,26 +149,21 @@ class Daemon:
             self.clock,
             self.settings.engine.policy_poll,
             sources=list(self.sources),  # a check naming another source rejects its file
+            limits=self.settings.limits.policy(),
         )
-        self.watcher.load()
-        await self._reconcile_governed(target)
+        # Policies first: the start's reconcile must know which groups are governed, or a crash
+        # mid scale-in would be left draining until the periodic reconcile (handlers only run later).
+        await self.watcher.reload()
+        if isinstance(target, Managed):
+            await target.start()
+        unmanaged = getattr(target, "unmanaged", None)
+        if callable(unmanaged):
+            self.metrics.watch_unmanaged(unmanaged)
         host, port = self.settings.http.listen, self.settings.http.port
         self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
         address = await self.http.start()
         log.info("http_listening", address=f"http://{address[0]}:{address[1]}")
         self._check_operator_api(self.http)
-
-    async def _reconcile_governed(self, target: targets.Target) -> None:
-        """Reconcile once more now that the policies are known.
-
-        The target's start reconciled before any policy was loaded, when no group was governed:
-        half-done work of governed groups (a clone stuck in creating, a seed or overlay a crash
-        left without its domain) is only recognisable now, and must not wait for the next
-        periodic reconcile.
-        """
-        reconcile = getattr(target, "reconcile", None)
-        if callable(reconcile) and self.manager is not None and list(self.manager):
-            await reconcile()
 
     def _check_operator_api(self, server: http.HttpServer) -> None:
         """A token file that is configured but unusable is said once at startup, not only per request."""
@@ -176,13 +171,16 @@ class Daemon:
         if server.token_file is not None and operator_api != "enabled":
             log.warning("operator_api_disabled", token_file=server.token_file, reason=operator_api)
 
-    def _apply(self, groups: dict[str, Any]) -> None:
+    async def _apply(self, groups: dict[str, Any]) -> None:
+        """Hand a load over, in slices: 10,000 groups added or dropped at once must not stall the loop."""
         assert self.manager is not None
-        changes = self.manager.apply(groups)
+        changes = await self.manager.apply_gradually(groups)
         set_policies = getattr(self.target, "set_policies", None)
         if callable(set_policies):
             set_policies([g.policy for g in groups.values()])
-        self.ticker.sync(self.manager)
+        await self.ticker.sync_gradually(self.manager)
+        self.metrics.sweep()
+        release.settle(len(changes.removed), RELEASE_AFTER)
         if changes.added or changes.updated or changes.removed:
             log.info(
                 "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed

@@ -22,15 +22,19 @@ from autoscaler.telemetry import metrics as telemetry
 MiB = 1024 * 1024
 
 
-def _prometheus(config: PrometheusSettings, _target: targets.Target) -> sources.MetricSource:
+def _prometheus(config: PrometheusSettings, _target: targets.Target, max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import prometheus
 
     return prometheus.PrometheusSource(
-        config.url, timeout=config.timeout, bearer_token_file=config.bearer_token_file, tls_ca=config.tls_ca
+        config.url,
+        timeout=config.timeout,
+        bearer_token_file=config.bearer_token_file,
+        tls_ca=config.tls_ca,
+        max_bytes=max_bytes,
     )
 
 
-def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.MetricSource:
+def _exporter(config: ExporterSettings, _target: targets.Target, max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import exporter
 
     return exporter.ExporterSource(
@@ -38,10 +42,11 @@ def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.Metr
         timeout=config.timeout,
         bearer_token_file=config.bearer_token_file,
         min_rate_window=config.min_rate_window,
+        max_bytes=max_bytes,
     )
 
 
-def _libvirt(_config: LibvirtSourceSettings, target: targets.Target) -> sources.MetricSource:
+def _libvirt(_config: LibvirtSourceSettings, target: targets.Target, _max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import domstats
 
     if not hasattr(target, "refresh_load"):
@@ -57,19 +62,20 @@ SOURCES: dict[str, Callable[..., sources.MetricSource]] = {
 
 
 def source_map(
-    configs: Mapping[str, SourceSettings], target: targets.Target
+    configs: Mapping[str, SourceSettings], target: targets.Target, max_bytes: int = 8 * 1024 * 1024
 ) -> dict[str, sources.MetricSource]:
-    """Every configured metric source by name."""
-    return {name: SOURCES[config.kind](config, target) for name, config in configs.items()}
+    """Every configured metric source by name; HTTP answers are read up to `max_bytes`."""
+    return {name: SOURCES[config.kind](config, target, max_bytes) for name, config in configs.items()}
 
 
 def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
-    from autoscaler.targets import kvm, lifecycle, ownership
+    from autoscaler.targets import kvm, lifecycle, ownership, reconcile
 
     settings = kvm.KvmSettings(
         memory_reserve=config.memory_reserve_mib * MiB,
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
+        grace=reconcile.Grace(creating_stopped=config.stuck_create_grace, overlay=config.orphan_grace),
     )
     ledger = ownership.FileLedger(Path(state_dir) / "volumes")
     return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)

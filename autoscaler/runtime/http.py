@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from autoscaler import explain
 from autoscaler.engine import handler, journal
@@ -99,6 +100,7 @@ class HttpServer:
 
     async def start(self) -> tuple[str, int]:
         """Bind and serve; returns the bound address (the real port when 0 was asked)."""
+        _quiet_client_errors()
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -265,3 +267,25 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 def _reason(request: web.Request, body: dict[str, Any]) -> str:
     given = body.get("reason")
     return (given if isinstance(given, str) else request.query.get("reason", ""))[:200]
+
+
+class _ClientErrorFilter(logging.Filter):
+    """A malformed request (a line too long, bytes that are no HTTP) is the client's error: aiohttp
+    answers 400 and would log a traceback; it becomes one line without one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, http_exceptions.HttpProcessingError):
+            record.msg = "bad_http_request: %s"
+            record.args = (str(failure.message)[:200],)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_client_errors() -> None:
+    """Install the filter on aiohttp's server logger once."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrorFilter) for f in server_log.filters):
+        server_log.addFilter(_ClientErrorFilter())

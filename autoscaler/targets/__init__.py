@@ -36,7 +36,7 @@ class TargetObserver(Protocol):
         ...
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
-        """A provisioning phase finished: overlay, define, start or ready (clone request to ready)."""
+        """A provisioning phase finished: overlay, seed, define, start or ready (clone request to ready)."""
         ...
 
     def cloned(self, group: str, seconds: float) -> None:

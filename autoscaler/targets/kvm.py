@@ -85,6 +85,7 @@ class KvmTarget:
         """Connect to every host and reconcile them; raises TargetError if a host is unreachable."""
         for gw in self._state.gateways.values():
             await gw.open()
+        self._state.reconcile_wanted.clear()  # this reconcile knows the policies set so far
         await self.reconcile()
         await resources.refresh_memory(self._state)
         self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
@@ -120,14 +121,22 @@ class KvmTarget:
             log.error("libvirt_workers_stuck", note="gave up waiting; shutdown goes on")
 
     def set_policies(self, policies: Iterable[spec.GroupPolicy]) -> None:
-        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
+        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow.
+
+        A group governed from now on is reconciled at once (by the maintenance loop): a crash may
+        have left its domains draining or half-created while no policy governed it here. A served
+        group's balancers are checked at once too, not at its first scale-out.
+        """
         policies = list(policies)
+        before = set(self._state.policies)
         self._state.policies = {p.group: p for p in policies}
         previous = self._state.served
         self._state.served = {
             p.group: s for p in policies if (s := balancing.served(p, previous.get(p.group))) is not None
         }
-        if self._state.essential:  # started: check new balancers now, not at their first scale-out
+        if set(self._state.policies) - before:
+            self._state.reconcile_wanted.set()
+        if self._state.essential:
             registration.verify_all(self._state)
         self._state.refill_wanted.set()
 

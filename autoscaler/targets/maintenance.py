@@ -122,8 +122,9 @@ async def _periodic(state: KvmState, due: dict[str, float]) -> None:
     if now >= due["memory"]:
         due["memory"] = now + state.settings.memory_interval
         await resources.refresh_memory(state)
-    if now >= due["reconcile"]:
+    if now >= due["reconcile"] or (state.reconcile_wanted.is_set() and state.cache.ready):
         due["reconcile"] = now + state.settings.reconcile_interval
+        state.reconcile_wanted.clear()
         await reconcile(state)
 
 

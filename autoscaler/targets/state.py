@@ -112,6 +112,8 @@ class KvmState:
         self.idle = asyncio.Event()
         self.idle.set()
         self.refill_wanted = asyncio.Event()
+        self.reconcile_wanted = asyncio.Event()
+        """Set when groups became governed: the maintenance loop reconciles every host soon."""
         # Served groups (a `serving` block): their balancers, and the work running on them.
         self.served: dict[str, balancing.Served] = {}
         self.address_of: balancing.AddressOf = self._guest_address

@@ -263,10 +263,23 @@ class Rig:
             self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _destroy_domains(self) -> None:
-        names = self.virsh("list", "--all", "--name", check=False).stdout.split()
-        for name in names:
-            self.virsh("destroy", name, check=False)
-            self.virsh("undefine", name, check=False)
+        self.remove_domains("")
+
+    def remove_domains(self, prefix: str, volume_prefix: str | None = None) -> None:
+        """Destroy and undefine the domains named `prefix*`; delete the pool's `volume_prefix*` volumes.
+
+        Tests share one rig per session: each removes what it created, so the next starts clean.
+        """
+        for name in self.virsh("list", "--all", "--name", check=False).stdout.split():
+            if name.startswith(prefix):
+                self.virsh("destroy", name, check=False)
+                self.virsh("undefine", name, "--nvram", check=False)
+        if volume_prefix is None:
+            return
+        listing = self.virsh("vol-list", self.pool, check=False).stdout.splitlines()[2:]
+        for name in (line.split()[0] for line in listing if line.strip()):
+            if name.startswith(volume_prefix):
+                self.virsh("vol-delete", name, "--pool", self.pool, check=False)
 
     def _kill_stragglers(self) -> None:
         """SIGKILL what still runs inside this namespace (a QEMU or dnsmasq a crash left behind).

@@ -140,7 +140,7 @@ async def _all_ready(daemon: Daemon, count: int) -> list[dict[str, Any]] | None:
 
 
 async def _page(rig: netns.Rig, address: str) -> str | None:
-    status, body = await rig.get(f"http://{address}/")
+    status, body = await rig.get(f"http://{address}/", seconds=15.0)
     return body.strip() if status == 200 else None
 
 
@@ -203,10 +203,10 @@ async def test_three_clones_each_their_own_identity_address_and_scrape(netns_rig
         assert all(a.startswith("10.77.0.") for a in addresses)
         pages = {}
         for member, address in zip(members, addresses, strict=True):
-            pages[member["name"]] = await netns.wait_for(lambda a=address: _page(netns_rig, a), 30.0, "page")
+            pages[member["name"]] = await netns.wait_for(lambda a=address: _page(netns_rig, a), 60.0, "page")
         for name, page in pages.items():
             assert page == f"hostname=idt-{uuids[name]} instance-id={uuids[name]}"
-        status, user_data = await netns_rig.get(f"http://{addresses[0]}/user-data")
+        status, user_data = await netns_rig.get(f"http://{addresses[0]}/user-data", seconds=15.0)
         first = members[0]["name"]
         assert status == 200
         assert f"instance: {uuids[first]}" in user_data
@@ -257,6 +257,7 @@ async def test_three_clones_each_their_own_identity_address_and_scrape(netns_rig
         prometheus.process.stop()
     finally:
         daemon.stop()
+        netns_rig.remove_domains(f"as-{GROUP}-", volume_prefix=f"as-{GROUP}-")
 
 
 async def _all_scraped(prometheus: netns.Prometheus, wanted: set[str]) -> dict[str, dict[str, str]] | None:

@@ -59,4 +59,4 @@ async def test_a_guest_takes_a_lease_and_serves_its_identity(netns_rig: netns.Ri
         status, log = await netns_rig.get(f"http://{address}/requests")
         assert "GET /slow?ms=300" in log
     finally:
-        netns_rig.virsh("destroy", "rig-smoke", check=False)
+        netns_rig.remove_domains("rig-smoke", volume_prefix="rig-smoke")

@@ -14,7 +14,8 @@ async def test_addresses_survive_a_full_listing_and_reach_the_inventory(tmp_path
     await target.start()
     try:
         record = await new_member(target)
-        await eventually(lambda: record.addresses == ("192.168.0.1",))  # what the test driver reports
+        cached = lambda: target._cache.find("web", record.name)  # noqa: E731
+        await eventually(lambda: cached().addresses == ("192.168.0.1",))  # type: ignore[union-attr]
         await target.reconcile()  # a full listing replaces the cached records
         [member] = (await target.inventory("web")).instances
         assert member.addresses == ("192.168.0.1",)
