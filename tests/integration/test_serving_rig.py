@@ -258,10 +258,7 @@ async def test_clones_behind_haproxy_scale_on_their_requests_and_drop_none(netns
             daemon.process.stop()
         prometheus.process.stop()
         haproxy.stop()
-        for name in rig.virsh("list", "--all", "--name").stdout.split():
-            if name.startswith("as-srv-"):
-                rig.virsh("destroy", name, check=False)
-                rig.virsh("undefine", name, check=False)
+        rig.remove_domains(f"as-{GROUP}-", volume_prefix=f"as-{GROUP}-")
 
 
 def _interesting(log: str) -> str:
