@@ -45,7 +45,7 @@ checks:
   - name: rps
     source: prometheus
     query: sum(rate(guest_http_requests_total{group="srv"}[9s]))
-    strategy: {kind: per_instance, per_instance: 2.5, tolerance: 0.1}
+    strategy: {kind: per_instance, per_instance: 1.5, tolerance: 0.1}
     max_staleness: 30s
 scale_up: {cooldown: 2s, rate: {instances: 2, period: 2s}}
 scale_down: {stabilization: 3s, cooldown: 2s, rate: {instances: 1, period: 2s}}
@@ -53,7 +53,7 @@ readiness: {probe: tcp, port: 80, interval: 2s, timeout: 150s, failures: 5}
 discovery: {ports: [80]}
 serving:
   port: 80
-  balancers: [{kind: haproxy, socket: SOCKET, backend: web, check: {inter: 3s, rise: 1, fall: 2}}]
+  balancers: [{kind: haproxy, socket: SOCKET, backend: web, check: {inter: 3s, rise: 1, fall: 3}}]
   launch_timeout: 150s
   drain_timeout: 30s
   retry_interval: 500ms
@@ -66,6 +66,7 @@ defaults
   timeout connect 3s
   timeout client 60s
   timeout server 60s
+  timeout check 5s
 frontend fe
   bind 127.0.0.1:{port}
   default_backend web
@@ -219,7 +220,7 @@ async def test_clones_behind_haproxy_scale_on_their_requests_and_drop_none(netns
         print(f"first clone serving {time.monotonic() - started:.1f}s after the daemon started")
 
         # Ramp up: the guests' request rate asks for a second member.
-        ramp = Load(f"http://127.0.0.1:{front}/slow?ms=20", rate=4.0, seconds=200.0, cap=800)
+        ramp = Load(f"http://127.0.0.1:{front}/slow?ms=20", rate=2.0, seconds=200.0, cap=400)
         loading = asyncio.create_task(rig.call(ramp.run))
         both = await netns.wait_for(lambda: _n_ready(daemon, 2), 200.0, "two clones serving")
         print(f"two clones serving {time.monotonic() - started:.1f}s after the daemon started")
