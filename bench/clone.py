@@ -33,7 +33,8 @@ from autoscaler.policy import spec
 from autoscaler.targets import NullObserver, kvm, lifecycle, seeds
 from autoscaler.virt import gateway, ops, xml
 
-URI = "qemu:///system"
+URI = os.environ.get("AUTOSCALER_BENCH_URI", "qemu:///system")
+"""The libvirtd to measure on; any local libvirtd socket works, e.g. a private one of the test rig."""
 GiB = 1024**3
 MiB = 1024**2
 COUNTS = (1, 10)
