@@ -24,8 +24,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _check(args: argparse.Namespace) -> int:
-    sources = None if args.config is None else list(settings.load(args.config).sources)
-    result = files.load_paths(args.paths, sources)
+    config = None if args.config is None else settings.load(args.config)
+    sources = None if config is None else list(config.sources)
+    limits = settings.LimitSettings() if config is None else config.limits
+    result = files.load_paths(args.paths, sources, limits.policy())
     problems = [p for file_problems in result.problems.values() for p in file_problems]
     for problem in problems:
         print(problem)
@@ -170,7 +172,7 @@ def _add_schema(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _add_optional(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Sub-commands whose modules may pull in heavier dependencies are registered lazily here."""
-    for module_name in ("autoscaler.simulate.cli", "autoscaler.runtime.cli"):
+    for module_name in ("autoscaler.simulate.cli", "autoscaler.runtime.cli", "autoscaler.runtime.status"):
         try:
             module = __import__(module_name, fromlist=["add_parser"])
         except ImportError:

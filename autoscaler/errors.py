@@ -10,7 +10,11 @@ AutoscalerError
     ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
     ├── Conflict           name or volume taken: look up by UUID, adopt if ours
     ├── UpkeepFailed       background work died: exit non-zero, systemd restarts, reconcile
-    └── CapacityLimited    the host lacks headroom: clip, record, not an error state
+    ├── CapacityLimited    the host lacks headroom: clip, record, not an error state
+    └── BalancerError      a load balancer did not do what was asked
+        ├── BalancerUnreachable  temporary: no answer; nothing counts, nothing is destroyed
+        ├── BalancerRefused      temporary: an answer that is not the expected one; retried
+        └── BalancerMisconfigured permanent: the backend is missing or cannot take our servers
 """
 
 from __future__ import annotations
@@ -80,3 +84,27 @@ class CapacityLimited(TargetError):
     """The host lacks the free memory (plus reserve) for another instance."""
 
     error_class = "capacity"
+
+
+class BalancerError(TargetError):
+    """A load balancer did not confirm an operation; what happens next depends on the subclass."""
+
+    error_class = "lb"
+
+
+class BalancerUnreachable(BalancerError, TargetTemporary):
+    """No answer (connect error, timeout): a new member never counts, a draining one is kept."""
+
+    error_class = "lb_unreachable"
+
+
+class BalancerRefused(BalancerError, TargetTemporary):
+    """The balancer answered something other than success; retried with back-off."""
+
+    error_class = "lb_refused"
+
+
+class BalancerMisconfigured(BalancerError, TargetPermanent):
+    """The backend is missing or cannot take our servers: an operator must fix the config."""
+
+    error_class = "lb_misconfigured"

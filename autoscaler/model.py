@@ -63,6 +63,8 @@ class InstanceState(enum.StrEnum):
     """Where an instance is in its life, as the inventory reports it."""
 
     BOOTING = "booting"
+    REGISTERING = "registering"
+    """Up and probed, not yet confirmed by every load balancer: pending, never capacity."""
     READY = "ready"
     DRAINING = "draining"
     FAILED = "failed"
@@ -90,6 +92,10 @@ class Instance:
     """Never chosen as a scale-in victim."""
     outdated: bool = False
     """Cloned from a golden image the policy no longer names: among ready members, removed first."""
+    note: str = ""
+    """Why a registering or draining member waits, e.g. 'lb_unreachable: ...' (status only)."""
+    addresses: tuple[str, ...] = ()
+    """Its IPv4 addresses as the host last saw them (DHCP lease, ARP or guest agent); may lag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,7 @@ class GroupInventory:
 
     @property
     def current(self) -> int:
-        """The current size: booting, ready and failed members."""
+        """The current size: booting, registering, ready and failed members."""
         return len(self.members)
 
     @property

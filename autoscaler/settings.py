@@ -18,7 +18,7 @@ from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
 from autoscaler.errors import PolicyError
-from autoscaler.policy import locate, spec
+from autoscaler.policy import locate, safeyaml, spec
 
 Duration = spec.Duration
 PositiveDuration = spec.PositiveDuration
@@ -109,6 +109,10 @@ class TargetSettings:
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     shutdown_timeout: Duration = 30.0
     """On scale-in, wait this long for a guest to power off (ACPI) before destroying it."""
+    orphan_grace: PositiveDuration = 300.0
+    """A volume this daemon created whose domain is gone is deleted once older than this."""
+    stuck_create_grace: PositiveDuration = 120.0
+    """A clone defined but never started (a crash between the steps) is removed after this."""
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -139,12 +143,50 @@ class EngineSettings:
     """Event-loop lag above which the systemd watchdog is no longer fed."""
 
 
+_POLICY_LIMITS = safeyaml.Limits()
+
+
+@dataclass(frozen=True, config=_STRICT)
+class LimitSettings:
+    """Bounds on what operators' files and metric endpoints can make the daemon read and hold."""
+
+    policy_file_bytes: Annotated[int, Field(ge=1024)] = _POLICY_LIMITS.file_bytes
+    """Largest policy file read; a larger one is rejected (and keeps its last good version)."""
+    yaml_depth: Annotated[int, Field(ge=8, le=200)] = _POLICY_LIMITS.depth
+    """Deepest nesting of mappings and lists in a policy file."""
+    groups: Annotated[int, Field(ge=1)] = _POLICY_LIMITS.groups
+    """Groups one daemon manages; a file that would go beyond is rejected."""
+    checks_per_group: Annotated[int, Field(ge=1)] = _POLICY_LIMITS.checks_per_group
+    """Checks in one group."""
+    response_bytes: Annotated[int, Field(ge=1024)] = 8 * 1024 * 1024
+    """Largest answer read from an exporter or Prometheus; a larger one fails the query."""
+
+    def policy(self) -> safeyaml.Limits:
+        """The limits a policy file is read under."""
+        return safeyaml.Limits(
+            file_bytes=self.policy_file_bytes,
+            depth=self.yaml_depth,
+            checks_per_group=self.checks_per_group,
+            groups=self.groups,
+        )
+
+
 @dataclass(frozen=True, config=_STRICT)
 class LogSettings:
     """Structured logs on stdout."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+
+
+@dataclass(frozen=True, config=_STRICT)
+class DiscoverySettings:
+    """Prometheus service discovery; GET /v1/targets (http_sd) always serves the same list."""
+
+    file: str | None = None
+    """Also write the list to this file for file_sd (atomically: temp file, fsync, rename)."""
+    interval: PositiveDuration = 5.0
+    """How often the file is brought up to date (it is rewritten only when the list changed)."""
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -156,10 +198,13 @@ class Settings:
     state_dir: str = "/var/lib/autoscaler"
     """Where group memory is kept between restarts (systemd StateDirectory)."""
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    discovery: DiscoverySettings = dataclasses.field(default_factory=DiscoverySettings)
+    """Service discovery of the groups' members for Prometheus."""
     sources: dict[str, SourceSettings] = dataclasses.field(default_factory=dict)
     """Metric sources by the name checks use in their `source:` field."""
     target: TargetSettings = dataclasses.field(default_factory=TargetSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
+    limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
 
 
@@ -173,13 +218,14 @@ def _problems(file: str, root: yaml.Node, exc: pydantic.ValidationError) -> list
 
 def parse(text: str, file: str = "<settings>", base: Path | None = None) -> Settings:
     """Settings from YAML text; relative policy and state paths are resolved against `base`."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        raise PolicyError([str(locate.yaml_problem(file, exc))]) from exc
-    if root is None or data is None:
+    documents, problems = safeyaml.documents(text, file, safeyaml.Limits())
+    if problems:
+        raise PolicyError([str(p) for p in problems])
+    if len(documents) > 1:
+        raise PolicyError([f"{file}:1:1: expected one YAML document of settings, found {len(documents)}"])
+    if not documents or documents[0][1] is None:
         return Settings()
+    root, data = documents[0]
     if not isinstance(data, dict):
         raise PolicyError([f"{file}:1:1: expected a mapping of settings"])
     try:
@@ -197,8 +243,7 @@ def _resolved(settings: Settings, base: Path) -> Settings:
 def load(path: str | Path) -> Settings:
     """Settings from a file; PolicyError listing every problem (with file:line) when invalid."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError([f"{file}:1:1: cannot read: {exc}"]) from exc
+    text, problems = safeyaml.read(file, safeyaml.Limits())
+    if text is None:
+        raise PolicyError([str(p) for p in problems])
     return parse(text, str(file), file.resolve().parent)

@@ -2,8 +2,11 @@
 
 Times how long it takes until 1 and then 10 new instances are running, from a golden image of
 1 GiB filled with data (not sparse), and how long 1 instance takes from a warm pool (a paused
-domain resumed, a shut-off one started) against 1 linked clone. libvirtd and virtlogd are
-started when none is running, as in tests/integration; everything created is removed at the end.
+domain resumed, a shut-off one started) against 1 linked clone. It also prices each clone's
+identity: the same linked clones with a cloud-init seed (built in memory, then created and
+uploaded through the storage API) against plain ones, with the seed's own phases per clone.
+libvirtd and virtlogd are started when none is running, as in tests/integration; everything
+created is removed at the end. `python bench/clone.py seeds` measures only the identity part.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import os
 import pathlib
 import shutil
 import signal
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid as uuidlib
@@ -23,11 +28,13 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.table import Table
 
+from autoscaler.identity import seed
 from autoscaler.policy import spec
-from autoscaler.targets import kvm, lifecycle
+from autoscaler.targets import NullObserver, kvm, lifecycle, seeds
 from autoscaler.virt import gateway, ops, xml
 
-URI = "qemu:///system"
+URI = os.environ.get("AUTOSCALER_BENCH_URI", "qemu:///system")
+"""The libvirtd to measure on; any local libvirtd socket works, e.g. a private one of the test rig."""
 GiB = 1024**3
 MiB = 1024**2
 COUNTS = (1, 10)
@@ -153,6 +160,94 @@ def bench_policy(
     return spec.GroupPolicy.model_validate(fields | extra)
 
 
+USER_DATA = """#cloud-config
+fqdn: ${hostname}.example.org
+write_files:
+  - path: /etc/instance.conf
+    content: "${group} ${instance_id} on ${host}"
+runcmd:
+  - [systemctl, enable, --now, prometheus-node-exporter]
+"""
+
+
+class Phases(NullObserver):
+    """Collects how long each provisioning phase took, per phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+
+    def provisioned(self, group: str, phase: str, seconds: float) -> None:
+        """Record one phase."""
+        self.seconds.setdefault(phase, []).append(seconds)
+
+
+def seed_build_seconds(runs: int = 200) -> float:
+    """Mean seconds to render one clone's documents and pack the ISO in memory."""
+    instance = spec.Instance(user_data_text=USER_DATA, ssh_authorized_keys=("ssh-ed25519 AAAA bench",))
+    started = time.perf_counter()
+    for _ in range(runs):
+        new = str(uuidlib.uuid4())
+        planned = seeds.plan(instance, f"as-bench-{new[:8]}", new, "bench", URI)
+        seed.iso(planned.documents.files())
+    return (time.perf_counter() - started) / runs
+
+
+async def measure_seeds(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> SeedRows:
+    """Plain linked clones against linked clones with a seed, per count; the seed phases per clone."""
+    template_path = workdir / "template.xml"
+    template_path.write_text(template(golden))
+    plain = bench_policy(golden, template_path, pool)
+    with_seed = bench_policy(golden, template_path, pool, instance={"user_data_text": USER_DATA})
+    phases = Phases()
+    target = kvm.KvmTarget(URI, settings=SETTINGS, policies=[plain], observer=phases)
+    await target.start()
+    try:
+        rows = []
+        for count in COUNTS:
+            plain_runs: list[float] = []
+            seed_runs: list[float] = []
+            for repeat in range(REPEATS):  # alternate which goes first: the host's load drifts
+                for policy in (plain, with_seed) if repeat % 2 == 0 else (with_seed, plain):
+                    runs = seed_runs if policy is with_seed else plain_runs
+                    if policy is with_seed:
+                        phases.seconds.clear()
+                    runs.append(await linked(target, policy, count))
+            rows.append(
+                (count, statistics.median(plain_runs), statistics.median(seed_runs), dict(phases.seconds))
+            )
+    finally:
+        await target.close()
+    return rows, seed_build_seconds()
+
+
+REPEATS = 3
+"""Runs per count and kind; the tables show medians."""
+SeedRows = tuple[list[tuple[int, float, float, dict[str, list[float]]]], float]
+
+
+def seed_tables(rows: SeedRows) -> list[Table]:
+    """Time until running with and without a seed, and what one clone's seed costs."""
+    counts, build = rows
+    table = Table(title=f"Time until running: linked clone vs with a cloud-init seed (median of {REPEATS})")
+    for column in ("instances", "plain (s)", "with seed (s)", "seed / plain"):
+        table.add_column(column, justify="right")
+    for count, fast, slow, _phases in counts:
+        table.add_row(str(count), f"{fast:.3f}", f"{slow:.3f}", f"{slow / fast:.2f}x")
+    per_clone = Table(title="Per clone, with a seed (mean over the last run of each count, ms)")
+    for column in ("phase", "ms"):
+        per_clone.add_column(column, justify="right")
+    per_clone.add_row("seed: render + ISO in memory (alone, 200 runs)", f"{build * 1000:.2f}")
+    merged: dict[str, list[float]] = {}
+    for _count, _fast, _slow, phases in counts:
+        for phase, seconds in phases.items():
+            merged.setdefault(phase, []).extend(seconds)
+    for phase in ("overlay", "seed", "define", "start"):
+        if merged.get(phase):
+            label = "seed: ISO + volume create + upload" if phase == "seed" else phase
+            per_clone.add_row(label, f"{statistics.mean(merged[phase]) * 1000:.1f}")
+    return [table, per_clone]
+
+
 async def measure(workdir: pathlib.Path, pool: str, golden: pathlib.Path) -> Rows:
     """Both methods for each count, side by side; then 1 instance from each kind of warm pool."""
     template_path = workdir / "template.xml"
@@ -210,7 +305,7 @@ async def wait_parked(target: kvm.KvmTarget, state: str, deadline: float = 60.0)
         await asyncio.sleep(0.05)
 
 
-def run_bench(workdir: pathlib.Path, images: pathlib.Path) -> Rows:
+def run_bench(workdir: pathlib.Path, images: pathlib.Path, seeds_only: bool) -> tuple[Rows | None, SeedRows]:
     """Start daemons if needed, make the golden image and pool, measure, remove them again."""
     daemons = [] if answers() else start_daemons(workdir)
     pool = f"as-bench-{os.getpid()}"
@@ -220,7 +315,8 @@ def run_bench(workdir: pathlib.Path, images: pathlib.Path) -> Rows:
         subprocess.run(
             [*virsh, "pool-create-as", pool, "dir", "--target", str(images)], check=True, capture_output=True
         )
-        return asyncio.run(measure(workdir, pool, golden))
+        seeded = asyncio.run(measure_seeds(workdir, pool, golden))
+        return (None if seeds_only else asyncio.run(measure(workdir, pool, golden))), seeded
     finally:
         subprocess.run([*virsh, "pool-destroy", pool], check=False, capture_output=True)
         for process in reversed(daemons):
@@ -236,15 +332,20 @@ def main() -> None:
     images.mkdir()
     try:
         with kvm_permissions():
-            rows, single, pools = run_bench(workdir, images)
+            measured, seeded = run_bench(workdir, images, seeds_only="seeds" in sys.argv[1:])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    console = Console()
+    for table in seed_tables(seeded):
+        console.print(table)
+    if measured is None:
+        return
+    rows, single, pools = measured
     table = Table(title="Time until running: linked clone vs full copy (1 GiB golden image, data-filled)")
     for column in ("instances", "linked clones (s)", "full copies (s)", "full / linked"):
         table.add_column(column, justify="right")
     for count, fast, slow in rows:
         table.add_row(str(count), f"{fast:.2f}", f"{slow:.2f}", f"{slow / fast:.1f}x")
-    console = Console()
     console.print(table)
     console.print(pool_table(single, pools))
 

@@ -8,7 +8,12 @@ Part 2 clones 20 instances at once through the real KVM target and measures how 
 timer fires on the event loop meanwhile: on libvirt's test driver, and on the system QEMU when the
 demo's host preparation can reach it (it starts libvirtd as root if none runs, and undoes that).
 
+Part 3 starts the real daemon (fake target and metrics) on one policy file of 1,000 and 10,000
+groups, each in a fresh process: the time to READY, the loop lag while the file loads, the
+resident memory once loaded, then after the file is removed and reloaded (groups gone).
+
     .venv/bin/python bench/daemon.py [--groups 10,100,1000] [--cycles 5] [--no-libvirt]
+                                     [--load 1000,10000] [--only-load]
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import statistics
 import sys
@@ -184,6 +190,136 @@ def _ms(samples: list[float], quantile: float) -> float:
     return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] * 1000
 
 
+LOAD_GROUP = """\
+  - group: g{index:05d}
+    golden: golden.qcow2
+    template: template
+    min: 0
+    max: 10
+    evaluation_interval: 1h
+    checks:
+      - {{name: load, source: fake, query: load, strategy: {{kind: per_instance, per_instance: 10}}}}
+"""
+
+
+@dataclass
+class LoadResult:
+    """Figures of loading one file of many groups into a fresh daemon process."""
+
+    groups: int
+    file_mib: float
+    ready_s: float
+    first_ticks_s: float
+    lag_max_ms: float
+    lag_p99_ms: float
+    rss_loaded_mib: float
+    unload_s: float
+    unload_lag_max_ms: float
+    rss_unloaded_mib: float
+    rss_start_mib: float
+
+
+async def measure_load(groups: int, work: Path) -> LoadResult:
+    """One child process per size, so each RSS figure is that daemon's alone."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--load-child", str(groups), str(work), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await child.communicate()
+    return LoadResult(**json.loads(out.decode().strip().splitlines()[-1]))
+
+
+async def _load_child(groups: int, work: Path) -> dict[str, float]:
+    """Inside the child: start the daemon on the file, probe the loop, remove the file, reload."""
+    from autoscaler import settings
+    from autoscaler.runtime import daemon
+
+    policies = work / f"policies-{groups}"
+    policies.mkdir(parents=True)
+    path = policies / "many.yaml"
+    path.write_text("groups:\n" + "".join(LOAD_GROUP.format(index=i) for i in range(groups)))
+    limits = settings.LimitSettings(groups=groups, policy_file_bytes=64 * 1024 * 1024)
+    config = settings.Settings(
+        policies=(str(policies),),
+        state_dir=str(work / f"state-{groups}"),
+        http=settings.HttpSettings(port=0),
+        limits=limits,
+    )
+    gc.collect()
+    start_rss = rss_mib()
+    runner = daemon.Daemon(
+        config,
+        target=fakes.FakeTarget(clock.SystemClock(), boot_time=0.0),  # type: ignore[arg-type]
+        metric_sources={"fake": fakes.FakeMetricSource(values={"load": 5.0})},
+        registry=CollectorRegistry(),
+    )
+    samples: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(_probe(samples, stop))
+    started = time.perf_counter()
+    task = asyncio.create_task(runner.run())
+    await runner.started.wait()
+    ready = time.perf_counter() - started
+    loaded_lag = list(samples)
+    loaded_rss = rss_mib()
+    started = time.perf_counter()
+    handlers = list(runner.manager or ())
+    while not all(h.ticks for h in handlers):  # noqa: ASYNC110 (the first evaluation of every group)
+        await asyncio.sleep(0.05)
+    first_ticks = time.perf_counter() - started
+    samples.clear()
+    path.unlink()
+    started = time.perf_counter()
+    runner.request_reload()
+    while list(runner.manager or ()):  # noqa: ASYNC110 (the daemon offers no event for this)
+        await asyncio.sleep(0.01)
+    unload = time.perf_counter() - started
+    await asyncio.sleep(0.5)
+    unload_lag = list(samples)
+    unloaded_rss = rss_mib()
+    stop.set()
+    await probe
+    runner.request_stop()
+    await task
+    return {
+        "groups": groups,
+        "file_mib": len(LOAD_GROUP) * groups / 2**20,
+        "ready_s": ready,
+        "first_ticks_s": first_ticks,
+        "lag_max_ms": _ms(loaded_lag, 1.0),
+        "lag_p99_ms": _ms(loaded_lag, 0.99),
+        "rss_loaded_mib": loaded_rss,
+        "unload_s": unload,
+        "unload_lag_max_ms": _ms(unload_lag, 1.0),
+        "rss_unloaded_mib": unloaded_rss,
+        "rss_start_mib": start_rss,
+    }
+
+
+def load_table(results: list[LoadResult]) -> Table:
+    """Part 3 side by side, with the ratio of load time per group to the first size."""
+    table = Table(title="daemon start on one policy file of many groups (fake target and metrics)")
+    columns = ("groups", "file", "to READY", "x per group", "lag max", "lag p99", "RSS start", "RSS loaded")
+    for column in (*columns, "all evaluated once", "remove all", "lag max (remove)", "RSS after remove"):
+        table.add_column(column, justify="right")
+    base = results[0].ready_s / results[0].groups
+    for r in results:
+        table.add_row(
+            f"{r.groups:,}",
+            f"{r.file_mib:.1f} MiB",
+            f"{r.ready_s:.2f} s",
+            f"{r.ready_s / r.groups / base:.2f}",
+            f"{r.lag_max_ms:.0f} ms",
+            f"{r.lag_p99_ms:.0f} ms",
+            f"{r.rss_start_mib:.0f} MiB",
+            f"{r.rss_loaded_mib:.0f} MiB",
+            f"{r.first_ticks_s:.1f} s",
+            f"{r.unload_s:.2f} s",
+            f"{r.unload_lag_max_ms:.0f} ms",
+            f"{r.rss_unloaded_mib:.0f} MiB",
+        )
+    return table
+
+
 def cycle_table(results: list[CycleResult]) -> Table:
     """Part 1 side by side, with ratios to the smallest run."""
     table = Table(title="evaluation cycle (all groups tick once, concurrently; fake metrics and target)")
@@ -221,10 +357,14 @@ def lag_table(results: list[LagResult]) -> Table:
 
 async def main(args: argparse.Namespace) -> None:
     """Run both parts and print their tables."""
-    console = Console()
+    console = Console(width=200)
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as temp:
         work = Path(temp)
         os.chmod(temp, 0o755)  # QEMU (libvirt-qemu) must reach the system host's images below it
+        if args.load:
+            console.print(load_table([await measure_load(n, work) for n in args.load]))
+        if args.only_load:
+            return
         cycles = [await measure_cycles(n, args.cycles, work) for n in args.groups]
         console.print(cycle_table(cycles))
         if args.no_libvirt:
@@ -243,8 +383,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", type=lambda s: [int(x) for x in s.split(",")], default=[10, 100, 1000])
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--no-libvirt", action="store_true")
+    parser.add_argument("--load", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 10000])
+    parser.add_argument("--only-load", action="store_true", help="run part 3 only")
+    parser.add_argument("--load-child", nargs=2, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    options = parse()
+    if options.load_child:
+        import structlog
+
+        structlog.configure(logger_factory=structlog.ReturnLoggerFactory())  # the figures alone on stdout
+        size, where = options.load_child
+        print(json.dumps(asyncio.run(_load_child(int(size), Path(where)))))
+    else:
+        asyncio.run(main(options))

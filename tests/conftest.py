@@ -15,6 +15,14 @@ from collections.abc import Generator
 
 import pytest
 
+from tests.integration.libvirt_env import libvirt_env
+from tests.integration.prometheus_env import prometheus_server
+
+__all__ = ["libvirt_env", "prometheus_server"]
+# One real libvirtd and one Prometheus per session, shared by every package that needs them
+# (tests/integration, tests/faults): a second copy of a session fixture would find the first
+# one's libvirtd running, treat it as foreign and skip what only an owned daemon allows.
+
 REQUIRE = "AUTOSCALER_REQUIRE_INTEGRATION"
 
 

@@ -87,11 +87,13 @@ class FakeTarget:
         return [i.name for i in self.members.get(group, [])]
 
     def _instance(self, group: str, created: float) -> model.Instance:
+        serial = next(self._serial)
         return model.Instance(
-            name=f"as-{group}-{next(self._serial):04d}",
+            name=f"as-{group}-{serial:04d}",
             uuid=str(uuid.uuid4()),
             state=model.InstanceState.BOOTING,
             created_at=created,
+            addresses=(f"192.0.2.{serial % 250 + 1}",),  # documentation range: never contacted
         )
 
     def _view(self, instance: model.Instance) -> model.Instance:

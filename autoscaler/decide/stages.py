@@ -143,9 +143,12 @@ def warmup(inventory: model.GroupInventory, current: int, desired: int) -> Stage
     if desired >= current:
         return desired, None
     booting = sum(1 for i in inventory.members if i.state is model.InstanceState.BOOTING)
-    if booting == 0:
+    registering = sum(1 for i in inventory.members if i.state is model.InstanceState.REGISTERING)
+    if booting + registering == 0:
         return desired, None
-    return current, f"{booting} member(s) still warming up"
+    if registering == 0:
+        return current, f"{booting} member(s) still warming up"
+    return current, f"{booting} member(s) still warming up, {registering} registering with the load balancers"
 
 
 def removable(policy: spec.GroupPolicy, inventory: model.GroupInventory, now: float) -> list[model.Instance]:

@@ -10,7 +10,13 @@ from autoscaler import model
 from autoscaler.decide import stages
 from autoscaler.policy import spec
 
-_STATE_RANK = {model.InstanceState.FAILED: 0, model.InstanceState.BOOTING: 1, model.InstanceState.READY: 2}
+_STATE_RANK = {
+    model.InstanceState.FAILED: 0,
+    model.InstanceState.BOOTING: 1,
+    model.InstanceState.REGISTERING: 1,
+    model.InstanceState.READY: 2,
+}
+"""Members not yet serving (failed, booting, registering) go before those that serve."""
 
 
 def _policy_key(order: str, instance: model.Instance) -> tuple[float, str]:

@@ -77,6 +77,7 @@ class GroupHandler:
         self._windows = status.Windows()
         """The last hours of sizes, load, capacity and forecast, for the console's charts."""
         self._edges = status.FailureEdges()
+        self._source_edges = status.SourceEdges()
         self._said = status.DecisionLog()
         self._actor = Actor(deps, self.lifecycle, self._edges, self._blocked)
         self._pending: files.LoadedGroup | None = None
@@ -213,6 +214,7 @@ class GroupHandler:
         found = await inputs.gather(
             policy, self.deps.sources, now, self.deps.settings.query_timeout, self.deps.metrics
         )
+        self._source_edges.update(policy, found)
         floor = await self.forecaster.floor(policy, self.deps.sources, now, self.deps.metrics)
         decision, self.memory = decide.evaluate(policy, inventory, found, self.memory, now, forecast=floor)
         blocked = self._blocked()
@@ -317,6 +319,7 @@ class GroupHandler:
             "min": self.policy.min,
             "max": self.policy.max,
             "current": inventory.current,
+            "draining": len(inventory.instances) - inventory.current,
             "ready": inventory.ready,
             "members": status.members(inventory),
             "last_decision": last.to_dict() if last is not None else None,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Iterator, Mapping
+import functools
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -52,6 +53,22 @@ class GroupManager:
 
     def apply(self, groups: Mapping[str, files.LoadedGroup]) -> Changes:
         """Make the managed groups match `groups`: new handlers, new versions, dropped groups."""
+        changes = self._changes(groups)
+        for step in self._steps(changes, groups):
+            step()
+        return changes
+
+    async def apply_gradually(self, groups: Mapping[str, files.LoadedGroup], batch: int = 100) -> Changes:
+        """`apply`, yielding to the event loop every `batch` groups: adding or dropping 10,000
+        groups at once would stall it for seconds."""
+        changes = self._changes(groups)
+        for index, step in enumerate(self._steps(changes, groups), start=1):
+            step()
+            if index % batch == 0:
+                await asyncio.sleep(0)
+        return changes
+
+    def _changes(self, groups: Mapping[str, files.LoadedGroup]) -> Changes:
         added = [name for name in groups if name not in self.handlers]
         removed = [name for name in self.handlers if name not in groups]
         updated = [
@@ -59,15 +76,23 @@ class GroupManager:
             for name, loaded in groups.items()
             if name in self.handlers and self.handlers[name].latest.revision != loaded.revision
         ]
-        for name in removed:
-            self._drop(name)
-        for name in updated:
-            self.handlers[name].update(groups[name])
-        for name in added:
-            self.handlers[name] = handler.GroupHandler(groups[name], self.deps)
-            if self._running:
-                self._spawn(name)
         return Changes(tuple(added), tuple(updated), tuple(removed))
+
+    def _steps(
+        self, changes: Changes, groups: Mapping[str, files.LoadedGroup]
+    ) -> Iterator[Callable[[], None]]:
+        """One small step per group changed: drops first, then updates, then additions."""
+        for name in changes.removed:
+            yield functools.partial(self._drop, name)
+        for name in changes.updated:
+            yield functools.partial(self.handlers[name].update, groups[name])
+        for name in changes.added:
+            yield functools.partial(self._add, name, groups[name])
+
+    def _add(self, name: str, loaded: files.LoadedGroup) -> None:
+        self.handlers[name] = handler.GroupHandler(loaded, self.deps)
+        if self._running:
+            self._spawn(name)
 
     def _drop(self, name: str) -> None:
         """Stop managing `name`; a task in the middle of an action keeps going until it is over,

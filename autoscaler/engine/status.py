@@ -32,6 +32,41 @@ class FailureEdges:
             log.info("failure_recovered", kind=kind)
 
 
+class SourceEdges:
+    """One info line when a check's source starts failing and one when it answers again.
+
+    The checks' counters carry every failed query; this says, once, that an outage began and
+    ended (a missing or stale answer is data, not a failing source).
+    """
+
+    def __init__(self) -> None:
+        self._failing: dict[str, str] = {}
+        """Check name -> the error class it began failing with."""
+
+    def update(self, policy: spec.GroupPolicy, found: dict[str, model.CheckInput]) -> None:
+        """Compare this tick's inputs with the last and log the edges."""
+        for check in policy.checks:
+            got = found.get(check.name)
+            if isinstance(got, model.Failed) and check.name not in self._failing:
+                self._failing[check.name] = got.error_class
+                log.info(
+                    "check_source_failing",
+                    group=policy.group,
+                    check=check.name,
+                    source=check.source,
+                    error_class=got.error_class,
+                )
+            elif got is not None and not isinstance(got, model.Failed) and check.name in self._failing:
+                began = self._failing.pop(check.name)
+                log.info(
+                    "check_source_recovered",
+                    group=policy.group,
+                    check=check.name,
+                    source=check.source,
+                    error_class=began,
+                )
+
+
 class DecisionLog:
     """Logs a decision when it says something new: a held decision is logged once, not per tick."""
 
@@ -140,7 +175,9 @@ def _member(instance: model.Instance) -> dict[str, Any]:
         "created_at": instance.created_at,
         "ready_at": instance.ready_at,
         "host": instance.host,
+        "addresses": list(instance.addresses),
         "outdated": instance.outdated,
+        "note": instance.note,
     }
 
 

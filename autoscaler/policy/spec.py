@@ -8,9 +8,20 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from autoscaler.policy import durations
+from autoscaler.policy import serving as serving_spec
 
 Duration = Annotated[
     float,
@@ -309,6 +320,51 @@ class WarmPool(Spec):
     )
 
 
+class Instance(Spec):
+    """Each clone's own identity through cloud-init NoCloud: a seed disk and an SMBIOS serial.
+
+    `user_data` and `network_config` name files (relative to the policy file); they are read and
+    checked when the policy loads, and their text is kept with it. Templates may use ${name},
+    ${hostname}, ${instance_id}, ${group} and ${host}; write $${ for a literal ${.
+    """
+
+    hostname: str = Field(
+        "${name}", description="Hostname pattern, e.g. 'web-${instance_id}'; default the domain name."
+    )
+    user_data: str | None = Field(
+        None, description="User-data file, templated; a '#cloud-config' file must be a YAML mapping."
+    )
+    network_config: str | None = Field(
+        None, description="Network-config file (version 2, matched by MAC), templated; default DHCP."
+    )
+    ssh_authorized_keys: tuple[str, ...] = Field(
+        (), description="Public keys for the default user (meta-data public-keys)."
+    )
+    user_data_text: SkipJsonSchema[str | None] = Field(
+        None, description="The user_data file's text, read when the policy loads (never written)."
+    )
+    network_config_text: SkipJsonSchema[str | None] = Field(
+        None, description="The network_config file's text, read when the policy loads (never written)."
+    )
+
+    @model_validator(mode="after")
+    def _texts_come_from_files(self, info: ValidationInfo) -> Instance:
+        written = (self.user_data_text is not None) or (self.network_config_text is not None)
+        if written and (info.context or {}).get("from_file"):
+            raise ValueError(
+                "user_data_text and network_config_text are read from the files; do not set them"
+            )
+        return self
+
+
+class Discovery(Spec):
+    """How Prometheus finds the group's members (GET /v1/targets, or the file_sd file)."""
+
+    ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
+        (), description="Ports of the guests' Prometheus exporters; one target per member and port."
+    )
+
+
 class GroupPolicy(Spec):
     """One group of instances cloned from one golden image, and how to size it."""
 
@@ -340,6 +396,16 @@ class GroupPolicy(Spec):
     readiness: Readiness = Field(default_factory=Readiness, description="Readiness and health probing.")
     predictive: Predictive = Field(default_factory=Predictive, description="Forecast-driven scale-out.")
     warm_pool: WarmPool = Field(default_factory=WarmPool, description="Pre-cloned stopped instances.")
+    serving: serving_spec.Serving | None = Field(
+        None,
+        description="Load-balancer registration, draining and lifecycle hooks; none: members serve at once.",
+    )
+    instance: Instance | None = Field(
+        None, description="Per-clone identity (cloud-init seed, SMBIOS serial); none keeps clones anonymous."
+    )
+    discovery: Discovery = Field(
+        default_factory=Discovery, description="Service discovery of members for Prometheus."
+    )
     dry_run: bool = Field(False, description="Decide and explain, but never act.")
     paused: bool = Field(False, description="Hold the group as it is; decisions are still recorded.")
 

@@ -1,10 +1,11 @@
 """The composition root: builds every part from the settings and runs them as named root tasks.
 
-Startup: settings → sources and target → target start (connect, first reconcile) → first policy
-load → group handlers → HTTP bound → READY=1. Then one TaskGroup runs `policy-watcher`,
-`group-manager`, `http-server`, `watchdog`, `stopper` and, for a target with background work of
-its own, `target-upkeep`; a root task that returns or raises is a bug, so the others are
-cancelled and the process exits non-zero for systemd to restart it.
+Startup: settings → sources and target → first policy load (group handlers built, not run) →
+target start (connect, first reconcile, which knows the governed groups) → HTTP bound →
+READY=1. Then one TaskGroup runs `policy-watcher`, `group-manager`, `http-server`, `watchdog`,
+`stopper` and, for a target with background work of its own, `target-upkeep`; a root task that
+returns or raises is a bug, so the others are cancelled and the process exits non-zero for
+systemd to restart it.
 
 Shutdown (SIGTERM/SIGINT): STOPPING=1 → scheduler stops → handlers start no new action → in-flight
 actions get `shutdown_grace` → HTTP, sources and target close. A timer ends the process with
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -30,9 +32,9 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from autoscaler import errors, sources, targets
-from autoscaler.engine import handler, journal, limiter, manager, memory, policies
+from autoscaler.engine import discovery, handler, journal, limiter, manager, memory, policies
 from autoscaler.runtime import clock as clocks
-from autoscaler.runtime import http, sdnotify, ticker
+from autoscaler.runtime import http, release, sdfile, sdnotify, ticker
 from autoscaler.settings import Settings
 from autoscaler.telemetry import metrics as telemetry
 from autoscaler.telemetry import registry as registries
@@ -43,6 +45,8 @@ LAG_PROBE = 0.5
 LAG_RECOVERY = 1.0
 """Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
+RELEASE_AFTER = 500
+"""Removing at least this many groups at once gives their memory back to the system."""
 
 
 class RootTaskExited(Exception):
@@ -107,7 +111,7 @@ class Daemon:
     def _build_target(self) -> targets.Target:
         from autoscaler.runtime import factories
 
-        return factories.target(self.settings.target, self.metrics)
+        return factories.target(self.settings.target, self.metrics, self.settings.state_dir)
 
     def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
         engine = self.settings.engine
@@ -134,12 +138,9 @@ class Daemon:
         target = self.target if self.target is not None else self._build_target()
         self.target = target
         if self.sources is None:
-            self.sources = factories.source_map(self.settings.sources, target)
-        if isinstance(target, Managed):
-            await target.start()
-        unmanaged = getattr(target, "unmanaged", None)
-        if callable(unmanaged):
-            self.metrics.watch_unmanaged(unmanaged)
+            self.sources = factories.source_map(
+                self.settings.sources, target, self.settings.limits.response_bytes
+            )
         self.manager = manager.GroupManager(self._deps(target, self.sources))
         self.watcher = policies.Watcher(
             self.settings.policies,
@@ -148,8 +149,16 @@ class Daemon:
             self.clock,
             self.settings.engine.policy_poll,
             sources=list(self.sources),  # a check naming another source rejects its file
+            limits=self.settings.limits.policy(),
         )
-        self.watcher.load()
+        # Policies first: the start's reconcile must know which groups are governed, or a crash
+        # mid scale-in would be left draining until the periodic reconcile (handlers only run later).
+        await self.watcher.reload()
+        if isinstance(target, Managed):
+            await target.start()
+        unmanaged = getattr(target, "unmanaged", None)
+        if callable(unmanaged):
+            self.metrics.watch_unmanaged(unmanaged)
         host, port = self.settings.http.listen, self.settings.http.port
         self.http = http.HttpServer(self, host, port, self.settings.http.token_file)
         address = await self.http.start()
@@ -162,13 +171,16 @@ class Daemon:
         if server.token_file is not None and operator_api != "enabled":
             log.warning("operator_api_disabled", token_file=server.token_file, reason=operator_api)
 
-    def _apply(self, groups: dict[str, Any]) -> None:
+    async def _apply(self, groups: dict[str, Any]) -> None:
+        """Hand a load over, in slices: 10,000 groups added or dropped at once must not stall the loop."""
         assert self.manager is not None
-        changes = self.manager.apply(groups)
+        changes = await self.manager.apply_gradually(groups)
         set_policies = getattr(self.target, "set_policies", None)
         if callable(set_policies):
             set_policies([g.policy for g in groups.values()])
-        self.ticker.sync(self.manager)
+        await self.ticker.sync_gradually(self.manager)
+        self.metrics.sweep()
+        release.settle(len(changes.removed), RELEASE_AFTER)
         if changes.added or changes.updated or changes.removed:
             log.info(
                 "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed
@@ -232,6 +244,8 @@ class Daemon:
         }
         if isinstance(self.target, Managed):
             roots["target-upkeep"] = self.target.upkeep
+        if self.settings.discovery.file is not None:
+            roots["sd-file"] = self._write_sd_file
         failed: list[str] = []
         try:
             async with asyncio.TaskGroup() as group:
@@ -419,6 +433,29 @@ class Daemon:
             "operator_api": self.http.operator_api() if self.http is not None else "starting",
             "settings_restart_required": self._settings_changed,
         }
+
+    async def targets(self) -> list[dict[str, Any]]:
+        """Prometheus http_sd entries: every managed group's ready and draining members."""
+        entries: list[dict[str, Any]] = []
+        for each in list(self.manager or ()):
+            inventory = each.inventory
+            if self.target is not None:
+                with contextlib.suppress(errors.TargetError):
+                    inventory = await self.target.inventory(each.group)
+            if inventory is not None:
+                entries += discovery.target_groups(each.policy, inventory)
+        return entries
+
+    async def _write_sd_file(self) -> None:
+        """Keep the file_sd file equal to GET /v1/targets (rewritten atomically when it changes)."""
+        path, written = self.settings.discovery.file, None
+        assert path is not None
+        while True:
+            text = json.dumps(await self.targets(), indent=1, sort_keys=True) + "\n"
+            if text != written:
+                await asyncio.to_thread(sdfile.write, path, text)
+                written = text
+            await asyncio.sleep(self.settings.discovery.interval)
 
     def _summary(self) -> str:
         handlers = list(self.manager or ())

@@ -7,6 +7,7 @@ only built when the settings ask for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from autoscaler import sources, targets
 from autoscaler.settings import (
@@ -21,15 +22,19 @@ from autoscaler.telemetry import metrics as telemetry
 MiB = 1024 * 1024
 
 
-def _prometheus(config: PrometheusSettings, _target: targets.Target) -> sources.MetricSource:
+def _prometheus(config: PrometheusSettings, _target: targets.Target, max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import prometheus
 
     return prometheus.PrometheusSource(
-        config.url, timeout=config.timeout, bearer_token_file=config.bearer_token_file, tls_ca=config.tls_ca
+        config.url,
+        timeout=config.timeout,
+        bearer_token_file=config.bearer_token_file,
+        tls_ca=config.tls_ca,
+        max_bytes=max_bytes,
     )
 
 
-def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.MetricSource:
+def _exporter(config: ExporterSettings, _target: targets.Target, max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import exporter
 
     return exporter.ExporterSource(
@@ -37,10 +42,11 @@ def _exporter(config: ExporterSettings, _target: targets.Target) -> sources.Metr
         timeout=config.timeout,
         bearer_token_file=config.bearer_token_file,
         min_rate_window=config.min_rate_window,
+        max_bytes=max_bytes,
     )
 
 
-def _libvirt(_config: LibvirtSourceSettings, target: targets.Target) -> sources.MetricSource:
+def _libvirt(_config: LibvirtSourceSettings, target: targets.Target, _max_bytes: int) -> sources.MetricSource:
     from autoscaler.sources import domstats
 
     if not hasattr(target, "refresh_load"):
@@ -56,26 +62,28 @@ SOURCES: dict[str, Callable[..., sources.MetricSource]] = {
 
 
 def source_map(
-    configs: Mapping[str, SourceSettings], target: targets.Target
+    configs: Mapping[str, SourceSettings], target: targets.Target, max_bytes: int = 8 * 1024 * 1024
 ) -> dict[str, sources.MetricSource]:
-    """Every configured metric source by name."""
-    return {name: SOURCES[config.kind](config, target) for name, config in configs.items()}
+    """Every configured metric source by name; HTTP answers are read up to `max_bytes`."""
+    return {name: SOURCES[config.kind](config, target, max_bytes) for name, config in configs.items()}
 
 
-def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    from autoscaler.targets import kvm, lifecycle
+def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
+    from autoscaler.targets import kvm, lifecycle, ownership, reconcile
 
     settings = kvm.KvmSettings(
         memory_reserve=config.memory_reserve_mib * MiB,
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
+        grace=reconcile.Grace(creating_stopped=config.stuck_create_grace, overlay=config.orphan_grace),
     )
-    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
+    ledger = ownership.FileLedger(Path(state_dir) / "volumes")
+    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)
 
 
-TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics], targets.Target]] = {"kvm": _kvm}
+TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, str], targets.Target]] = {"kvm": _kvm}
 
 
-def target(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    """The configured target."""
-    return TARGETS[config.kind](config, metrics)
+def target(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
+    """The configured target; what it must remember across restarts lives under `state_dir`."""
+    return TARGETS[config.kind](config, metrics, state_dir)

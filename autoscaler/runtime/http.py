@@ -14,6 +14,7 @@ take over the loop and signals.
     GET  /status                   JSON: every group, its members, state and last decision
     GET  /explain/{group}          the last decision as text (?format=json, ?limit=N for more)
     GET  /v1/decisions             JSON journal (?group=, ?limit=)
+    GET  /v1/targets               Prometheus http_sd: ready and draining members, [] when none
     POST /groups/{group}/pause     {"reason": "..."}: decide and journal, but do not act
     POST /groups/{group}/resume
     POST /reload                   re-read the policy files now
@@ -26,10 +27,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
 
 from autoscaler import explain
 from autoscaler.console import routes as console
@@ -63,6 +65,10 @@ class Api(Protocol):
         """Re-read the policies soon."""
         ...
 
+    async def targets(self) -> list[dict[str, Any]]:
+        """Prometheus http_sd entries of the members worth scraping."""
+        ...
+
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -89,6 +95,7 @@ class HttpServer:
         app.router.add_get("/status", self._status)
         app.router.add_get("/explain/{group}", self._explain)
         app.router.add_get("/v1/decisions", self._decisions)
+        app.router.add_get("/v1/targets", self._targets)
         app.router.add_post("/groups/{group}/pause", self._pause)
         app.router.add_post("/groups/{group}/resume", self._resume)
         app.router.add_post("/reload", self._reload)
@@ -97,6 +104,7 @@ class HttpServer:
 
     async def start(self) -> tuple[str, int]:
         """Bind and serve; returns the bound address (the real port when 0 was asked)."""
+        _quiet_client_errors()
         self._runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -149,6 +157,11 @@ class HttpServer:
             f"{explain.to_text(e.decision)}\noutcome: {e.outcome} ({e.state})" for e in entries
         )
         return web.Response(text=text + "\n")
+
+    async def _targets(self, _request: web.Request) -> web.Response:
+        """http_sd JSON with Content-Type exactly application/json (Prometheus 2.28.0 refused a charset)."""
+        body = json.dumps(await self.api.targets()).encode()
+        return web.Response(body=body, content_type="application/json")
 
     async def _decisions(self, request: web.Request) -> web.Response:
         names = [request.query["group"]] if "group" in request.query else self.api.status()["group_names"]
@@ -258,3 +271,25 @@ async def _body(request: web.Request) -> dict[str, Any] | web.Response:
 def _reason(request: web.Request, body: dict[str, Any]) -> str:
     given = body.get("reason")
     return (given if isinstance(given, str) else request.query.get("reason", ""))[:200]
+
+
+class _ClientErrorFilter(logging.Filter):
+    """A malformed request (a line too long, bytes that are no HTTP) is the client's error: aiohttp
+    answers 400 and would log a traceback; it becomes one line without one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = record.exc_info[1] if record.exc_info else None
+        if isinstance(failure, http_exceptions.HttpProcessingError):
+            record.msg = "bad_http_request: %s"
+            record.args = (str(failure.message)[:200],)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def _quiet_client_errors() -> None:
+    """Install the filter on aiohttp's server logger once."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrorFilter) for f in server_log.filters):
+        server_log.addFilter(_ClientErrorFilter())

@@ -11,10 +11,12 @@ supervision, cancellation and "one evaluation at a time" stay with the daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from autoscaler.engine import Clock, handler
@@ -42,6 +44,8 @@ class Ticker:
         self._intervals: dict[str, tuple[Callable[[], None], float]] = {}
         """Each group's poke and evaluation interval, pulsed once started."""
         self._pulses: dict[str, asyncio.Task[None]] = {}
+        self._jobs: dict[str, list[str]] = {}
+        """The window jobs of each group, by id (never a scan of every job: 10,000 groups)."""
         self._started = False
 
     def start(self) -> None:
@@ -61,20 +65,33 @@ class Ticker:
 
     def sync(self, handlers: Iterable[handler.GroupHandler]) -> None:
         """Pulses and jobs for exactly these groups, rebuilt for groups whose policy changed."""
+        for _ in self._sync_steps(handlers):
+            pass
+
+    async def sync_gradually(self, handlers: Iterable[handler.GroupHandler], batch: int = 200) -> None:
+        """`sync`, yielding to the event loop every `batch` groups changed."""
+        for index, _ in enumerate(self._sync_steps(handlers), start=1):
+            if index % batch == 0:
+                await asyncio.sleep(0)
+
+    def _sync_steps(self, handlers: Iterable[handler.GroupHandler]) -> Iterator[str]:
+        """Sync one group per step; yields the group after each change."""
         wanted = {h.group: h for h in handlers}
         for group in set(self._revisions) - set(wanted):
             self._remove(group)
+            yield group
         for group, each in wanted.items():
             revision = each.latest.revision
             if self._revisions.get(group) != revision:
                 self._remove(group)
                 self._add(each)
                 self._revisions[group] = revision
+                yield group
 
     def _remove(self, group: str) -> None:
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith(f"{group}/"):
-                job.remove()
+        for job_id in self._jobs.pop(group, []):
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(job_id)
         self._intervals.pop(group, None)
         pulse = self._pulses.pop(group, None)
         if pulse is not None:
@@ -87,13 +104,15 @@ class Ticker:
         if self._started:
             self._pulse(policy.group)
         for index, window in enumerate(policy.schedules):
+            job_id = f"{policy.group}/window-{index}"
             self.scheduler.add_job(
                 self._window_opened(each, window),
                 schedule.trigger(window.cron, window.timezone),
-                id=f"{policy.group}/window-{index}",
+                id=job_id,
                 max_instances=1,
                 coalesce=True,
             )
+            self._jobs.setdefault(policy.group, []).append(job_id)
 
     def _pulse(self, group: str) -> None:
         poke, interval = self._intervals[group]

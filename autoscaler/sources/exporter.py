@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 
 import aiohttp
@@ -94,10 +95,20 @@ def parse_query(query: str) -> Selector:
     return Selector(name=match["name"], matchers=matchers, rate=match["rate"] is not None)
 
 
-def parse_exposition(text: str) -> Scrape:
-    """Index a Prometheus text exposition by sample name and label set."""
+class ParseAbandoned(Exception):
+    """The scrape's deadline passed while its exposition was being parsed."""
+
+
+def parse_exposition(text: str, stop: threading.Event | None = None) -> Scrape:
+    """Index a Prometheus text exposition by sample name and label set.
+
+    `stop` is checked between metric families: once it is set (the scrape timed out or was
+    cancelled) the parse ends there, so no worker thread keeps parsing an answer nobody awaits.
+    """
     scrape: Scrape = {}
     for family in parser.text_string_to_metric_families(text):
+        if stop is not None and stop.is_set():
+            raise ParseAbandoned
         for sample in family.samples:
             key = tuple(sorted(sample.labels.items()))
             scrape.setdefault(sample.name, {})[key] = float(sample.value)
@@ -138,12 +149,15 @@ class ExporterSource:
         tls_ca: str | None = None,
         tls_insecure: bool = False,
         min_rate_window: float = 10.0,
+        max_bytes: int = http.DEFAULT_MAX_BYTES,
     ) -> None:
         """`url` is the exporter's full metrics URL (e.g. http://127.0.0.1:9100/metrics).
 
         A rate spans at least `min_rate_window` seconds (as long as the checks' intervals need).
+        A page larger than `max_bytes` fails the scrape; `timeout` bounds the fetch and the parse.
         """
         self.url = url
+        self.max_bytes = max_bytes
         self.timeout = timeout
         self.min_rate_window = min_rate_window
         self._bearer_token_file = bearer_token_file
@@ -166,16 +180,23 @@ class ExporterSource:
         return headers
 
     async def _fetch(self, at: float) -> _Taken:
-        """Scrape and parse once; big payloads are parsed off the loop."""
+        """Scrape and parse once, both within the timeout; big payloads are parsed off the loop,
+        and the parse stops as soon as the timeout passes (or the scrape is cancelled)."""
+        stop = threading.Event()
         with http.translated(self.url, "exposition"):
-            response = await self._client().get(self.url, headers=self._headers(), ssl=self._ssl)
-            async with response:
-                if response.status != 200:
-                    raise errors.SourceUnavailable(f"{self.url}: HTTP {response.status}")
-                text = await response.text()
-            if len(text) > THREAD_THRESHOLD:
-                return _Taken(at, await asyncio.to_thread(parse_exposition, text))
-            return _Taken(at, parse_exposition(text))
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await self._client().get(self.url, headers=self._headers(), ssl=self._ssl)
+                    async with response:
+                        if response.status != 200:
+                            raise errors.SourceUnavailable(f"{self.url}: HTTP {response.status}")
+                        body = await http.read_body(response, self.max_bytes, self.url)
+                    text = body.decode(response.get_encoding() if response.charset else "utf-8", "replace")
+                    if len(text) > THREAD_THRESHOLD:
+                        return _Taken(at, await asyncio.to_thread(parse_exposition, text, stop))
+                    return _Taken(at, parse_exposition(text))
+            finally:
+                stop.set()
 
     async def scrape(self, at: float) -> Scrape:
         """The scrape for instant `at`, shared by every query for that instant (and concurrent ones)."""

@@ -34,6 +34,31 @@ def translated(url: str, payload: str = "response") -> Iterator[None]:
         raise errors.SourceUnavailable(f"{url}: malformed {payload}: {exc!r}") from exc
 
 
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+"""Largest response body read (settings: limits.response_bytes)."""
+
+
+async def read_body(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:
+    """The response body, read in chunks and refused once it passes `limit` bytes.
+
+    A declared Content-Length above the limit is refused before reading; an undeclared or wrong
+    one is caught while reading, so no answer, however large, is ever held whole.
+    """
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise errors.SourceUnavailable(
+            f"{url}: response of {declared} bytes exceeds {limit} (limits.response_bytes)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise errors.SourceUnavailable(f"{url}: response exceeds {limit} bytes (limits.response_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def tls(tls_ca: str | None, tls_insecure: bool) -> ssl.SSLContext | bool:
     """The `ssl=` argument for aiohttp: a CA-pinned context, no verification, or the default."""
     if tls_insecure:

@@ -13,6 +13,8 @@ once when a target vanishes and Prometheus writes a staleness marker), so a lost
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,6 +68,18 @@ def parse_data(data: Mapping[str, Any], *, expect_single: bool, query: str) -> m
     return tuple(sorted((s for s in samples if s is not None), key=lambda s: s.timestamp))
 
 
+THREAD_THRESHOLD = 256 * 1024
+"""Answers larger than this (bytes) are decoded in a worker thread; `max_bytes` bounds that work."""
+
+
+async def _decoded(raw: bytes) -> Any:
+    """JSON from bytes, off the loop when large (a decode cannot be interrupted, but its input is
+    bounded by the response limit)."""
+    if len(raw) > THREAD_THRESHOLD:
+        return await asyncio.to_thread(json.loads, raw)
+    return json.loads(raw)
+
+
 class PrometheusSource:
     """A MetricSource and HistorySource backed by one Prometheus server."""
 
@@ -79,9 +93,12 @@ class PrometheusSource:
         tls_ca: str | None = None,
         tls_insecure: bool = False,
         expect_single: bool = True,
+        max_bytes: int = http.DEFAULT_MAX_BYTES,
     ) -> None:
-        """`url` is the server's base URL (e.g. http://127.0.0.1:9090); `timeout` is per request."""
+        """`url` is the server's base URL (e.g. http://127.0.0.1:9090); `timeout` is per request,
+        decoding included; an answer larger than `max_bytes` fails the query."""
         self.url = url.rstrip("/")
+        self.max_bytes = max_bytes
         self.timeout = timeout
         self.expect_single = expect_single
         self._bearer_token_file = bearer_token_file
@@ -109,9 +126,11 @@ class PrometheusSource:
         url = f"{self.url}{path}"
         with http.translated(url):
             form["timeout"] = f"{max(int(self.timeout * 1000), 1)}ms"
-            response = await self._client().post(url, data=form, headers=self._headers(), ssl=self._ssl)
-            async with response:
-                body = await response.json(content_type=None)
+            async with asyncio.timeout(self.timeout):
+                response = await self._client().post(url, data=form, headers=self._headers(), ssl=self._ssl)
+                async with response:
+                    raw = await http.read_body(response, self.max_bytes, url)
+                body = await _decoded(raw)
             if not isinstance(body, dict):  # an empty 401/502 from a proxy, `null`, a bare string
                 raise errors.SourceUnavailable(f"{url}: HTTP {response.status}: not an API answer")
             _check_status(response.status, body, url)

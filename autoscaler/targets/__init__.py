@@ -36,7 +36,7 @@ class TargetObserver(Protocol):
         ...
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
-        """A provisioning phase finished: overlay, define, start or ready (clone request to ready)."""
+        """A provisioning phase finished: overlay, seed, define, start or ready (clone request to ready)."""
         ...
 
     def cloned(self, group: str, seconds: float) -> None:
@@ -53,6 +53,21 @@ class TargetObserver(Protocol):
 
     def capacity_refused(self, group: str) -> None:
         """A clone was refused because the host lacked free memory plus the reserve."""
+        ...
+
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """A load balancer did not confirm `op` (verify, register, drain, remove, reconcile)."""
+        ...
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """A lifecycle hook ended: result continue/abandon, how decided/default_timeout/default_error."""
+        ...
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """A member left its balancers: outcome idle (no session left) or timeout (cut)."""
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of `host` left this many volumes alone: named like ours, not provably ours."""
         ...
 
 
@@ -76,3 +91,15 @@ class NullObserver:
 
     def capacity_refused(self, group: str) -> None:
         """Ignore the refusal."""
+
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """Ignore the failure."""
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """Ignore the hook."""
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """Ignore the drain."""
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """Ignore the count."""

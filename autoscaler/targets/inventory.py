@@ -34,9 +34,15 @@ class Record:
     """Monotonic time of the last probe."""
     failed: bool = False
     """Failed its probes after warm-up, or never became ready in time."""
+    note: str = ""
+    """Why it waits in registration or drain (e.g. a balancer that does not answer)."""
     load: float | None = None
     load_at: float | None = None
     """When `load` was computed (Unix seconds)."""
+    addresses: tuple[str, ...] = ()
+    """IPv4 addresses from the DHCP lease, ARP or guest agent, as last read (`targets.addresses`)."""
+    addresses_read: float = 0.0
+    """Monotonic time of the last address reading."""
 
     @property
     def group(self) -> str:
@@ -54,6 +60,8 @@ def instance_state(record: Record, in_flight: bool) -> model.InstanceState:
         return model.InstanceState.BOOTING if in_flight else model.InstanceState.FAILED
     if record.owner.phase is xml.Phase.ACTIVE:
         return model.InstanceState.READY
+    if record.owner.phase is xml.Phase.REGISTERING:
+        return model.InstanceState.REGISTERING
     return model.InstanceState.BOOTING
 
 
@@ -68,7 +76,17 @@ def to_instance(record: Record, in_flight: bool, golden: str | None = None) -> m
         load=record.load,
         host=record.host,
         outdated=golden is not None and record.owner.golden != golden,
+        note=record.note,
+        addresses=_addresses(record),
     )
+
+
+def _addresses(record: Record) -> tuple[str, ...]:
+    """The address the load balancers reach first (registration confirmed it), then the others."""
+    registered = record.owner.address
+    if not registered:
+        return record.addresses
+    return (registered, *(a for a in record.addresses if a != registered))
 
 
 class Cache:
@@ -199,6 +217,9 @@ def _merged(previous: Record | None, fresh: Record) -> Record:
         failed=previous.failed and fresh.run in RUNNING,
         load=previous.load,
         load_at=previous.load_at,
+        note=previous.note,
+        addresses=previous.addresses,
+        addresses_read=previous.addresses_read,
     )
 
 

@@ -28,9 +28,12 @@ from autoscaler.policy import spec
 from autoscaler.targets import (
     NullObserver,
     TargetObserver,
+    balancing,
     lifecycle,
     maintenance,
+    ownership,
     poolfill,
+    registration,
     resources,
     scalein,
     scaleout,
@@ -39,6 +42,7 @@ from autoscaler.targets import (
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.targets.state import KvmSettings, KvmState
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway as gateways
 from autoscaler.virt import ops
 
@@ -59,13 +63,21 @@ class KvmTarget:
         policies: Iterable[spec.GroupPolicy] = (),
         clock: Callable[[], float] = time.time,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+        address_of: balancing.AddressOf | None = None,
+        ledger: ownership.Ledger | None = None,
     ) -> None:
+        """`ledger`: the volumes this daemon created (a file ledger in the state directory in
+        production); without one, a process-long ledger: nothing from before a restart is deleted."""
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
-        self._state = KvmState(hosts, self.settings, observer or NullObserver(), clock, new_uuid)
-        self._state.policies = {p.group: p for p in policies}
+        observer = observer or NullObserver()
+        ledger = ledger if ledger is not None else ownership.MemoryLedger(clock)
+        self._state = KvmState(hosts, self.settings, observer, clock, new_uuid, ledger)
+        self.set_policies(policies)
+        if address_of is not None:
+            self._state.address_of = address_of
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -73,11 +85,13 @@ class KvmTarget:
         """Connect to every host and reconcile them; raises TargetError if a host is unreachable."""
         for gw in self._state.gateways.values():
             await gw.open()
+        self._state.reconcile_wanted.clear()  # this reconcile knows the policies set so far
         await self.reconcile()
         await resources.refresh_memory(self._state)
         self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
         self._state.spawn(maintenance.maintain(self._state), "libvirt-maintenance", essential=True)
         self._state.spawn(poolfill.refill_loop(self._state), "libvirt-warm-pool", essential=True)
+        registration.verify_all(self._state)
 
     async def upkeep(self) -> None:
         """Return never while the background work runs; raise UpkeepFailed once a part of it died.
@@ -107,8 +121,23 @@ class KvmTarget:
             log.error("libvirt_workers_stuck", note="gave up waiting; shutdown goes on")
 
     def set_policies(self, policies: Iterable[spec.GroupPolicy]) -> None:
-        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow."""
+        """The groups currently governed (readiness, warm-up, pools, headroom size); pools follow.
+
+        A group governed from now on is reconciled at once (by the maintenance loop): a crash may
+        have left its domains draining or half-created while no policy governed it here. A served
+        group's balancers are checked at once too, not at its first scale-out.
+        """
+        policies = list(policies)
+        before = set(self._state.policies)
         self._state.policies = {p.group: p for p in policies}
+        previous = self._state.served
+        self._state.served = {
+            p.group: s for p in policies if (s := balancing.served(p, previous.get(p.group))) is not None
+        }
+        if set(self._state.policies) - before:
+            self._state.reconcile_wanted.set()
+        if self._state.essential:
+            registration.verify_all(self._state)
         self._state.refill_wanted.set()
 
     async def _cancel_background(self, limit: float) -> None:
@@ -132,6 +161,11 @@ class KvmTarget:
     def pooled(self) -> dict[str, int]:
         """Warm-pool domains per governed group (every pooled domain of ours, usable or not yet trimmed)."""
         return {group: len(self._cache.pooled(group)) for group in self._policies}
+
+    @property
+    def volumes(self) -> Volumes:
+        """How this target creates and deletes volumes (the ownership ledger behind it)."""
+        return self._state.volumes
 
     @property
     def hosts(self) -> list[str]:
@@ -167,8 +201,10 @@ class KvmTarget:
     async def scale_out(self, policy: spec.GroupPolicy, count: int) -> model.ScaleResult:
         """Take `count` instances from the warm pool, clone the rest placed by free memory.
 
-        CapacityLimited when nothing fits; the pool is refilled in the background afterwards.
+        CapacityLimited when nothing fits; the pool is refilled in the background afterwards. A served
+        group's balancers are checked first: nothing is cloned that could never serve.
         """
+        await registration.verify(self._state, policy.group)
         return await scaleout.scale_out(self._state, policy, count)
 
     async def scale_in(self, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:

@@ -1,9 +1,10 @@
 """The clone and destroy sequences, step by step, in an order a crash can interrupt anywhere.
 
-Clone (libvirt.md §5): UUID and name first, then the overlay named with the UUID, then the
-domain defined with phase=creating, then started; phase=active only once ready. Destroy (§4):
-phase=draining, graceful shutdown re-sent until a timeout, destroy, undefine with flag
-fallbacks, delete the overlay. Every step is idempotent, so the reconciler can re-run any of them.
+Clone (libvirt.md §5): UUID and name first, then the overlay named with the UUID, then (for a
+group with an identity) the cloud-init seed uploaded, then the domain defined with
+phase=creating, then started; phase=active only once ready. Destroy (§4): phase=draining,
+graceful shutdown re-sent until a timeout, destroy, undefine with flag fallbacks, delete the
+overlay and the seed. Every step is idempotent, so the reconciler can re-run any of them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from autoscaler import errors
-from autoscaler.targets import TargetObserver
+from autoscaler.targets import TargetObserver, seeds
 from autoscaler.targets.inventory import Record
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway, ops, xml
 
 T = TypeVar("T")
@@ -36,6 +38,8 @@ class Plan:
     template: str
     """The template's domain XML."""
     owner: xml.Ownership
+    identity: seeds.Plan | None = None
+    """The clone's identity and seed documents, when its group gives clones one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +54,27 @@ class StopTimings:
     """How often the run state is polled while waiting."""
 
 
-async def create_overlay(gw: gateway.Gateway, plan: Plan) -> str:
-    """Step 2: the qcow2 overlay, its backing format explicit; returns its path."""
+async def create_overlay(gw: gateway.Gateway, plan: Plan, volumes: Volumes) -> str:
+    """Step 2: the qcow2 overlay, its backing format explicit, recorded as ours first; its path."""
     name = xml.overlay_name(plan.owner.group, plan.uuid)
     volume = xml.volume_xml(name, plan.golden.capacity, plan.golden.path, plan.golden.format)
-    return await gw.run(ops.create_volume, plan.pool, volume, op="vol_create")
+    return await volumes.create(gw, plan.pool, name, volume, "overlay", plan.uuid)
 
 
-async def define(gw: gateway.Gateway, plan: Plan, overlay_path: str) -> None:
+async def create_seed(gw: gateway.Gateway, plan: Plan, volumes: Volumes) -> xml.SeedDisk | None:
+    """Step 2b: the cloud-init seed volume, recorded as ours, then uploaded (none without identity)."""
+    if plan.identity is None:
+        return None
+    return await seeds.create(gw, volumes, plan.pool, plan.owner.group, plan.uuid, plan.identity.documents)
+
+
+async def define(
+    gw: gateway.Gateway, plan: Plan, overlay_path: str, seed: xml.SeedDisk | None = None
+) -> None:
     """Step 3: the persistent domain with phase=creating in its metadata."""
+    serial = plan.identity.serial if plan.identity is not None else None
     clone = xml.CloneSpec(
-        plan.name, plan.uuid, overlay_path, plan.golden.path, plan.golden.format, plan.owner
+        plan.name, plan.uuid, overlay_path, plan.golden.path, plan.golden.format, plan.owner, seed, serial
     )
     try:
         domain_xml = xml.clone_domain_xml(plan.template, clone)
@@ -74,22 +88,27 @@ async def start(gw: gateway.Gateway, plan: Plan) -> None:
     await gw.run(ops.start, plan.uuid, op="start")
 
 
-async def clone(gw: gateway.Gateway, plan: Plan, observer: TargetObserver, boot: bool = True) -> Record:
+async def clone(
+    gw: gateway.Gateway, plan: Plan, volumes: Volumes, observer: TargetObserver, boot: bool = True
+) -> Record:
     """All steps of one clone, timing each phase; on failure the steps done so far are undone.
 
     `boot=False` stops after the definition (a warm-pool domain that waits shut off).
     """
     group = plan.owner.group
     overlay = ""
+    seed: xml.SeedDisk | None = None
     try:
-        overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan))
-        await _timed(observer, group, "define", define(gw, plan, overlay))
+        overlay = await _timed(observer, group, "overlay", create_overlay(gw, plan, volumes))
+        if plan.identity is not None:
+            seed = await _timed(observer, group, "seed", create_seed(gw, plan, volumes))
+        await _timed(observer, group, "define", define(gw, plan, overlay, seed))
         if boot:
             await _timed(observer, group, "start", start(gw, plan))
         view = await gw.run(ops.get_domain, plan.uuid, op="lookup")
     except BaseException:
         with contextlib.suppress(errors.TargetError):
-            await _undo(gw, plan, overlay)
+            await _undo(gw, plan, overlay, seed, volumes)
         raise
     return Record(plan.uuid, plan.name, plan.host, plan.owner, view.run, view.memory)
 
@@ -102,14 +121,18 @@ async def _timed(observer: TargetObserver, group: str, phase: str, step: Awaitab
     return result
 
 
-async def _undo(gw: gateway.Gateway, plan: Plan, overlay: str) -> None:
-    """Compensate a failed clone in reverse: destroy, undefine, delete the overlay."""
+async def _undo(
+    gw: gateway.Gateway, plan: Plan, overlay: str, seed: xml.SeedDisk | None, volumes: Volumes
+) -> None:
+    """Compensate a failed clone in reverse: destroy, undefine, delete seed and overlay (if unused)."""
     with contextlib.suppress(gateway.NotFound):
         await gw.run(ops.destroy, plan.uuid, op="destroy")
     with contextlib.suppress(gateway.NotFound):
         await gw.run(ops.undefine, plan.uuid, op="undefine")
+    if seed is not None:
+        await seeds.delete(gw, volumes, seed)
     if overlay:
-        await gw.run(ops.delete_volume_by_path, overlay, op="vol_delete")
+        await volumes.delete_path(gw, overlay)
 
 
 async def set_phase(gw: gateway.Gateway, uuid: str, owner: xml.Ownership) -> None:
@@ -117,9 +140,17 @@ async def set_phase(gw: gateway.Gateway, uuid: str, owner: xml.Ownership) -> Non
     await gw.run(ops.set_metadata, uuid, xml.metadata_xml(owner), op="metadata")
 
 
-async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, pool: str | None) -> None:
-    """The whole idempotent destroy sequence for one of our domains (the record is updated)."""
+async def destroy(
+    gw: gateway.Gateway, record: Record, timings: StopTimings, pool: str | None, volumes: Volumes
+) -> None:
+    """The whole idempotent destroy sequence for one of our domains (the record is updated).
+
+    Its overlay and seed, read from its own definition, are deleted once the domain is undefined,
+    unless another domain uses them; when the domain was gone already, only volumes the ledger
+    holds are.
+    """
     overlays: list[str] = []
+    attached: list[xml.SeedDisk] = []
     try:
         # A pooled domain keeps its phase: cut short, it is still a valid pooled domain (or gone),
         # the reconciler decides again, and it never shows up as a draining member meanwhile.
@@ -128,6 +159,7 @@ async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, poo
             await set_phase(gw, record.uuid, record.owner)
         disks = await gw.run(ops.disk_paths, record.uuid, op="lookup")
         overlays = [path for path in disks if _is_our_overlay(path, record)]
+        attached = [d for d in await seeds.attached(gw, record.uuid) if _is_our_seed(d, record)]
         if record.owner.phase is xml.Phase.POOLED:  # no guest work to save: no graceful stop
             await gw.run(ops.destroy, record.uuid, op="destroy")
         else:
@@ -136,15 +168,18 @@ async def destroy(gw: gateway.Gateway, record: Record, timings: StopTimings, poo
     except gateway.NotFound:
         pass  # the domain is gone already: only its overlay may be left
     for path in overlays:
-        await gw.run(ops.delete_volume_by_path, path, op="vol_delete")
+        await volumes.delete_path(gw, path, vouched=True)
     if not overlays and pool is not None:
-        await _delete_named(gw, pool, xml.overlay_name(record.group, record.uuid))
+        await volumes.delete(gw, pool, xml.overlay_name(record.group, record.uuid))
+    for seed in attached:
+        await seeds.delete(gw, volumes, seed, vouched=True)
+    if not attached and pool is not None:
+        await seeds.delete(gw, volumes, xml.SeedDisk(pool, xml.seed_name(record.group, record.uuid)))
 
 
-async def _delete_named(gw: gateway.Gateway, pool: str, name: str) -> None:
-    """Delete a volume by name in a pool, when it exists."""
-    with contextlib.suppress(gateway.NotFound):
-        await gw.run(ops.delete_volume, pool, name, op="vol_delete")
+def _is_our_seed(disk: xml.SeedDisk, record: Record) -> bool:
+    """Only the seed named after this domain's UUID is ever deleted with it."""
+    return disk.volume == xml.seed_name(record.group, record.uuid)
 
 
 def _is_our_overlay(path: str, record: Record) -> bool:

@@ -15,8 +15,8 @@ import time
 import structlog
 
 from autoscaler import errors
+from autoscaler.targets import addresses, registration, resources, scalein, watch
 from autoscaler.targets import reconcile as reconciling
-from autoscaler.targets import resources, scalein, watch
 from autoscaler.targets.state import KvmState
 from autoscaler.virt import events, ops, xml
 from autoscaler.virt import gateway as gateways
@@ -89,7 +89,12 @@ async def _recover(state: KvmState, host: str) -> None:
 async def maintain(state: KvmState) -> None:
     """Readiness watch, load and memory readings, periodic reconcile, broken-link recovery."""
     settings = state.settings
-    due = {"stats": 0.0, "memory": 0.0, "reconcile": time.monotonic() + settings.reconcile_interval}
+    due = {
+        "stats": 0.0,
+        "memory": 0.0,
+        "balancers": 0.0,
+        "reconcile": time.monotonic() + settings.reconcile_interval,
+    }
     while True:
         await asyncio.sleep(settings.watch_interval)
         for host, gw in state.gateways.items():
@@ -97,6 +102,8 @@ async def maintain(state: KvmState) -> None:
                 _connection_lost(state, host)
         try:
             await watch.watch_readiness(state)
+            registration.advance_all(state)
+            await addresses.refresh(state)
             await _periodic(state, due)
         except errors.TargetError as exc:
             log.warning("libvirt_maintenance_failed", error=str(exc), error_class=exc.error_class)
@@ -109,11 +116,15 @@ async def _periodic(state: KvmState, due: dict[str, float]) -> None:
         due["stats"] = now + state.settings.stats_interval
         for group in {r.group for r in state.cache.all()}:
             await refresh_load(state, group)
+    if now >= due["balancers"]:
+        due["balancers"] = now + state.settings.balancer_interval
+        registration.reconcile_all(state)
     if now >= due["memory"]:
         due["memory"] = now + state.settings.memory_interval
         await resources.refresh_memory(state)
-    if now >= due["reconcile"]:
+    if now >= due["reconcile"] or (state.reconcile_wanted.is_set() and state.cache.ready):
         due["reconcile"] = now + state.settings.reconcile_interval
+        state.reconcile_wanted.clear()
         await reconcile(state)
 
 
@@ -190,8 +201,12 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         grace=state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
+        volumes=state.volumes,
     )
     if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))
+    if report.lookalikes:
+        log.info("reconcile_lookalikes_left_alone", host=gw.uri, volumes=report.lookalikes)
+    state.observer.lookalike_volumes(gw.uri, len(report.lookalikes))
     state.refill_wanted.set()
     return report

@@ -3,9 +3,11 @@
 Runs at start, after every reconnect and periodically. It refills the cache from a full listing,
 finishes interrupted deletions (phase=draining), rolls back clones stuck in phase=creating,
 destroys our domains whose overlay file is gone, trims each warm pool to its size and current
-clone shape, and deletes overlays that are provably ours (our name pattern with a full UUID, in
-a pool we use, with a backing store) whose domain is gone. Domains without our metadata are never
-touched, and domains of groups without a policy here are only counted (unmanaged), never changed.
+clone shape, and deletes volumes (overlays, cloud-init seeds) whose domain is gone that are
+provably ours: the ownership ledger recorded creating them, and no domain on any connected host
+uses them as a disk (a name proves nothing). Volumes named like ours that fail that test are
+reported as look-alikes and left alone. Domains without our metadata are never touched, and
+domains of groups without a policy here are only counted (unmanaged), never changed.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import structlog
 
 from autoscaler import errors
 from autoscaler.policy import spec
-from autoscaler.targets import warmpool
+from autoscaler.targets import ownership, warmpool
 from autoscaler.targets.inventory import Cache, Record
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import gateway, ops, xml
 
 log = structlog.get_logger(__name__)
@@ -45,6 +48,9 @@ class Report:
     finished_deletes: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     orphan_overlays: list[str] = field(default_factory=list)
+    """Volumes of ours deleted because their domain is gone (overlays, seeds, ...)."""
+    lookalikes: list[str] = field(default_factory=list)
+    """Volumes named like ours but not provably ours, or ours but used by some domain: left alone."""
     missing_overlay: list[str] = field(default_factory=list)
     """Our domains destroyed because their overlay file was gone."""
     pool_trimmed: list[str] = field(default_factory=list)
@@ -103,6 +109,7 @@ async def reconcile_host(
     grace: Grace,
     now: float,
     remove: Remove,
+    volumes: Volumes,
 ) -> Report:
     """One full pass over one host; `busy` holds UUIDs this process is working on right now."""
     since = cache.listing_started(gw.uri)
@@ -119,34 +126,12 @@ async def reconcile_host(
     await _finish_or_roll_back(governed, policies, grace, now, remove, report)
     await _destroy_missing_overlays(gw, governed, policies, remove, report)
     await _trim_pools(gw.uri, cache, busy, policies, remove, report)
-    report.orphan_overlays = await _sweep_if_complete(
-        gw, cache, views, busy, pools, set(policies), now, grace
-    )
+    if cache.ready:
+        known = {view.uuid for view in views} | {r.uuid for r in cache.all()} | set(busy)
+        sweep = _Sweep(gw, volumes, known, now, grace.overlay, report)
+        for pool in sorted(pools):
+            await sweep.pool(pool)
     return report
-
-
-async def _sweep_if_complete(
-    gw: gateway.Gateway,
-    cache: Cache,
-    views: list[ops.DomainView],
-    busy: Collection[str],
-    pools: Collection[str],
-    groups: set[str],
-    now: float,
-    grace: Grace,
-) -> list[str]:
-    """Sweep orphan overlays, counting every host's domains as known, once every host is listed.
-
-    A storage pool may be shared by several hosts (NFS): an overlay in it may belong to a domain
-    on another host, so the sweep waits until every host's domains are in the cache. Domains
-    cloned after this host's listing began are in the cache (or busy), not in the listing.
-    Domains on hosts driven by another daemon are unknown here: hosts sharing a pool must all
-    be driven by one target, or the other daemon's overlays would look orphaned.
-    """
-    if not cache.ready:
-        return []
-    known = {view.uuid for view in views} | {r.uuid for r in cache.all()} | set(busy)
-    return await _sweep_overlays(gw, pools, known, groups, now, grace.overlay)
 
 
 async def _finish_or_roll_back(
@@ -241,32 +226,56 @@ async def _trim_pools(
                 report.pool_trimmed.append(record.name)
 
 
-async def _sweep_overlays(
-    gw: gateway.Gateway, pools: Collection[str], known: set[str], groups: set[str], now: float, grace: float
-) -> list[str]:
-    """Delete overlays of ours whose domain no longer exists; returns their names."""
-    deleted = []
-    for pool in sorted(pools):
+class _Sweep:
+    """Deletes volumes of ours whose domain is gone; runs once every host's domains are listed.
+
+    A storage pool may be shared by several hosts (NFS): a volume in it may belong to a domain
+    on another host, so the sweep waits until every host's domains are in the cache (`known`).
+    Domains cloned after this host's listing began are in the cache (or busy), not in the
+    listing. A volume is deleted only when the ledger recorded creating it through this host,
+    its domain is known nowhere, its intent is older than the grace, and no domain on any
+    connected host uses it. Intents whose volume never appeared (a crash before the creation)
+    are pruned after the same grace.
+    """
+
+    def __init__(
+        self, gw: gateway.Gateway, volumes: Volumes, known: set[str], now: float, grace: float, report: Report
+    ) -> None:
+        self.gw, self.volumes, self.known = gw, volumes, known
+        self.now, self.grace, self.report = now, grace, report
+        self._references: ops.DiskReferences | None = None
+
+    async def pool(self, pool: str) -> None:
+        """Sweep one pool, then prune the intents of volumes it does not hold."""
         try:
-            volumes = await gw.run(ops.list_volumes, pool, op="vol_list")
+            listed = await self.gw.run(ops.list_volumes, pool, op="vol_list")
         except gateway.ConnectionLost:
             raise
         except errors.TargetError as exc:  # pool missing or stopped: nothing to sweep there now
-            log.info("reconcile_pool_skipped", host=gw.uri, pool=pool, error=str(exc))
-            continue
-        for volume in volumes:
-            if _orphan(volume, known, groups, now, grace):
-                await gw.run(ops.delete_volume_by_path, volume.path, op="vol_delete")
-                deleted.append(volume.name)
-    return deleted
+            log.info("reconcile_pool_skipped", host=self.gw.uri, pool=pool, error=str(exc))
+            return
+        for volume in listed:
+            await self._volume(pool, volume)
+        present = {volume.name for volume in listed}
+        for intent in await self.volumes.ledger.entries(self.gw.uri):
+            if intent.pool == pool and intent.name not in present and self._abandoned(intent):
+                await self.volumes.ledger.forget(intent.host, intent.pool, intent.name)
 
+    async def _volume(self, pool: str, volume: ops.VolumeView) -> None:
+        intent = await self.volumes.ledger.owns(self.gw.uri, pool, volume.name)
+        if intent is None:
+            if xml.OVERLAY_NAME.match(volume.name) or xml.SEED_NAME.match(volume.name):
+                self.report.lookalikes.append(volume.name)
+            return
+        if not self._abandoned(intent):
+            return
+        if self._references is None:
+            self._references = await self.volumes.references()
+        if await self.volumes.delete(self.gw, pool, volume.name, references=self._references):
+            self.report.orphan_overlays.append(volume.name)
+        else:
+            self.report.lookalikes.append(volume.name)
 
-def _orphan(volume: ops.VolumeView, known: set[str], groups: set[str], now: float, grace: float) -> bool:
-    """Provably ours, of a governed group, its domain gone, and too old to be a clone in progress."""
-    match = xml.OVERLAY_NAME.match(volume.name)
-    if match is None or match.group("uuid") in known or match.group("group") not in groups:
-        return False
-    if xml.volume_backing_path(volume.xml) is None:
-        return False
-    created = xml.volume_ctime(volume.xml)
-    return created is None or now - created > grace
+    def _abandoned(self, intent: ownership.Intent) -> bool:
+        """Its domain is known nowhere and no clone in progress can still be making it."""
+        return intent.domain_uuid not in self.known and self.now - intent.created > self.grace

@@ -13,8 +13,8 @@ from collections.abc import Collection, Sequence
 
 from autoscaler import model
 from autoscaler.policy import spec
+from autoscaler.targets import draining, lifecycle, outcomes, resources
 from autoscaler.targets import inventory as membership
-from autoscaler.targets import lifecycle, outcomes, resources
 from autoscaler.targets.state import KvmState
 from autoscaler.virt import xml
 
@@ -24,8 +24,9 @@ async def scale_in(state: KvmState, policy: spec.GroupPolicy, victims: Sequence[
     found = [(name, state.cache.find(policy.group, name)) for name in victims]
     refusals = [f"{name}: not a member of group {policy.group}" for name, rec in found if rec is None]
     records = [rec for _name, rec in found if rec is not None]
+    removal = _drain_named if policy.group in state.served else _remove_named
     gathered = await asyncio.gather(
-        *(_remove_named(state, r, policy.pool) for r in records), return_exceptions=True
+        *(removal(state, r, policy.pool) for r in records), return_exceptions=True
     )
     result = outcomes.result(gathered, refused=0)
     await resources.refresh_memory(state)
@@ -37,6 +38,12 @@ async def scale_in(state: KvmState, policy: spec.GroupPolicy, victims: Sequence[
 async def _remove_named(state: KvmState, record: membership.Record, pool: str) -> str:
     """Remove one member; returns its name for the result."""
     await remove(state, record, pool)
+    return record.name
+
+
+async def _drain_named(state: KvmState, record: membership.Record, pool: str) -> str:
+    """Begin the drain of a served member (it leaves the size now, the domain once drained)."""
+    await draining.begin(state, record, pool, destroy)
     return record.name
 
 
@@ -53,19 +60,42 @@ async def remove(
     those phases, since a scale-out may have taken it or the watch promoted it meanwhile. Returns
     whether it was removed.
     """
+    if _drains(state, record):
+        if expected is not None and not _still(state, record, expected):
+            return False
+        cached = state.cache.get(record.host, record.uuid) or record
+        draining.resume(state, cached, pool, destroy)
+        return False  # removed by the drain, once every balancer confirmed it left
     async with state.locks[record.uuid]:
         if expected is not None and not _still(state, record, expected):
             return False
-        state.busy.add(record.uuid)
-        started = time.monotonic()
-        try:
-            await lifecycle.destroy(state.gateways[record.host], record, state.settings.stop, pool)
-        finally:
-            state.busy.discard(record.uuid)
-        state.observer.destroyed(record.group, time.monotonic() - started)
-        state.cache.drop(record.host, record.uuid)
-        state.cpu.pop(record.uuid, None)
+        await _destroy_locked(state, record, pool)
     return True
+
+
+async def destroy(state: KvmState, record: membership.Record, pool: str | None) -> None:
+    """The destroy sequence under the domain's lock (after a drain: no phase check)."""
+    async with state.locks[record.uuid]:
+        await _destroy_locked(state, record, pool)
+
+
+def _drains(state: KvmState, record: membership.Record) -> bool:
+    """A draining member of a served group is removed by its drain, never directly."""
+    return record.owner.phase is xml.Phase.DRAINING and record.group in state.served
+
+
+async def _destroy_locked(state: KvmState, record: membership.Record, pool: str | None) -> None:
+    """The destroy sequence; the caller holds the domain's lock."""
+    state.busy.add(record.uuid)
+    started = time.monotonic()
+    try:
+        gw = state.gateways[record.host]
+        await lifecycle.destroy(gw, record, state.settings.stop, pool, state.volumes)
+    finally:
+        state.busy.discard(record.uuid)
+    state.observer.destroyed(record.group, time.monotonic() - started)
+    state.cache.drop(record.host, record.uuid)
+    state.cpu.pop(record.uuid, None)
 
 
 def _still(state: KvmState, record: membership.Record, expected: Collection[xml.Phase]) -> bool:

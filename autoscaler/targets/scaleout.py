@@ -12,7 +12,16 @@ import time
 
 from autoscaler import errors, model
 from autoscaler.policy import spec
-from autoscaler.targets import NullObserver, lifecycle, outcomes, placement, resources, scalein, warmpool
+from autoscaler.targets import (
+    NullObserver,
+    lifecycle,
+    outcomes,
+    placement,
+    resources,
+    scalein,
+    seeds,
+    warmpool,
+)
 from autoscaler.targets import inventory as membership
 from autoscaler.targets.state import KvmState, MiB
 from autoscaler.virt import ops, xml
@@ -84,7 +93,7 @@ async def clone_one(
             state.busy.add(new.uuid)
             started = time.monotonic()
             try:
-                record = await lifecycle.clone(gw, new, observer, boot)
+                record = await lifecycle.clone(gw, new, state.volumes, observer, boot)
             except errors.Conflict:
                 continue
             finally:
@@ -114,7 +123,10 @@ def plan(
         host=host,
     )
     name = xml.clone_name(policy.group, new_uuid)
-    return lifecycle.Plan(new_uuid, name, host, policy.pool, golden, template, owner)
+    identity = None
+    if policy.instance is not None:
+        identity = seeds.plan(policy.instance, name, new_uuid, policy.group, host)
+    return lifecycle.Plan(new_uuid, name, host, policy.pool, golden, template, owner, identity)
 
 
 async def take_one(state: KvmState, policy: spec.GroupPolicy, record: membership.Record) -> membership.Record:

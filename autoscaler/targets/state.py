@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 
 from autoscaler.policy import spec
-from autoscaler.targets import TargetObserver, lifecycle
+from autoscaler.targets import TargetObserver, balancing, lifecycle, ownership
 from autoscaler.targets import inventory as membership
 from autoscaler.targets import reconcile as reconciling
+from autoscaler.targets.volumes import Volumes
 from autoscaler.virt import events, ops
 from autoscaler.virt import gateway as gateways
 
@@ -41,6 +42,10 @@ class KvmSettings:
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     watch_interval: float = 0.5
     """How often booting members are checked for readiness (each group probes at its own interval)."""
+    address_interval: float = 30.0
+    """How often a member's addresses are read again once it has one."""
+    address_retry: float = 2.0
+    """How often a running member without an address yet is asked for one."""
     stats_interval: float = 10.0
     """How often CPU time is read for the instances' load."""
     min_cpu_window: float = 5.0
@@ -59,6 +64,10 @@ class KvmSettings:
     """At most this many warm-pool domains are cloned per refill round (one at a time)."""
     close_timeout: float = 10.0
     """Longest wait for each step of `close()`; a worker still stuck after it is abandoned."""
+    balancer_interval: float = 2.0
+    """How often served groups' balancers are reconciled (re-add after a reload, remove strays)."""
+    drain_poll: float = 0.5
+    """How often a draining member's sessions are read."""
 
 
 class KvmState:
@@ -71,6 +80,7 @@ class KvmState:
         observer: TargetObserver,
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        ledger: ownership.Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.observer = observer
@@ -80,6 +90,7 @@ class KvmState:
         self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
         self.gateways = {uri: self._gateway(uri) for uri in hosts}
         self.cache = membership.Cache(hosts)
+        self.volumes = Volumes(ledger or ownership.MemoryLedger(clock), self.gateways)
         # The governed groups: written only by `KvmTarget.set_policies` (a scale call's policy may be stale).
         self.policies: dict[str, spec.GroupPolicy] = {}
         self.busy: set[str] = set()
@@ -101,6 +112,23 @@ class KvmState:
         self.idle = asyncio.Event()
         self.idle.set()
         self.refill_wanted = asyncio.Event()
+        self.reconcile_wanted = asyncio.Event()
+        """Set when groups became governed: the maintenance loop reconciles every host soon."""
+        # Served groups (a `serving` block): their balancers, and the work running on them.
+        self.served: dict[str, balancing.Served] = {}
+        self.address_of: balancing.AddressOf = self._guest_address
+        self.retries: dict[str, balancing.Retry] = {}
+        self.registering: set[str] = set()
+        """UUIDs whose registration step runs now (one at a time per domain)."""
+        self.draining: set[str] = set()
+        """UUIDs whose drain-and-destroy runs now (one at a time per domain)."""
+
+    async def _guest_address(self, record: membership.Record) -> str | None:
+        """The default address lookup: the guest's first IPv4 address libvirt knows (as the address
+        watch last read it, else read now)."""
+        if record.addresses:
+            return record.addresses[0]
+        return await balancing.guest_address(self.gateways[record.host], record.uuid)
 
     def _gateway(self, uri: str) -> gateways.Gateway:
         """The gateway of one host, sharing the worker pool and the event queue."""

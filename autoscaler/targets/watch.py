@@ -53,13 +53,27 @@ async def _probe(state: KvmState, record: membership.Record, policy: spec.GroupP
         await _settle_pooled(state, record, policy, ok)
         return
     if record.owner.phase is xml.Phase.CREATING:
-        if ok:
+        if ok and record.group in state.served:
+            await _to_registering(state, record)
+        elif ok:
             await _promote(state, record)
         elif state.clock() - record.owner.created > policy.readiness.timeout:
             record.failed = True
         return
     record.probe_failures = 0 if ok else record.probe_failures + 1
     record.failed = record.probe_failures >= policy.readiness.failures
+
+
+async def _to_registering(state: KvmState, record: membership.Record) -> None:
+    """A served group's member passed its probe: it joins the balancers before it counts."""
+    async with state.locks[record.uuid]:
+        current = state.cache.get(record.host, record.uuid)
+        if current is None or current.owner.phase is not xml.Phase.CREATING:
+            return
+        owner = current.owner.with_phase(xml.Phase.REGISTERING, since=state.stamp())
+        await lifecycle.set_phase(state.gateways[record.host], record.uuid, owner)
+        record.owner = current.owner = owner
+        state.cache.upsert(current)
 
 
 async def _promote(state: KvmState, record: membership.Record) -> None:

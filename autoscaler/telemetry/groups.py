@@ -50,6 +50,8 @@ class GroupSnapshot:
     """When the last evaluation succeeded (Unix seconds), or None before the first."""
     pooled: int = 0
     """Pre-cloned warm-pool domains waiting to be taken (not members yet)."""
+    registering: int = 0
+    """Members ready by their probe, not yet confirmed by every load balancer (not capacity)."""
 
     def __post_init__(self) -> None:
         if self.state not in GROUP_STATES:
@@ -82,6 +84,7 @@ class GroupSnapshot:
             cooldown_remaining=cooldown_remaining,
             last_evaluation=last_evaluation,
             pooled=inventory.pooled,
+            registering=counts["registering"],
         )
 
 
@@ -131,6 +134,7 @@ class GroupCollector(Collector):
         high.add_metric([group], snap.max)
         by_state = {
             "booting": snap.booting,
+            "registering": snap.registering,
             "ready": snap.ready,
             "draining": snap.draining,
             "failed": snap.failed,

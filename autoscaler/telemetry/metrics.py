@@ -18,7 +18,7 @@ import math
 import platform
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, exposition
 
@@ -80,12 +80,17 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self._snapshots: dict[str, groups.GroupSnapshot] = {}
+        self._forgotten: set[str] = set()
+        registry.register(_Sweeper(self))  # first: every collection sees forgotten groups gone
         registry.register(groups.GroupCollector(self._snapshots))
         self._define_engine(registry)
         self._define_sources(registry)
         self._define_policy(registry)
         self._define_target(registry)
         self._define_process(registry)
+        self._per_group: list[Any] = [
+            m for m in vars(self).values() if "group" in getattr(m, "_labelnames", ())
+        ]
 
     # --- definitions ----------------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Metrics:
         )
         self.provision_duration = Histogram(
             f"{p}_provision_phase_duration_seconds",
-            "Time of one provisioning phase: overlay, define, start, ready.",
+            "Time of one provisioning phase: overlay, seed, define, start, ready.",
             ["group", "phase"],
             buckets=PROVISION_BUCKETS,
             registry=r,
@@ -214,6 +219,36 @@ class Metrics:
         self.capacity_refusals = Counter(
             f"{p}_capacity_refusals_total", "Clones refused for lack of host memory.", ["group"], registry=r
         )
+        self._define_serving(r)
+
+    def _define_serving(self, r: CollectorRegistry) -> None:
+        p = PREFIX
+        self.lb_errors = Counter(
+            f"{p}_lb_errors_total",
+            "Load-balancer operations not confirmed (a member then waits, uncounted, and is never destroyed"
+            " early).",
+            ["group", "op", "error_class"],
+            registry=r,
+        )
+        self.hook_runs = Counter(
+            f"{p}_lifecycle_hook_runs_total",
+            "Lifecycle hooks run, by result and by how it was reached (decided or a default).",
+            ["group", "event", "result", "how"],
+            registry=r,
+        )
+        self.drain_duration = Histogram(
+            f"{p}_drain_duration_seconds",
+            "From drain start to the member leaving its balancers: idle, or cut at drain_timeout.",
+            ["group", "outcome"],
+            buckets=PROVISION_BUCKETS,
+            registry=r,
+        )
+        self.lookalikes = Gauge(
+            f"{p}_lookalike_volumes",
+            "Volumes named like ours but not provably ours (or in use), left alone by the last reconciles.",
+            registry=r,
+        )
+        self._lookalikes: dict[str, int] = {}
 
     def _define_process(self, r: CollectorRegistry) -> None:
         p = PREFIX
@@ -237,11 +272,31 @@ class Metrics:
         self.registry.register(groups.UnmanagedCollector(count))
 
     def forget(self, group: str) -> None:
-        """Stop exporting a group's state (its policy was removed)."""
+        """Stop exporting a group's state and series (its policy was removed).
+
+        The series labelled with the group are dropped by the next `sweep` (one pass over every
+        series, whatever the number of groups removed at once), so their memory goes too.
+        """
         self._snapshots.pop(group, None)
-        for gauge in (self.forecast_predicted, self.forecast_error):
-            with contextlib.suppress(KeyError):
-                gauge.remove(group)
+        self._forgotten.add(group)
+
+    def sweep(self) -> int:
+        """Drop every series of the groups forgotten since the last sweep; returns how many.
+
+        prometheus_client has no public listing of a metric's children, hence `_metrics`.
+        """
+        if not self._forgotten:
+            return 0
+        dropped = 0
+        for metric in self._per_group:
+            position = metric._labelnames.index("group")
+            for values in list(metric._metrics):
+                if values[position] in self._forgotten:
+                    with contextlib.suppress(KeyError):
+                        metric.remove(*values)
+                        dropped += 1
+        self._forgotten.clear()
+        return dropped
 
     def evaluated(self, group: str, result: str, seconds: float) -> None:
         """One evaluation ended: ok, skipped or error."""
@@ -326,7 +381,7 @@ class Metrics:
             self.libvirt_errors.labels(bounded(op), bounded(error_class)).inc()
 
     def provisioned(self, group: str, phase: str, seconds: float) -> None:
-        """A provisioning phase finished: overlay, define, start or ready."""
+        """A provisioning phase finished: overlay, seed, define, start or ready."""
         self.provision_duration.labels(group, bounded(phase)).observe(seconds)
 
     def reconnected(self, uri: str) -> None:
@@ -337,6 +392,23 @@ class Metrics:
         """A clone was refused because the host lacked free memory plus the reserve."""
         self.capacity_refusals.labels(group).inc()
 
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        """A load balancer did not confirm an operation."""
+        self.lb_errors.labels(group, bounded(op), bounded(error_class)).inc()
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        """A lifecycle hook ended."""
+        self.hook_runs.labels(group, bounded(event), bounded(result), bounded(how)).inc()
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        """A member left its balancers."""
+        self.drain_duration.labels(group, bounded(outcome)).observe(seconds)
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        """A reconcile of one host left `count` look-alike volumes alone (the gauge sums the hosts)."""
+        self._lookalikes[host] = count
+        self.lookalikes.set(sum(self._lookalikes.values()))
+
     # --- process --------------------------------------------------------------------------------
 
     def loop_lagged(self, seconds: float) -> None:
@@ -346,6 +418,22 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (see CONTENT_TYPE)."""
         return exposition.generate_latest(self.registry)
+
+
+class _Sweeper:
+    """A collector that exports nothing: collecting it drops the forgotten groups' series first."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        """No series of its own."""
+        return []
+
+    def collect(self) -> list[Any]:
+        """Sweep, export nothing."""
+        self._metrics.sweep()
+        return []
 
 
 if TYPE_CHECKING:

@@ -267,6 +267,63 @@ def _active_pool_dirs(conn: Any) -> set[str]:
     return dirs
 
 
+@dataclass(frozen=True, slots=True)
+class DiskReferences:
+    """What the disks of every domain of a host use: paths (as written and resolved) and pool volumes."""
+
+    files: frozenset[str]
+    volumes: frozenset[tuple[str, str]]
+
+    def uses(self, path: str, pool: str, name: str) -> bool:
+        """True when a disk names this volume by path (normalised, or resolved) or by pool and name."""
+        return bool(_path_forms(path) & self.files) or (pool, name) in self.volumes
+
+
+def _path_forms(path: str) -> set[str]:
+    """A path as written (normalised) and, when it exists here, with symbolic links resolved."""
+    forms = {os.path.normpath(path)}
+    with contextlib.suppress(OSError):
+        if os.path.exists(path):
+            forms.add(os.path.realpath(path))
+    return forms
+
+
+def disk_references(conn: Any) -> DiskReferences:
+    """Every disk source of every domain of the host, ours or not, running or not.
+
+    A running persistent domain is read twice, live and as defined, since a hot-plugged disk
+    is in one only; backing chains count, a file some domain's overlay is built on is in use.
+    """
+    files: set[str] = set()
+    volumes: set[tuple[str, str]] = set()
+    for dom in conn.listAllDomains(0):
+        try:
+            texts = [dom.XMLDesc(0)]
+            if dom.isActive() and dom.isPersistent():
+                texts.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue
+            raise
+        for text in texts:
+            found_files, found_volumes = xml.disk_sources(text)
+            for path in found_files:
+                files |= _path_forms(path)
+            volumes |= found_volumes
+    return DiskReferences(frozenset(files), frozenset(volumes))
+
+
+def volume_at(conn: Any, path: str) -> tuple[str, str]:
+    """The pool and name of the volume at a path (code 50 when libvirt knows no volume there)."""
+    volume = conn.storageVolLookupByPath(path)
+    return str(volume.storagePoolLookupByVolume().name()), str(volume.name())
+
+
+def volume_path(conn: Any, pool: str, name: str) -> str:
+    """The path of a volume by pool and name (code 50 when it does not exist)."""
+    return str(conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path())
+
+
 def template_xml(conn: Any, name: str) -> str:
     """The persistent XML of a template domain, which is only read, never touched."""
     return str(conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
@@ -275,6 +332,36 @@ def template_xml(conn: Any, name: str) -> str:
 def create_volume(conn: Any, pool: str, volume_xml: str) -> str:
     """Create a volume in a pool (no refresh needed: libvirt knows it at once); returns its path."""
     return str(conn.storagePoolLookupByName(pool).createXML(volume_xml, 0).path())
+
+
+UPLOAD_CHUNK = 256 * 1024
+
+
+def upload_volume(conn: Any, pool: str, name: str, data: bytes) -> None:
+    """Write `data` into an existing volume over the libvirt connection (works for remote hosts).
+
+    virStorageVolUpload streams through the RPC connection, so no file copy or SSH is needed;
+    the stream is aborted on any error (the caller deletes the volume).
+    """
+    volume = conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+    stream = conn.newStream(0)
+    try:
+        volume.upload(stream, 0, len(data), 0)
+        for offset in range(0, len(data), UPLOAD_CHUNK):
+            chunk = data[offset : offset + UPLOAD_CHUNK]
+            while chunk:
+                sent = stream.send(chunk)
+                chunk = chunk[sent:]
+        stream.finish()
+    except BaseException:
+        with contextlib.suppress(libvirt.libvirtError):
+            stream.abort()
+        raise
+
+
+def seed_disks(conn: Any, uuid: str) -> list[xml.SeedDisk]:
+    """The seed volumes the domain's persistent definition attaches."""
+    return xml.seed_disks(conn.lookupByUUIDString(uuid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
 
 
 def delete_volume_by_path(conn: Any, path: str) -> None:

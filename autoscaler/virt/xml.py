@@ -20,6 +20,8 @@ NAME_PREFIX = "as-"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 OVERLAY_NAME = re.compile(rf"^as-(?P<group>[a-z0-9-]+)-(?P<uuid>{_UUID})\.qcow2$")
 """Overlay volumes we create: the group and the full domain UUID."""
+SEED_NAME = re.compile(rf"^as-(?P<group>[a-z0-9-]+)-(?P<uuid>{_UUID})\.seed\.iso$")
+"""cloud-init seed volumes we create: the group and the full domain UUID."""
 
 ET.register_namespace(PREFIX, NAMESPACE)
 
@@ -28,6 +30,8 @@ class Phase(enum.StrEnum):
     """Where a clone is in its life, persisted in its metadata so a crash cannot lose it."""
 
     CREATING = "creating"
+    REGISTERING = "registering"
+    """Ready by its probe, joining the group's load balancers; not yet capacity."""
     ACTIVE = "active"
     DRAINING = "draining"
     POOLED = "pooled"
@@ -52,10 +56,21 @@ class Ownership:
     """The libvirt URI of the host it was placed on."""
     ready: float | None = None
     """When it first became ready (Unix seconds), once it has."""
+    since: float | None = None
+    """When the registering or draining phase began (a restart resumes with this time)."""
+    address: str = ""
+    """The address the load balancers reach it at, once registration learned it."""
+    hooks: tuple[str, ...] = ()
+    """Lifecycle hooks completed for it, as 'event:hook' (each runs once)."""
 
-    def with_phase(self, phase: Phase, ready: float | None = None) -> Ownership:
-        """The same ownership in another phase (keeping `ready` unless a new one is given)."""
-        return dataclasses.replace(self, phase=phase, ready=self.ready if ready is None else ready)
+    def with_phase(self, phase: Phase, ready: float | None = None, since: float | None = None) -> Ownership:
+        """The same ownership in another phase (keeping `ready` and `since` unless new ones are given)."""
+        return dataclasses.replace(
+            self,
+            phase=phase,
+            ready=self.ready if ready is None else ready,
+            since=self.since if since is None else since,
+        )
 
 
 def parse(text: str) -> ET.Element:
@@ -71,6 +86,23 @@ def clone_name(group: str, uuid: str) -> str:
 def overlay_name(group: str, uuid: str) -> str:
     """The overlay volume name, carrying the full UUID so an orphan can be matched to its domain."""
     return f"{NAME_PREFIX}{group}-{uuid}.qcow2"
+
+
+def seed_name(group: str, uuid: str) -> str:
+    """The cloud-init seed volume name, carrying the full UUID like the overlay's."""
+    return f"{NAME_PREFIX}{group}-{uuid}.seed.iso"
+
+
+def seed_volume_xml(name: str, capacity: int) -> str:
+    """A raw volume of exactly `capacity` bytes for an uploaded seed image."""
+    vol = ET.Element("volume")
+    ET.SubElement(vol, "name").text = name
+    ET.SubElement(vol, "capacity", {"unit": "bytes"}).text = str(capacity)
+    ET.SubElement(vol, "allocation", {"unit": "bytes"}).text = str(capacity)
+    target = ET.SubElement(vol, "target")
+    ET.SubElement(target, "format", {"type": "raw"})
+    ET.SubElement(ET.SubElement(target, "permissions"), "mode").text = "0644"
+    return ET.tostring(vol, encoding="unicode")
 
 
 def metadata_xml(owner: Ownership) -> str:
@@ -91,6 +123,12 @@ def _metadata_element(owner: Ownership, namespace: str) -> ET.Element:
     }
     if owner.ready is not None:
         fields["ready"] = f"{owner.ready:.3f}"
+    if owner.since is not None:
+        fields["since"] = f"{owner.since:.3f}"
+    if owner.address:
+        fields["address"] = owner.address
+    if owner.hooks:
+        fields["hooks"] = " ".join(owner.hooks)
     root = ET.Element(qualify("instance"))
     for tag, text in fields.items():
         ET.SubElement(root, qualify(tag)).text = text
@@ -110,6 +148,9 @@ def parse_metadata(text: str) -> Ownership | None:
             phase=Phase(values["phase"]),
             host=values.get("host", ""),
             ready=float(values["ready"]) if values.get("ready") else None,
+            since=float(values["since"]) if values.get("since") else None,
+            address=values.get("address", ""),
+            hooks=tuple(values.get("hooks", "").split()),
         )
     except (KeyError, ValueError):
         return None
@@ -135,6 +176,14 @@ def volume_xml(name: str, capacity: int, backing_path: str, backing_format: str)
 
 
 @dataclass(frozen=True, slots=True)
+class SeedDisk:
+    """A cloud-init seed volume, attached read-only as a virtio disk."""
+
+    pool: str
+    volume: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloneSpec:
     """Everything that makes one clone's domain XML different from its template."""
 
@@ -144,6 +193,10 @@ class CloneSpec:
     backing_path: str
     backing_format: str
     owner: Ownership
+    seed: SeedDisk | None = None
+    """The clone's NoCloud seed, when its group gives clones an identity."""
+    smbios_serial: str | None = None
+    """The SMBIOS system serial (`ds=nocloud;i=...;h=...`), when its group gives clones an identity."""
 
 
 def clone_domain_xml(template: str, spec: CloneSpec) -> str:
@@ -159,8 +212,45 @@ def clone_domain_xml(template: str, spec: CloneSpec) -> str:
         raise ValueError("template has no <devices>")
     _rewrite_disk(devices, spec)
     _forget_device_identity(devices, spec.name)
+    if spec.seed is not None:
+        _attach_seed(devices, spec.seed)
+    if spec.smbios_serial is not None:
+        _set_smbios_serial(root, spec.smbios_serial)
     _set_metadata(root, spec.owner)
     return ET.tostring(root, encoding="unicode")
+
+
+def _attach_seed(devices: ET.Element, seed: SeedDisk) -> None:
+    """The seed as a read-only virtio disk on the first free vdX (Debian cloud kernels have no AHCI)."""
+    taken = {t.get("dev") for t in devices.iter("target")}
+    dev = next(f"vd{letter}" for letter in "bcdefghijklmnopqrstuvwxyz" if f"vd{letter}" not in taken)
+    disk = ET.Element("disk", {"type": "volume", "device": "disk"})
+    ET.SubElement(disk, "driver", {"name": "qemu", "type": "raw"})
+    ET.SubElement(disk, "source", {"pool": seed.pool, "volume": seed.volume})
+    ET.SubElement(disk, "target", {"dev": dev, "bus": "virtio"})
+    ET.SubElement(disk, "readonly")
+    last_disk = max((i for i, child in enumerate(devices) if child.tag == "disk"), default=-1)
+    devices.insert(last_disk + 1, disk)
+
+
+def _set_smbios_serial(root: ET.Element, serial: str) -> None:
+    """`<os><smbios mode='sysinfo'/>` plus the serial in `<sysinfo type='smbios'><system>`."""
+    os_element = root.find("os")
+    if os_element is None:
+        raise ValueError("template has no <os>")
+    for old in os_element.findall("smbios"):
+        os_element.remove(old)
+    ET.SubElement(os_element, "smbios", {"mode": "sysinfo"})
+    sysinfo = next((s for s in root.findall("sysinfo") if s.get("type") == "smbios"), None)
+    if sysinfo is None:
+        sysinfo = ET.Element("sysinfo", {"type": "smbios"})
+        root.insert(list(root).index(os_element), sysinfo)
+    system = sysinfo.find("system")
+    if system is None:
+        system = ET.SubElement(sysinfo, "system")
+    for old in [e for e in system.findall("entry") if e.get("name") == "serial"]:
+        system.remove(old)
+    ET.SubElement(system, "entry", {"name": "serial"}).text = serial
 
 
 def _set_child(root: ET.Element, tag: str, text: str) -> None:
@@ -282,6 +372,31 @@ def serial_log_paths(live_xml: str) -> list[str]:
         if port.get("type") == "file" and source is not None and source.get("path"):
             paths.append(source.get("path", ""))
     return paths
+
+
+def seed_disks(domain_xml: str) -> list[SeedDisk]:
+    """The pool volumes a domain uses as disks whose names are those of our seeds."""
+    found = []
+    for source in parse(domain_xml).findall("devices/disk/source"):
+        pool, volume = source.get("pool"), source.get("volume")
+        if pool and volume and SEED_NAME.match(volume):
+            found.append(SeedDisk(pool, volume))
+    return found
+
+
+def disk_sources(domain_xml: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """Every file or device a domain's disks use (backing chains too), and its (pool, volume) pairs."""
+    files: set[str] = set()
+    volumes: set[tuple[str, str]] = set()
+    devices = parse(domain_xml).find("devices")
+    for disk in devices.findall("disk") if devices is not None else []:
+        for source in disk.iter("source"):
+            for attribute in ("file", "dev"):
+                if source.get(attribute):
+                    files.add(source.get(attribute, ""))
+            if source.get("pool") and source.get("volume"):
+                volumes.add((source.get("pool", ""), source.get("volume", "")))
+    return files, volumes
 
 
 def volume_format(volume_xml_text: str) -> str:

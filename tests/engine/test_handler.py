@@ -436,3 +436,25 @@ async def test_backoff_lasts_its_time_on_the_monotonic_clock_across_wall_clock_s
     after = await web.tick()
     assert after is not None
     assert after.outcome == "acted"
+
+
+async def test_a_failing_source_is_logged_once_when_it_begins_and_once_when_it_ends(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(20.0)
+    web = world.handler()
+    with capture_logs() as logs:
+        await web.tick()
+        world.source.errors["load"] = errors.SourceUnavailable("connection refused")
+        for _ in range(3):
+            await web.tick()
+        del world.source.errors["load"]
+        await web.tick()
+        await web.tick()
+    edges = [
+        (e["event"], e["check"], e["error_class"]) for e in logs if e["event"].startswith("check_source")
+    ]
+    assert edges == [
+        ("check_source_failing", "load", "unavailable"),
+        ("check_source_recovered", "load", "unavailable"),
+    ]
+    assert all(e["log_level"] == "info" for e in logs if e["event"].startswith("check_source"))

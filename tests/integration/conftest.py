@@ -1,11 +1,26 @@
-"""One real libvirtd and one real Prometheus server for the whole session, shared by every module.
+"""The real libvirtd and Prometheus fixtures are registered once for the session in tests/conftest.py.
 
-Registering the fixtures here (not per module) matters: each module-level copy of a session
-fixture is a separate instance, and a second copy would find the first one's libvirtd running,
-treat it as foreign and skip what only an owned daemon allows (restarting it).
+`netns_rig` (a private network namespace with its own libvirtd, DHCP network, the test guest and
+room for any other service; see tests/integration/netns.py) is registered here, once per session.
 """
 
-from tests.integration.libvirt_env import libvirt_env
-from tests.integration.prometheus_env import prometheus_server
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 
-__all__ = ["libvirt_env", "prometheus_server"]
+import pytest
+
+from tests.integration import netns
+
+
+@pytest.fixture(scope="session")
+def netns_rig() -> Iterator[netns.Rig]:
+    """A private network namespace with libvirtd, DHCP and the test guest (see tests/integration/netns.py)."""
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-netns-"))
+    rig = netns.Rig.start(workdir)
+    try:
+        yield rig
+    finally:
+        rig.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from autoscaler import model
 from autoscaler.policy import spec
-from autoscaler.targets import kvm, lifecycle
+from autoscaler.targets import kvm, lifecycle, ownership
 from autoscaler.targets import reconcile as reconciling
 from autoscaler.virt import gateway, ops, xml
 from tests.integration import libvirt_env
@@ -90,19 +91,23 @@ async def test_scale_up_and_down_with_real_domains(
     assert len(overlays) == 1
 
 
-async def test_crash_mid_clone_and_mid_delete_is_reconciled(env: libvirt_env.LibvirtEnv) -> None:
+async def test_crash_mid_clone_and_mid_delete_is_reconciled(
+    env: libvirt_env.LibvirtEnv, tmp_path: pathlib.Path
+) -> None:
     # A long warm-up keeps the readiness watch from promoting the clone to active while its
     # phase is set to draining behind the cache's back, as a crash mid-delete leaves it.
     policy = policy_for(env).model_copy(update={"warmup": 3600.0})
-    crashed = kvm.KvmTarget(env.uri, settings=settings(), policies=[policy])
+    crashed = kvm.KvmTarget(
+        env.uri, settings=settings(), policies=[policy], ledger=ownership.FileLedger(tmp_path)
+    )
     await crashed.start()
     gw = crashed.gateway(env.uri)
     template = await crashed._template(policy)
     golden = await crashed._golden(gw, policy)
     only_overlay = crashed._plan(policy, env.uri, template, golden)
-    await lifecycle.create_overlay(gw, only_overlay)
+    await lifecycle.create_overlay(gw, only_overlay, crashed.volumes)
     defined = crashed._plan(policy, env.uri, template, golden)
-    await lifecycle.define(gw, defined, await lifecycle.create_overlay(gw, defined))
+    await lifecycle.define(gw, defined, await lifecycle.create_overlay(gw, defined, crashed.volumes))
     deleting = (await crashed.scale_out(policy, 1)).done[0]
     record = crashed._cache.find("itlv", deleting)
     assert record is not None
@@ -110,7 +115,9 @@ async def test_crash_mid_clone_and_mid_delete_is_reconciled(env: libvirt_env.Lib
     await gw.run(ops.destroy, record.uuid, op="destroy")
     await crashed.close()  # the process "dies" here, between steps
 
-    restarted = kvm.KvmTarget(env.uri, settings=settings(), policies=[policy])
+    restarted = kvm.KvmTarget(
+        env.uri, settings=settings(), policies=[policy], ledger=ownership.FileLedger(tmp_path)
+    )
     await restarted.start()
     try:
         domains, overlays = await ours(restarted.gateway(env.uri), env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -44,6 +45,7 @@ def test_every_error_is_reported_at_once() -> None:
 
 
 def test_a_bad_file_never_blocks_the_good_ones(tmp_path: Path) -> None:
+    shutil.copytree("policies/cloud-init", tmp_path / "cloud-init")  # webmail's user-data
     (tmp_path / "good.yaml").write_text(Path("policies/webmail.yaml").read_text())
     (tmp_path / "bad.yaml").write_text("group: x\nmin: 1\n")
     result = files.load_paths([tmp_path])
@@ -54,6 +56,7 @@ def test_a_bad_file_never_blocks_the_good_ones(tmp_path: Path) -> None:
 
 def test_a_group_defined_twice_is_an_error(tmp_path: Path) -> None:
     text = Path("policies/webmail.yaml").read_text()
+    shutil.copytree("policies/cloud-init", tmp_path / "cloud-init")  # webmail's user-data
     (tmp_path / "a.yaml").write_text(text)
     (tmp_path / "b.yaml").write_text(text)
     result = files.load_paths([tmp_path])

@@ -568,8 +568,8 @@ async def test_an_unexpected_startup_error_still_closes_the_target(
     config, _policies = make_settings(tmp_path)
     target = managed_target(start_error=RuntimeError("a bug"))
     with pytest.raises(RuntimeError, match="a bug"):
-        async with daemon_running(config, notify, target=target, ready=False):
-            pass
+        async with daemon_running(config, notify, target=target, ready=False) as starting:
+            await asyncio.wait_for(starting.task, 10)  # the policies load first, in a thread
     assert_no_datagram(notify)
     assert target.closed
 

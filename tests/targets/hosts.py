@@ -79,6 +79,11 @@ class RecordingObserver:
     """The group of each member cloned, in order."""
     removals: list[str] = dataclasses.field(default_factory=list)
     """The group of each domain destroyed, in order."""
+    balancer_errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    hooks: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    drains: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+    lookalikes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Look-alike volumes left alone by the last reconcile of each host."""
 
     def libvirt_call(self, op: str, seconds: float, error_class: str | None) -> None:
         self.calls.append((op, error_class))
@@ -97,6 +102,18 @@ class RecordingObserver:
 
     def capacity_refused(self, group: str) -> None:
         self.refused.append(group)
+
+    def balancer_failed(self, group: str, op: str, error_class: str) -> None:
+        self.balancer_errors.append((op, error_class))
+
+    def hook_ran(self, group: str, event: str, result: str, how: str) -> None:
+        self.hooks.append((event, result, how))
+
+    def drain_ended(self, group: str, outcome: str, seconds: float) -> None:
+        self.drains.append((outcome, seconds))
+
+    def lookalike_volumes(self, host: str, count: int) -> None:
+        self.lookalikes[host] = count
 
 
 async def new_member(target: kvm.KvmTarget, policy: spec.GroupPolicy | None = None) -> Record:

@@ -116,7 +116,7 @@ async def test_destroy_is_idempotent(target: kvm.KvmTarget) -> None:
     stop = lifecycle.StopTimings(shutdown_timeout=1.0, poll_interval=0.01)
 
     for _ in range(3):
-        await lifecycle.destroy(gw, record, stop, "default")
+        await lifecycle.destroy(gw, record, stop, "default", target.volumes)
 
     assert record.name not in await domains(target)
     assert await volumes(target) == {"golden-web.qcow2"}

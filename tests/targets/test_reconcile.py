@@ -43,7 +43,7 @@ BASELINE = ({"web-template", "as-web-deadbeef"}, {"golden-web.qcow2"})
 
 async def test_overlay_without_domain_is_deleted(target: kvm.KvmTarget) -> None:
     gw, plan = await plan_for(target)
-    await lifecycle.create_overlay(gw, plan)
+    await lifecycle.create_overlay(gw, plan, target.volumes)
 
     [report] = await target.reconcile()
 
@@ -53,7 +53,7 @@ async def test_overlay_without_domain_is_deleted(target: kvm.KvmTarget) -> None:
 
 async def test_defined_never_started_is_rolled_back(target: kvm.KvmTarget) -> None:
     gw, plan = await plan_for(target)
-    await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+    await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan, target.volumes))
 
     [report] = await target.reconcile()
 
@@ -67,7 +67,7 @@ async def test_started_but_never_ready_past_timeout_is_rolled_back(tmp_path: pat
     await target.start()
     try:
         gw, plan = await plan_for(target)
-        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan, target.volumes))
         await lifecycle.start(gw, plan)
         [report] = await target.reconcile()
         assert report.rolled_back == [plan.name]
@@ -81,7 +81,7 @@ async def test_running_creating_within_timeout_is_adopted(tmp_path: pathlib.Path
     await target.start()
     try:
         gw, plan = await plan_for(target)
-        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan))
+        await lifecycle.define(gw, plan, await lifecycle.create_overlay(gw, plan, target.volumes))
         await lifecycle.start(gw, plan)
         [report] = await target.reconcile()
         assert report.rolled_back == []
@@ -214,9 +214,9 @@ async def test_an_overlay_of_another_hosts_domain_in_a_shared_pool_is_kept(tmp_p
         golden = await target._golden(gw, web_policy())
         shared = xml.overlay_name("web", elsewhere.uuid)  # the shared pool, as the first host sees it
         orphan = xml.overlay_name("web", "0dd0dd00-0000-4000-8000-000000000001")
-        for name in (shared, orphan):
+        for name, owner in ((shared, elsewhere.uuid), (orphan, "0dd0dd00-0000-4000-8000-000000000001")):
             volume = xml.volume_xml(name, golden.capacity, golden.path, golden.format)
-            await gw.run(ops.create_volume, "default", volume, op="vol_create")
+            await target.volumes.create(gw, "default", name, volume, "overlay", owner)
 
         reports = await target.reconcile()
 

@@ -362,6 +362,7 @@ async def test_a_pooled_domain_taken_after_the_trim_decided_is_not_removed(
         grace=state.settings.grace,
         now=state.clock(),
         remove=take_then_remove,
+        volumes=state.volumes,
     )
 
     assert len(taken) == 2

@@ -45,4 +45,7 @@ def populate(m: metrics.Metrics) -> None:
     m.provisioned("web", "overlay", 0.3)
     m.reconnected("qemu:///system")
     m.capacity_refused("web")
+    m.balancer_failed("web", "drain", "lb_unreachable")
+    m.hook_ran("web", "launching", "abandon", "default_timeout")
+    m.drain_ended("web", "idle", 4.2)
     m.loop_lagged(0.003)

@@ -50,6 +50,17 @@ def test_publish_replaces_and_forget_removes(registry: CollectorRegistry, m: met
     m.forget("never-published")
 
 
+def test_forget_drops_every_series_of_the_group_and_only_those(
+    registry: CollectorRegistry, m: metrics.Metrics
+) -> None:
+    for group in ("web", "api"):
+        m.evaluated(group, "ok", 0.1)
+    m.forget("web")
+    get = registry.get_sample_value
+    assert get("autoscaler_evaluations_total", {"group": "web", "result": "ok"}) is None
+    assert get("autoscaler_evaluations_total", {"group": "api", "result": "ok"}) == 1
+
+
 def test_unknown_group_state_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown group state"):
         groups.GroupSnapshot(current=1, ready=1, desired=1, min=1, max=1, state="sleeping")
