@@ -564,6 +564,7 @@ async def run(
     restart_libvirtd: Callable[[], Any] | None = None,
     fault_seconds: float = 4.0,
     say: Callable[[str], None] | None = None,
+    http_again: bool = True,
 ) -> Tally:
     """The campaign on a real libvirt host (a pool with a golden image and a template file)."""
     rig = Rig(host, work, seed, say)
@@ -588,7 +589,8 @@ async def run(
                 await rig.bad_policy(name, BAD_POLICIES[name], restart)
             if restart_libvirtd is not None and index < libvirtd_restarts:
                 await rig.restart_libvirtd(restart_libvirtd)
-        await rig.http_inputs()
+        if http_again:  # once more, after all the restarts
+            await rig.http_inputs()
         return await rig.finish()
     finally:
         await rig.teardown()

@@ -37,6 +37,7 @@ async def test_the_daemon_survives_the_campaign(
         source_faults=["error", "huge", "hang"],
         bad_policies=[("nul", False), ("deep", True)],
         fault_seconds=2.0,
+        http_again=False,
     )
 
     assert tally.failures == []
