@@ -266,6 +266,7 @@ async def _load_child(groups: int, work: Path) -> dict[str, float]:
     while not all(h.ticks for h in handlers):  # noqa: ASYNC110 (the first evaluation of every group)
         await asyncio.sleep(0.05)
     first_ticks = time.perf_counter() - started
+    await asyncio.sleep(2.0)  # the last first evaluations finish; their stall is not the removal's
     samples.clear()
     path.unlink()
     started = time.perf_counter()

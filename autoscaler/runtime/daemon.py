@@ -179,7 +179,7 @@ class Daemon:
         if callable(set_policies):
             set_policies([g.policy for g in groups.values()])
         await self.ticker.sync_gradually(self.manager)
-        self.metrics.sweep()
+        await self.metrics.sweep_gradually()
         release.settle(len(changes.removed), RELEASE_AFTER)
         if changes.added or changes.updated or changes.removed:
             log.info(

@@ -378,11 +378,11 @@ log: {{level: info, format: json}}
 
     # --- faults -------------------------------------------------------------------------------
 
-    async def kill_point(self, direction: str) -> None:
-        """Change the demand, SIGKILL once the change is seen under way (after a seeded delay),
-        restart, and require convergence with nothing foreign touched."""
+    async def kill_point(self, direction: str, step: int = 2) -> None:
+        """Change the demand by `step`, SIGKILL once the change is seen under way (after a seeded
+        delay), restart, and require convergence with nothing foreign touched."""
         before = await self.seen()
-        self.count = min(6, self.count + 2) if direction == "out" else max(1, self.count - 2)
+        self.count = min(6, self.count + step) if direction == "out" else max(1, self.count - step)
         delay = self.random.uniform(0.0, 1.5)
         known = set(before.volumes)
 
@@ -565,6 +565,7 @@ async def run(
     fault_seconds: float = 4.0,
     say: Callable[[str], None] | None = None,
     http_again: bool = True,
+    step: int = 2,
 ) -> Tally:
     """The campaign on a real libvirt host (a pool with a golden image and a template file)."""
     rig = Rig(host, work, seed, say)
@@ -581,7 +582,7 @@ async def run(
                 direction = "out"
             else:
                 direction = rig.random.choice(["out", "in"])
-            await rig.kill_point(direction)
+            await rig.kill_point(direction, step)
             if index < len(source_faults):
                 await rig.source_fault(source_faults[index], fault_seconds)
             if index < len(bad_policies):
