@@ -2,11 +2,13 @@
 
 AutoscalerError
 ├── PolicyError            reject the file, keep the last good version, raise a gauge
+├── CoordinationUnavailable  etcd unreachable or without quorum: nobody acts, evaluation goes on
 ├── SourceError            the check's input becomes Failed(error_class)
 │   ├── SourceUnavailable  temporary: connect error, timeout, HTTP 5xx/429; back off
 │   └── QueryError         permanent until the policy changes: HTTP 400, several series
 └── TargetError
     ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
+    │   └── Fenced         not provably the leader: the mutating call was never sent
     ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
     ├── Conflict           name or volume taken: look up by UUID, adopt if ours
     ├── UpkeepFailed       background work died: exit non-zero, systemd restarts, reconcile
@@ -80,3 +82,13 @@ class CapacityLimited(TargetError):
     """The host lacks the free memory (plus reserve) for another instance."""
 
     error_class = "capacity"
+
+
+class Fenced(TargetTemporary):
+    """A mutating hypervisor call was refused: this daemon could not prove it still leads."""
+
+    error_class = "fenced"
+
+
+class CoordinationUnavailable(AutoscalerError):
+    """etcd could not be reached or has no quorum; no daemon may act until it answers again."""

@@ -109,6 +109,13 @@ class TargetSettings:
     """Full reconcile of every host this often (also at start and after each reconnect)."""
     shutdown_timeout: Duration = 30.0
     """On scale-in, wait this long for a guest to power off (ACPI) before destroying it."""
+    vcpu_reserve: Annotated[int, Field(ge=0)] = 0
+    """Host CPUs kept free of clones' vCPUs (placement never allots beyond cpus - vcpu_reserve)."""
+    max_vcpu_ratio: Annotated[float, Field(gt=0)] = 4.0
+    """vCPUs of running domains allowed per usable host CPU (overcommit limit)."""
+    host_dead_after: PositiveDuration = 300.0
+    """An unreachable host's members count as unknown (no tick acts) until then; after it they
+    count as gone and are replaced on the other hosts."""
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -140,6 +147,40 @@ class EngineSettings:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class CoordinationSettings:
+    """Several daemons, one acting: leader election, fencing and group memory in etcd (v3 API)."""
+
+    endpoints: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Every etcd member's client URL, e.g. https://10.0.0.1:2379 (all of them: a dead one is skipped)."""
+    name: str | None = None
+    """How this daemon calls itself in status, logs and etcd (default: the host name)."""
+    prefix: str = "/autoscaler"
+    """Key prefix; daemons sharing one prefix elect one leader among them."""
+    lease_ttl: Annotated[int, Field(ge=2, le=60)] = 5
+    """Seconds a leader that stopped renewing keeps the lease (failover takes about this long)."""
+    margin: PositiveDuration = 1.0
+    """A leader stops acting this long before its lease could expire (covers one fence round trip)."""
+    request_timeout: PositiveDuration = 1.0
+    """Per etcd request; a slow member is then skipped for the next endpoint."""
+    campaign_interval: PositiveDuration = 0.25
+    """How often a standby looks whether the leader's key is gone (a clean stop hands over this fast)."""
+    on_unreachable_at_start: Literal["wait", "fail"] = "wait"
+    """When no etcd member answers at startup: keep trying (and stay unready) or exit with an error."""
+    start_timeout: PositiveDuration = 30.0
+    """With on_unreachable_at_start: fail, how long startup tries before giving up."""
+    tls_ca: str | None = None
+    """CA bundle that signed the etcd members' certificates (https endpoints)."""
+    tls_cert: str | None = None
+    """Client certificate, for etcd's --client-cert-auth."""
+    tls_key: str | None = None
+    """Key of the client certificate."""
+    username: str | None = None
+    """etcd user (etcd's own auth); its password is read from password_file."""
+    password_file: str | None = None
+    """File holding the etcd user's password."""
+
+
+@dataclass(frozen=True, config=_STRICT)
 class LogSettings:
     """Structured logs on stdout."""
 
@@ -161,6 +202,8 @@ class Settings:
     target: TargetSettings = dataclasses.field(default_factory=TargetSettings)
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    coordination: CoordinationSettings | None = None
+    """Absent: this daemon acts alone. Present: daemons elect one acting leader through etcd."""
 
 
 _ADAPTER = pydantic.TypeAdapter(Settings)

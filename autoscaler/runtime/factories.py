@@ -7,6 +7,7 @@ only built when the settings ask for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from autoscaler import sources, targets
 from autoscaler.settings import (
@@ -17,6 +18,9 @@ from autoscaler.settings import (
     TargetSettings,
 )
 from autoscaler.telemetry import metrics as telemetry
+
+if TYPE_CHECKING:
+    from autoscaler.virt import gateway
 
 MiB = 1024 * 1024
 
@@ -62,7 +66,9 @@ def source_map(
     return {name: SOURCES[config.kind](config, target) for name, config in configs.items()}
 
 
-def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
+def _kvm(
+    config: TargetSettings, metrics: telemetry.Metrics, coordinated: Coordinated | None
+) -> targets.Target:
     from autoscaler.targets import kvm, lifecycle
 
     settings = kvm.KvmSettings(
@@ -70,12 +76,33 @@ def _kvm(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
     )
-    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
+    if coordinated is None:
+        return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)
+    return kvm.KvmTarget(
+        config.uris, observer=metrics, settings=settings, fence=coordinated.fence, acting=coordinated.acting
+    )
 
 
-TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics], targets.Target]] = {"kvm": _kvm}
+class Coordinated(Protocol):
+    """What a target needs from coordination (`coordination.Coordinator` has it)."""
+
+    @property
+    def fence(self) -> gateway.Fence:
+        """Asked before every mutating libvirt call."""
+        ...
+
+    def acting(self) -> bool:
+        """True while this daemon leads."""
+        ...
 
 
-def target(config: TargetSettings, metrics: telemetry.Metrics) -> targets.Target:
-    """The configured target."""
-    return TARGETS[config.kind](config, metrics)
+TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, Coordinated | None], targets.Target]] = {
+    "kvm": _kvm
+}
+
+
+def target(
+    config: TargetSettings, metrics: telemetry.Metrics, coordinated: Coordinated | None = None
+) -> targets.Target:
+    """The configured target; with coordination, its every mutating call is fenced."""
+    return TARGETS[config.kind](config, metrics, coordinated)

@@ -59,12 +59,18 @@ class KvmTarget:
         policies: Iterable[spec.GroupPolicy] = (),
         clock: Callable[[], float] = time.time,
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
+        fence: gateways.Fence | None = None,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`fence` and `acting` come from coordination: every mutating call is fenced, and
+        background repairs are not even tried while `acting()` is False (a standby)."""
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
-        self._state = KvmState(hosts, self.settings, observer or NullObserver(), clock, new_uuid)
+        self._state = KvmState(
+            hosts, self.settings, observer or NullObserver(), clock, new_uuid, fence, acting
+        )
         self._state.policies = {p.group: p for p in policies}
 
     # --- lifecycle --------------------------------------------------------------------------

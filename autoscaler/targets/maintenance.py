@@ -96,7 +96,8 @@ async def maintain(state: KvmState) -> None:
             if not gw.connected:
                 _connection_lost(state, host)
         try:
-            await watch.watch_readiness(state)
+            if state.may_act():  # promotion and parking change domains: the leader's job
+                await watch.watch_readiness(state)
             await _periodic(state, due)
         except errors.TargetError as exc:
             log.warning("libvirt_maintenance_failed", error=str(exc), error_class=exc.error_class)
@@ -190,6 +191,7 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         grace=state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
+        repair=state.may_act(),
     )
     if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))

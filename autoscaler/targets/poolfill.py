@@ -46,10 +46,15 @@ async def _refill_group(state: KvmState, policy: spec.GroupPolicy) -> int:
 
 
 async def refill_loop(state: KvmState) -> None:
-    """Refill the pools whenever asked (after a scale-out, a reconcile or a policy change)."""
+    """Refill the pools whenever asked (after a scale-out, a reconcile or a policy change).
+
+    A standby daemon never refills; the reconcile that follows its taking over asks again.
+    """
     while True:
         await state.refill_wanted.wait()
         state.refill_wanted.clear()
+        if not state.may_act():
+            continue
         try:
             await fill_pools(state)
         except errors.TargetError as exc:

@@ -103,8 +103,12 @@ async def reconcile_host(
     grace: Grace,
     now: float,
     remove: Remove,
+    repair: bool = True,
 ) -> Report:
-    """One full pass over one host; `busy` holds UUIDs this process is working on right now."""
+    """One full pass over one host; `busy` holds UUIDs this process is working on right now.
+
+    Without `repair` (a standby daemon) the pass only refreshes the cache and counts.
+    """
     since = cache.listing_started(gw.uri)
     try:
         views = await gw.run(ops.list_domains, op="list")
@@ -116,6 +120,8 @@ async def reconcile_host(
     report = Report(adopted=len(records))
     governed = [r for r in records if r.uuid not in busy and r.group in policies]
     report.unmanaged = dict(collections.Counter(r.group for r in records if r.group not in policies))
+    if not repair:
+        return report
     await _finish_or_roll_back(governed, policies, grace, now, remove, report)
     await _destroy_missing_overlays(gw, governed, policies, remove, report)
     await _trim_pools(gw.uri, cache, busy, policies, remove, report)

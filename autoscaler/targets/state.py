@@ -71,8 +71,14 @@ class KvmState:
         observer: TargetObserver,
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
+        fence: gateways.Fence | None = None,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
+        self.fence = fence
+        """Asked before every mutating libvirt call when daemons coordinate (None: acting alone)."""
+        self.may_act = acting
+        """Whether background repairs, promotions and pool refills should even be tried now."""
         self.observer = observer
         self.clock = clock
         self.new_uuid = new_uuid
@@ -110,6 +116,7 @@ class KvmState:
             observer=self.observer,
             timeout=self.settings.call_timeout,
             queue=self.queue,
+            fence=self.fence,
         )
 
     def stamp(self) -> float:
