@@ -131,7 +131,7 @@ class Coordinator:
             "term": election.term,
             "lease_remaining_seconds": self._remaining(),
             "leader_since": election.became_leader_at,
-            "etcd": {"endpoints": list(self.settings.endpoints), "problem": election.problem or None},
+            "etcd": {"endpoints": list(self.settings.endpoints), "problem": election.unavailable()},
             "fenced_actions": dict(self.fence.refused),
         }
 
@@ -146,7 +146,7 @@ class Coordinator:
         return telemetry.Snapshot(
             name=self.name,
             leading=election.holding(),
-            etcd_up=not election.problem,
+            etcd_up=election.unavailable() is None,
             leader=election.leader,
             groups=tuple(self.groups()),
             lease_remaining=self._remaining(),

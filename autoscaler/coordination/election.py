@@ -68,6 +68,8 @@ class Election:
         """Who holds the key, as last read (None: nobody, or unknown)."""
         self.problem = ""
         """Why etcd did not answer the last request ("" while it answers)."""
+        self.failing_since: float | None = None
+        """Monotonic time of the first of the unanswered requests in a row."""
         self.term = 0
         """Counts the times this daemon became leader."""
         self.became_leader_at: float | None = None
@@ -87,13 +89,20 @@ class Election:
         """Why this daemon may not act now, or None when it leads."""
         if self.holding():
             return None
-        if self.problem:
+        if self.unavailable():
             return "etcd_unavailable"
         return "standby"
 
     def unavailable(self) -> str | None:
-        """Why etcd is of no use now (no member answers, or no quorum), or None."""
-        return self.problem or None
+        """Why etcd is of no use now (no member answered for a whole TTL, or no quorum), or None.
+
+        Shorter gaps (a raft election after the etcd leader died takes 1-3 s) are not reported:
+        with every member listed they cost the leader nothing.
+        """
+        since = self.failing_since
+        if since is None or self.clock() - since < self.timings.ttl:
+            return None
+        return self.problem
 
     def deposed(self, why: str) -> None:
         """A fence found another holder: stop believing at once (the next campaign says who)."""
@@ -171,6 +180,9 @@ class Election:
                 [etcd.get(self.key)],
             )
         except CoordinationUnavailable as exc:
+            if "lease not found" in str(exc):  # etcd answered: our lease expired (the keeper ends it)
+                self._step_down()
+                return
             self._unanswered(str(exc))
             return
         self._answered()
@@ -208,14 +220,18 @@ class Election:
         self.lease = 0
 
     def _unanswered(self, why: str) -> None:
-        if not self.problem:
-            log.warning("etcd_unavailable", error=why)
+        reported = self.unavailable() is not None
+        if self.failing_since is None:
+            self.failing_since = self.clock()
         self.problem = why
+        if not reported and self.unavailable() is not None:
+            log.warning("etcd_unavailable", error=why, seconds=self.timings.ttl)
 
     def _answered(self) -> None:
-        if self.problem:
+        if self.unavailable() is not None:
             log.info("etcd_available_again")
         self.problem = ""
+        self.failing_since = None
 
 
 def _name(value: str) -> str | None:

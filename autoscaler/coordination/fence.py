@@ -50,6 +50,7 @@ class Fence:
         if not election.holding() or election.token != token:
             self._refuse(op, uri, "the lease ran out while it was being confirmed")
         self.admitted += 1
+        log.info("action_admitted", op=op, host=uri, token=token)
         return election.valid_until()
 
     def _refuse(self, op: str, uri: str, why: str) -> None:
