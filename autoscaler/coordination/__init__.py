@@ -54,6 +54,8 @@ class Coordinator:
         self.changes = 0
         self._listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._settled_term = 0
+        """The last term whose take-over (reconcile of the predecessor's unfinished work) is done."""
         self.groups: Callable[[], Iterable[str]] = tuple
 
     # --- life -------------------------------------------------------------------------------------
@@ -101,8 +103,19 @@ class Coordinator:
     # --- engine.Leadership --------------------------------------------------------------------------
 
     def hold(self) -> str | None:
-        """Why this daemon may not act now ("standby", "etcd_unavailable"), or None."""
-        return self.election.hold()
+        """Why this daemon may not act now ("standby", "etcd_unavailable", "taking_over"), or None.
+
+        A new leader first reconciles (finishing or rolling back what its predecessor left half
+        done); its groups act only after that, so an interrupted clone is finished, not repeated.
+        """
+        held = self.election.hold()
+        if held is None and self.election.term != self._settled_term:
+            return "taking_over"
+        return held
+
+    def settled(self, term: int) -> None:
+        """The take-over of `term` is done: the groups may act."""
+        self._settled_term = term
 
     def term(self) -> int:
         """Grows each time this daemon becomes leader."""

@@ -179,22 +179,26 @@ class Daemon:
         await coordinator.start()
 
     def _leadership_changed(self, leading: bool) -> None:
-        """A new leader evaluates every group at once and repairs what its predecessor left."""
-        if not leading or self.manager is None:
-            return
-        self.manager.poke()
-        reconcile = getattr(self.target, "reconcile", None)
-        if callable(reconcile):
-            task = asyncio.create_task(self._reconcile_quietly(reconcile), name="takeover-reconcile")
+        """A new leader repairs what its predecessor left, then evaluates every group at once."""
+        if leading:
+            task = asyncio.create_task(self._take_over(), name="take-over")
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    async def _reconcile_quietly(reconcile: Callable[[], Coroutine[Any, Any, object]]) -> None:
-        try:
-            await reconcile()
-        except errors.TargetError as exc:
-            log.warning("takeover_reconcile_failed", error=str(exc))
+    async def _take_over(self) -> None:
+        """Reconcile every host (finish interrupted clones, roll back abandoned ones), then act."""
+        assert self.coordinator is not None
+        term = self.coordinator.term()
+        reconcile = getattr(self.target, "reconcile", None)
+        if callable(reconcile):
+            try:
+                await reconcile()
+            except errors.TargetError as exc:
+                log.warning("takeover_reconcile_failed", error=str(exc))
+        self.coordinator.settled(term)
+        log.info("takeover_done", term=term)
+        if self.manager is not None:
+            self.manager.poke()
 
     def _check_operator_api(self, server: http.HttpServer) -> None:
         """A token file that is configured but unusable is said once at startup, not only per request."""
