@@ -477,12 +477,18 @@ class Daemon:
             "group_names": [h.group for h in handlers],
             "groups": [{**h.status(), "leader": leader} for h in handlers],
             "coordination": self.coordinator.status() if self.coordinator is not None else None,
+            "hosts": self._hosts_status(),
             "policy_problems": {f: [str(p) for p in found] for f, found in problems.items()},
             "actions_in_flight": sum(1 for h in handlers if h.acting),
             "event_loop_lag_seconds": self._lag,
             "operator_api": self.http.operator_api() if self.http is not None else "starting",
             "settings_restart_required": self._settings_changed,
         }
+
+    def _hosts_status(self) -> object:
+        """The target's view of its hosts (reachable, dead, skipped by placement), when it has one."""
+        hosts_status = getattr(self.target, "hosts_status", None)
+        return hosts_status() if callable(hosts_status) else None
 
     def _summary(self) -> str:
         handlers = list(self.manager or ())

@@ -75,6 +75,9 @@ def _kvm(
         memory_reserve=config.memory_reserve_mib * MiB,
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
+        vcpu_reserve=config.vcpu_reserve,
+        max_vcpu_ratio=config.max_vcpu_ratio,
+        host_dead_after=config.host_dead_after,
     )
     if coordinated is None:
         return kvm.KvmTarget(config.uris, observer=metrics, settings=settings)

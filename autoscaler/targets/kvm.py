@@ -76,9 +76,22 @@ class KvmTarget:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to every host and reconcile them; raises TargetError if a host is unreachable."""
-        for gw in self._state.gateways.values():
-            await gw.open()
+        """Connect to every host and reconcile them.
+
+        With one host, an unreachable host is a TargetError. With several, the daemon starts on
+        those that answer; the others are recovered in the background, and until they answer (or
+        are declared dead after `host_dead_after`) their members are unknown and no tick acts.
+        """
+        gateways_ = list(self._state.gateways.values())
+        for gw in gateways_:
+            try:
+                await gw.open()
+            except errors.TargetError as exc:
+                if len(gateways_) == 1:
+                    raise
+                log.warning("host_unreachable_at_start", host=gw.uri, error=str(exc))
+        if not any(gw.connected for gw in gateways_):
+            raise gateways.ConnectionLost("no libvirt host answered")
         await self.reconcile()
         await resources.refresh_memory(self._state)
         self._state.spawn(maintenance.consume_events(self._state), "libvirt-events", essential=True)
@@ -150,19 +163,39 @@ class KvmTarget:
 
     @property
     def ready(self) -> bool:
-        """True once every host has been reconciled since it last (re)connected."""
-        return self._cache.ready
+        """True once every host not declared dead has been reconciled since it last (re)connected.
+
+        A host that is unreachable but not yet dead keeps this False: its members are unknown,
+        not gone, so no group may decide on a count that leaves them out.
+        """
+        return self._cache.ready_except(self._state.dead)
 
     def ready_for(self, group: str) -> bool:
         """Whether a tick of `group` may trust `inventory(group)`; else skip: inventory_not_ready."""
         del group  # every group spans every host
-        return self._cache.ready
+        return self.ready
+
+    def hosts_status(self) -> dict[str, object]:
+        """Per host: reachable, unreachable for how long, or dead; and hosts placement skipped."""
+        now = time.monotonic()
+        hosts: dict[str, object] = {}
+        for uri, gw in self._state.gateways.items():
+            since = self._state.down_since.get(uri)
+            if uri in self._state.dead:
+                hosts[uri] = {"state": "dead", "unreachable_seconds": round(now - (since or now))}
+            elif since is not None or not gw.connected:
+                hosts[uri] = {"state": "unreachable", "unreachable_seconds": round(now - (since or now))}
+            else:
+                hosts[uri] = {"state": "up", "cpus_vcpus_used": self._state.cpus.get(uri)}
+        return {"hosts": hosts, "skipped_by_placement": self._state.skipped}
 
     # --- the Target protocol ----------------------------------------------------------------
 
     async def inventory(self, group: str) -> model.GroupInventory:
         """The group's members from the cache, oldest first, with the headroom and the pool size."""
-        records = sorted(self._cache.members(group), key=lambda r: (r.owner.created, r.name))
+        dead = self._state.dead
+        members = (r for r in self._cache.members(group) if r.host not in dead)
+        records = sorted(members, key=lambda r: (r.owner.created, r.name))
         policy = self._policies.get(group)
         golden = policy.golden if policy is not None else None
         busy = self._state.busy

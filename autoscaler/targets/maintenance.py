@@ -8,6 +8,7 @@ watch, CPU-load and free-memory readings and the periodic full reconcile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import time
@@ -54,6 +55,7 @@ async def _refresh_one(state: KvmState, host: str, uuid: str) -> None:
 def _connection_lost(state: KvmState, host: str) -> None:
     """Mark the host unreconciled and reconnect in the background (once at a time)."""
     state.cache.unreconciled(host)
+    state.down_since.setdefault(host, time.monotonic())
     if host in state.recovering:
         return
     state.recovering.add(host)
@@ -81,9 +83,36 @@ async def _recover(state: KvmState, host: str) -> None:
                 delay = min(RETRY_DELAY_MAX, delay * 2)
                 continue
             log.info("libvirt_reconnected", host=host)
+            _back(state, host)
             return
     finally:
         state.recovering.discard(host)
+
+
+def _back(state: KvmState, host: str) -> None:
+    """A host answers again: its members count once more (a dead host's come back as extras)."""
+    state.down_since.pop(host, None)
+    if host in state.dead:
+        state.dead.discard(host)
+        members = sum(1 for r in state.cache.all() if r.host == host)
+        log.warning("host_back", host=host, members=members, note="groups above their size shrink again")
+
+
+def declare_dead(state: KvmState, now: float) -> None:
+    """Hosts unreachable longer than host_dead_after: their members now count as gone, so the
+    groups replace them on the other hosts (and say so, once per host)."""
+    limit = state.settings.host_dead_after
+    for host, since in state.down_since.items():
+        if host not in state.dead and now - since >= limit:
+            state.dead.add(host)
+            members = collections.Counter(r.group for r in state.cache.all() if r.host == host)
+            log.error(
+                "host_declared_dead",
+                host=host,
+                unreachable_seconds=round(now - since),
+                members=dict(members),
+                note="its members count as gone and are replaced on the other hosts",
+            )
 
 
 async def maintain(state: KvmState) -> None:
@@ -95,6 +124,7 @@ async def maintain(state: KvmState) -> None:
         for host, gw in state.gateways.items():
             if not gw.connected:
                 _connection_lost(state, host)
+        declare_dead(state, time.monotonic())
         try:
             if state.may_act():  # promotion and parking change domains: the leader's job
                 await watch.watch_readiness(state)

@@ -98,5 +98,6 @@ async def _pool_host(state: KvmState, policy: spec.GroupPolicy, size: int) -> st
     if not warmpool.boots_first(policy):
         return max(free, key=lambda h: (free[h], h))
     hosts = resources.placement_hosts(state, policy.group, free)
-    chosen = placement.place(hosts, size, state.settings.memory_reserve, 1)
+    vcpus = state.vcpus.get(policy.group, 0)
+    chosen = placement.place(hosts, size, state.settings.memory_reserve, 1, vcpus)
     return chosen[0] if chosen else None

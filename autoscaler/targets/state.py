@@ -59,6 +59,12 @@ class KvmSettings:
     """At most this many warm-pool domains are cloned per refill round (one at a time)."""
     close_timeout: float = 10.0
     """Longest wait for each step of `close()`; a worker still stuck after it is abandoned."""
+    vcpu_reserve: int = 0
+    """Host CPUs kept out of the vCPU room placement gives out."""
+    max_vcpu_ratio: float = 4.0
+    """vCPUs allowed per usable host CPU."""
+    host_dead_after: float = 300.0
+    """An unreachable host's members count as unknown (ticks wait) until then, then as gone."""
 
 
 class KvmState:
@@ -91,8 +97,19 @@ class KvmState:
         self.busy: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.free: dict[str, int] = {}
+        self.cpus: dict[str, tuple[int, int]] = {}
+        """Per host: (CPUs, vCPUs of running domains), read with the free memory."""
+        self.vcpus: dict[str, int] = {}
+        """vCPUs of one instance, per group (from its template)."""
+        self.skipped: dict[str, dict[str, str]] = {}
+        """Per group: hosts placement skipped at the last scale-out, and why (for /status)."""
+        self.down_since: dict[str, float] = {}
+        """Monotonic time each unreachable host was lost."""
+        self.dead: set[str] = set()
+        """Hosts unreachable for longer than host_dead_after: their members count as gone."""
         # Memory promised to domains placed but maybe not yet counted in `free` (see resources.reserving).
         self.reserved: collections.Counter[str] = collections.Counter()
+        self.reserved_vcpus: collections.Counter[str] = collections.Counter()
         self.sizes: dict[str, int] = {}
         self.templates: dict[str, str] = {}
         self.goldens: dict[tuple[str, str, str], ops.Golden] = {}

@@ -56,7 +56,7 @@ class Daemon:
 
     def events(self, event: str | None = None) -> list[dict[str, Any]]:
         """Parsed JSON log lines (of one event, when given)."""
-        found = []
+        found: list[dict[str, Any]] = []
         if not self.log.exists():
             return found
         for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():

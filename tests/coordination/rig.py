@@ -1,8 +1,9 @@
 """Real parts for the coordination tests: a 3-member etcd cluster on loopback and private libvirtds.
 
 Every part is private to the test run: etcd members listen on free loopback ports chosen at run
-time with their own data directories; each libvirtd runs unprivileged (as `nobody`, session mode)
-with its own XDG runtime, config and cache directories, so its socket, pid file and state live in
+time with their own data directories; each libvirtd runs unprivileged (as `nobody`, session mode, a direct
+child stopped by its PID) with its own XDG runtime, config and cache directories (short paths:
+QEMU's monitor socket path must stay under 108 bytes), so its socket, pid file and state live in
 a temporary directory and never meet the machine's own libvirtd. QEMU logs go to files (no
 virtlogd). Everything is stopped by the PID it was started with.
 """
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import pathlib
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -122,7 +123,7 @@ class EtcdCluster:
 
     def wait_healthy(self, indexes: list[int] | None = None, timeout: float = 30.0) -> None:
         for index in indexes if indexes is not None else range(len(self.members)):
-            wait_for(lambda i=index: self.healthy(i), timeout, f"etcd member {index} healthy")
+            wait_for(functools.partial(self.healthy, index), timeout, f"etcd member {index} healthy")
 
     def stop(self) -> None:
         for member in self.members:
@@ -207,22 +208,26 @@ def _start_host(root: pathlib.Path, name: str) -> Host:
     user = pwd.getpwnam(USER)
     root.mkdir(parents=True)
     root.chmod(0o755)
-    _owned_dirs(root, ["run", "config/libvirt", "cache", "home", "images", "logs"], user)
-    (root / "config" / "libvirt" / "qemu.conf").write_text('stdio_handler = "file"\n')
+    _owned_dirs(root, ["run", "c/libvirt", "cache", "home", "images", "logs"], user)
+    (root / "c" / "libvirt" / "qemu.conf").write_text('stdio_handler = "file"\n')
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(root / "home"),
         "XDG_RUNTIME_DIR": str(root / "run"),
-        "XDG_CONFIG_HOME": str(root / "config"),
+        "XDG_CONFIG_HOME": str(root / "c"),
         "XDG_CACHE_HOME": str(root / "cache"),
         "LIBVIRT_LOG_OUTPUTS": f"3:file:{root}/logs/libvirtd.log",
     }
     out = (root / "libvirtd.out").open("ab")
     process = subprocess.Popen(
-        ["runuser", "-u", USER, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), "libvirtd"],
+        ["libvirtd"],
         stdout=out,
         stderr=out,
         cwd=root,
+        env=env,
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
     )
     out.close()
     host = Host(name, root, process)
@@ -239,12 +244,12 @@ def _start_host(root: pathlib.Path, name: str) -> Host:
 @contextlib.contextmanager
 def hosts(workdir: pathlib.Path, count: int = 2) -> Iterator[list[Host]]:
     """`count` private libvirtds (each with pool `as-pool` holding `golden.qcow2`); stopped after."""
-    if os.geteuid() != 0 or shutil.which("libvirtd") is None or shutil.which("runuser") is None:
-        pytest.skip("needs root, libvirtd and runuser to start private libvirtds")
+    if os.geteuid() != 0 or shutil.which("libvirtd") is None:
+        pytest.skip("needs root and libvirtd to start private libvirtds")
     started: list[Host] = []
     try:
         for index in range(count):
-            started.append(_start_host(workdir / f"host{index}", f"host{index}"))
+            started.append(_start_host(workdir / f"h{index}", f"host{index}"))
         yield started
     finally:
         for host in started:
@@ -263,8 +268,3 @@ def template(path: pathlib.Path, golden: pathlib.Path, memory_mib: int = 32) -> 
     """A TCG template file (unprivileged QEMU cannot use /dev/kvm) for the clones."""
     path.write_text(config.template_xml("as-test-template", str(golden), "qemu", memory_mib))
     return path
-
-
-def signal_process(process: subprocess.Popen[bytes], number: signal.Signals) -> None:
-    """Send a signal to one process we started (by its PID)."""
-    os.kill(process.pid, number)
