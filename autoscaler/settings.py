@@ -179,6 +179,15 @@ class CoordinationSettings:
     password_file: str | None = None
     """File holding the etcd user's password."""
 
+    @pydantic.model_validator(mode="after")
+    def _margin_below_ttl(self) -> CoordinationSettings:
+        """A margin of the whole TTL would leave a leader no time in which it may act."""
+        if self.margin >= self.lease_ttl / 2:
+            raise ValueError(
+                f"margin ({self.margin:g}s) must be below half the lease_ttl ({self.lease_ttl}s)"
+            )
+        return self
+
 
 @dataclass(frozen=True, config=_STRICT)
 class LogSettings:

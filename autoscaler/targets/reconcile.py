@@ -151,7 +151,8 @@ async def _sweep_if_complete(
     on another host, so the sweep waits until every host's domains are in the cache. Domains
     cloned after this host's listing began are in the cache (or busy), not in the listing.
     Domains on hosts driven by another daemon are unknown here: hosts sharing a pool must all
-    be driven by one target, or the other daemon's overlays would look orphaned.
+    be driven by one target, or the other daemon's overlays would look orphaned. Coordinated
+    daemons meet that by construction: each lists every host, and only the leader sweeps.
     """
     if not cache.ready:
         return []

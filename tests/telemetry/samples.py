@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autoscaler import model
-from autoscaler.telemetry import groups, metrics
+from autoscaler.telemetry import coordination, groups, metrics
 
 
 def web_inventory() -> model.GroupInventory:
@@ -46,3 +46,5 @@ def populate(m: metrics.Metrics) -> None:
     m.reconnected("qemu:///system")
     m.capacity_refused("web")
     m.loop_lagged(0.003)
+    leading = coordination.Snapshot("kvm1", True, True, "kvm1", ("web",), 3.2, 1, {"define": 1})
+    coordination.register(m.registry, lambda: leading)
