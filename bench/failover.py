@@ -5,11 +5,13 @@ real daemons (the same rig as tests/coordination). Each round changes the group'
 leader is busy cloning or destroying), waits a random 0-1.5 s (the kill lands anywhere in the
 keepalive cycle), SIGKILLs the leader, and times until the standby's /status says it leads. The
 killed daemon is then restarted as the new standby and the group must settle at its size with no
-orphan overlay. Reported: failover min/median/max, the lease TTL next to it, actions refused by
-fencing, and double actions: an action admitted under a token after a newer leader had already
-been elected (from the daemons' logs), or more members than the size in libvirt (must both be 0).
+orphan overlay. Then a few rounds SIGSTOP the leader for 2 x TTL while it scales and SIGCONT it:
+its attempts to act on waking are what fencing refuses. Reported: failover min/median/max, the
+lease TTL next to it, actions refused by fencing, and double actions: an action admitted under
+a token after a newer leader had already been elected (from the daemons' logs), or more members
+than the size in libvirt (must both be 0).
 
-    .venv/bin/python bench/failover.py [--kills 20] [--ttl 5]
+    .venv/bin/python bench/failover.py [--kills 20] [--stops 5] [--ttl 5]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Results:
     oversized: int = 0
     """Rounds that ended with more members than the size (a second clone for one decision)."""
     orphans: int = 0
+    stops: int = 0
 
 
 def _at(record: dict[str, Any]) -> float:
@@ -90,9 +93,27 @@ def one_round(cluster: daemons.Cluster, size: int, results: Results) -> None:
         results.orphans += bool(daemons.orphans(cluster))
 
 
+def stop_round(cluster: daemons.Cluster, size: int, results: Results) -> None:
+    """SIGSTOP the leader for 2 x TTL in the middle of a size change, then SIGCONT it."""
+    leader = cluster.wait_leader(30)
+    stalled = cluster.daemons[leader]
+    cluster.set_size(size, step=0.5)
+    time.sleep(random.uniform(0.5, 1.0))
+    stalled.signal(signal.SIGSTOP)
+    cluster.wait_leader(30, among=[n for n in cluster.daemons if n != leader])
+    time.sleep(2 * cluster.ttl)
+    stalled.signal(signal.SIGCONT)
+    try:
+        daemons.settle(cluster, size, 60)
+    except AssertionError:
+        results.oversized += len(cluster.members()) > size
+        results.orphans += bool(daemons.orphans(cluster))
+
+
 def report(results: Results, ttl: int, refused: int, doubles: int) -> Table:
     times = results.failovers
-    table = Table(title=f"Leader SIGKILL failover, {len(times)} kills, lease TTL {ttl} s")
+    title = f"Leader SIGKILL failover, {len(times)} kills, {results.stops} SIGSTOP rounds, lease TTL {ttl} s"
+    table = Table(title=title)
     for column in ("metric", "value"):
         table.add_column(column)
     table.add_row("failover min (s)", f"{min(times):.2f}")
@@ -109,6 +130,7 @@ def report(results: Results, ttl: int, refused: int, doubles: int) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--stops", type=int, default=5)
     parser.add_argument("--ttl", type=int, default=5)
     args = parser.parse_args()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-bf-"))
@@ -130,6 +152,10 @@ def main() -> None:
             for index in range(args.kills):
                 one_round(cluster, 2 + index % 2, results)
                 print(f"kill {index + 1}: failover {results.failovers[-1]:.2f}s", flush=True)
+            for index in range(args.stops):
+                stop_round(cluster, 2 + index % 2, results)
+                results.stops += 1
+                print(f"stop {index + 1}: fenced so far {fenced(cluster)}", flush=True)
             refused, doubles = fenced(cluster), double_actions(cluster)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
