@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--stops", type=int, default=5)
     parser.add_argument("--ttl", type=int, default=5)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up the rig on SIGTERM too
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-bf-"))
     workdir.chmod(0o755)
     (workdir / "etcd").mkdir()

@@ -130,7 +130,11 @@ class Coordinator:
     def unready(self) -> str | None:
         """Why this daemon is not ready (etcd unreachable or without quorum), or None."""
         problem = self.election.unavailable()
-        return f"coordination: etcd unavailable: {problem}" if problem else None
+        if problem:
+            return f"coordination: etcd unavailable: {problem}"
+        if not self.election.answered_once:
+            return "coordination: waiting for etcd to answer"
+        return None
 
     def status(self) -> dict[str, Any]:
         """Who leads, this daemon's lease, etcd's health, what fencing refused."""

@@ -68,6 +68,8 @@ class Election:
         """Who holds the key, as last read (None: nobody, or unknown)."""
         self.problem = ""
         """Why etcd did not answer the last request ("" while it answers)."""
+        self.answered_once = False
+        """Whether etcd has answered this daemon at all yet."""
         self.failing_since: float | None = None
         """Monotonic time of the first of the unanswered requests in a row."""
         self.term = 0
@@ -232,6 +234,7 @@ class Election:
             log.info("etcd_available_again")
         self.problem = ""
         self.failing_since = None
+        self.answered_once = True
 
 
 def _name(value: str) -> str | None:

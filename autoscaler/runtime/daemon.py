@@ -189,10 +189,10 @@ class Daemon:
         """Reconcile every host (finish interrupted clones, roll back abandoned ones), then act."""
         assert self.coordinator is not None
         term = self.coordinator.term()
-        reconcile = getattr(self.target, "reconcile", None)
-        if callable(reconcile):
+        take_over = getattr(self.target, "take_over", None)
+        if callable(take_over):
             try:
-                await reconcile()
+                await take_over(self.coordinator.settings.margin)
             except errors.TargetError as exc:
                 log.warning("takeover_reconcile_failed", error=str(exc))
         self.coordinator.settled(term)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
@@ -227,6 +228,16 @@ class KvmTarget:
     async def reconcile(self) -> list[reconciling.Report]:
         """One full reconcile of every connected host."""
         return await maintenance.reconcile(self._state)
+
+    async def take_over(self, quiet_for: float) -> list[reconciling.Report]:
+        """The reconcile a new leader runs before acting, when nothing else acts any more.
+
+        Its predecessor can no longer act (fenced), so an overlay without a domain that is older
+        than `quiet_for` (the time since the predecessor's last possible call) is an orphan of its
+        interrupted clone, removed now instead of after the usual grace.
+        """
+        grace = dataclasses.replace(self.settings.grace, overlay=quiet_for)
+        return await maintenance.reconcile(self._state, grace)
 
     async def fill_pools(self) -> int:
         """One bounded refill round of every governed group's warm pool; returns how many were cloned.

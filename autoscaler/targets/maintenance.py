@@ -189,7 +189,7 @@ def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, i
         state.cpu[uuid] = (cpu_ns, vcpus, at)
 
 
-async def reconcile(state: KvmState) -> list[reconciling.Report]:
+async def reconcile(state: KvmState, grace: reconciling.Grace | None = None) -> list[reconciling.Report]:
     """One full reconcile of every connected host; raises the first host's error after all had their turn.
 
     Each host is reconciled on its own, so a failure on one never leaves the others stale.
@@ -200,7 +200,7 @@ async def reconcile(state: KvmState) -> list[reconciling.Report]:
         if not gw.connected:
             continue
         try:
-            reports.append(await _reconcile_host(state, gw))
+            reports.append(await _reconcile_host(state, gw, grace))
         except errors.TargetError as exc:
             log.warning("reconcile_host_failed", host=gw.uri, error=str(exc), error_class=exc.error_class)
             failure = failure or exc
@@ -209,7 +209,9 @@ async def reconcile(state: KvmState) -> list[reconciling.Report]:
     return reports
 
 
-async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.Report:
+async def _reconcile_host(
+    state: KvmState, gw: gateways.Gateway, grace: reconciling.Grace | None = None
+) -> reconciling.Report:
     """Reconcile one host, log what had to be repaired, and ask for the pools to be refilled."""
     pools = {p.pool for p in state.policies.values()} | set(state.settings.sweep_pools)
     report = await reconciling.reconcile_host(
@@ -218,7 +220,7 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         busy=state.busy,
         policies=state.policies,
         pools=pools,
-        grace=state.settings.grace,
+        grace=grace or state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
         repair=state.may_act(),
