@@ -51,7 +51,6 @@ READ_ONLY_OPS = frozenset(
         "lookup",
         "golden",
         "host_memory",
-        "host_cpus",
         "overlay_check",
         "probe",
         "state",
