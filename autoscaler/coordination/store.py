@@ -39,12 +39,15 @@ class EtcdMemoryStore:
         return f"{self.prefix}/groups/{group}/memory"
 
     async def load(self, group: str) -> memory.Saved | None:
-        """The memory the last leader saved; None when there is none (or etcd does not answer)."""
+        """The memory the last leader saved; None when there is none.
+
+        OSError when etcd does not answer: the engine then holds the group's actions rather than
+        act without the cooldowns and pauses its predecessor left.
+        """
         try:
             found = await self.client.range(self._key(group))
         except errors.CoordinationUnavailable as exc:
-            log.warning("group_memory_unreadable", group=group, error=str(exc))
-            return None
+            raise OSError(f"etcd: {exc}") from exc
         if found is None:
             return None
         try:

@@ -83,6 +83,8 @@ class GroupHandler:
         self._stopping = False
         self._loaded_state = False
         self._term = 0
+        self._unread = False
+        """The store could not be read: this handler decides but does not act until it can."""
         self._saved = True
         """Whether the last write of the memory succeeded."""
 
@@ -183,9 +185,16 @@ class GroupHandler:
         """Read the persisted memory and pause before the first tick, and again on each new
         leadership term (the previous leader's memory replaces what this daemon saw as standby)."""
         term = self.deps.leadership.term()
-        if self._loaded_state and term == self._term:
+        if self._loaded_state and term == self._term and not self._unread:
             return
-        saved = await self.deps.store.load(self.group)
+        try:
+            saved = await self.deps.store.load(self.group)
+        except OSError as exc:  # no action until it is read: a cooldown or pause may be in it
+            self._unread = True
+            self._edges.mark("state_read", True, error=str(exc), path=str(self.deps.store.path(self.group)))
+            return
+        self._unread = False
+        self._edges.mark("state_read", False)
         self._loaded_state = True
         self._term = term
         if saved is not None:
@@ -228,6 +237,8 @@ class GroupHandler:
     def _blocked(self) -> str | None:
         if self._stopping:
             return "stopping"
+        if self._unread:
+            return "memory_unread"
         return self.deps.leadership.hold() or self.lifecycle.blocked(False, self.paused)
 
     def _take_pending(self) -> None:

@@ -97,7 +97,7 @@ class GroupStore(Protocol):
         ...
 
     async def load(self, group: str) -> Saved | None:
-        """The group's saved state, or None."""
+        """The group's saved state, or None; OSError when the store cannot be read now."""
         ...
 
     async def save(self, group: str, saved: Saved) -> None:

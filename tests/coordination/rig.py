@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import os
 import pathlib
 import pwd
@@ -100,8 +101,8 @@ class EtcdCluster:
             "--initial-cluster", self._cluster(),
             "--initial-cluster-token", f"as-test-{self.workdir.name}",
             "--initial-cluster-state", "new",
-            "--heartbeat-interval", "100",
-            "--election-timeout", "1000",
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
         ]  # fmt: skip
         log = (self.workdir / f"{member.name}.log").open("ab")
         member.process = subprocess.Popen(args, stdout=log, stderr=log)
@@ -120,6 +121,18 @@ class EtcdCluster:
                 return b'"true"' in answer.read()
         except (urllib.error.URLError, OSError):
             return False
+
+    def is_leader(self, index: int) -> bool:
+        """Whether this member is the raft leader (etcd's /v3/maintenance/status)."""
+        request = urllib.request.Request(
+            f"{self.members[index].url}/v3/maintenance/status", data=b"{}", method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=1) as answer:
+                status = json.loads(answer.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return str(status.get("leader")) == str(status.get("header", {}).get("member_id"))
 
     def wait_healthy(self, indexes: list[int] | None = None, timeout: float = 30.0) -> None:
         for index in indexes if indexes is not None else range(len(self.members)):

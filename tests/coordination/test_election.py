@@ -23,16 +23,17 @@ TTL = 2
 
 
 def settings(cluster: rig.EtcdCluster, name: str, prefix: str, **extra: object) -> CoordinationSettings:
-    return CoordinationSettings(
-        endpoints=tuple(cluster.endpoints),
-        name=name,
-        prefix=prefix,
-        lease_ttl=TTL,
-        margin=0.5,
-        request_timeout=0.5,
-        campaign_interval=0.1,
-        **extra,  # type: ignore[arg-type]
-    )
+    fields: dict[str, object] = {
+        "endpoints": tuple(cluster.endpoints),
+        "name": name,
+        "prefix": prefix,
+        "lease_ttl": TTL,
+        "margin": 0.5,
+        "request_timeout": 0.5,
+        "campaign_interval": 0.1,
+    }
+    fields.update(extra)
+    return CoordinationSettings(**fields)  # type: ignore[arg-type]
 
 
 async def until(condition: Callable[[], object], limit: float, what: str) -> float:
@@ -130,13 +131,19 @@ async def test_group_memory_follows_the_leader_and_a_deposed_one_cannot_overwrit
     assert await b.store.load("web") == saved
 
 
-async def test_losing_one_member_of_three_changes_nothing(
-    etcd: rig.EtcdCluster, pair: list[coordination.Coordinator]
-) -> None:
-    a, b = pair
-    etcd.kill(0)  # the first endpoint of every daemon
+async def test_losing_one_member_of_three_changes_nothing(etcd: rig.EtcdCluster, prefix: str) -> None:
+    # A TTL of 3 s with a 0.5 s margin leaves 2.5 s for the raft election that follows the loss
+    # of the etcd leader (the test cluster elects within about 1 s).
+    a = coordination.Coordinator(settings(etcd, "A", prefix, lease_ttl=3))
+    b = coordination.Coordinator(settings(etcd, "B", prefix, lease_ttl=3))
+    await a.start()
+    await until(a.acting, 5, "A leads")
+    await b.start()
+    await until(lambda: b.election.leader == "A", 5, "B sees A")
+    leader = next(i for i in range(3) if etcd.is_leader(i))
+    etcd.kill(leader)  # the hardest member to lose: raft must elect a new leader
     try:
-        end = time.monotonic() + 2 * TTL + 1
+        end = time.monotonic() + 2 * 3 + 1
         while time.monotonic() < end:
             assert a.acting(), "the leader lost its lease over one dead member"
             assert b.hold() == "standby"
@@ -144,8 +151,10 @@ async def test_losing_one_member_of_three_changes_nothing(
         assert await a.fence.admit("define", "qemu:///x") > 0
         assert a.unready() is None
     finally:
-        etcd.start(0)
-        await asyncio.to_thread(etcd.wait_healthy, [0])
+        etcd.start(leader)
+        await asyncio.to_thread(etcd.wait_healthy, [leader])
+        for c in (a, b):
+            await c.close()
 
 
 async def test_losing_quorum_stops_every_action_and_recovery_resumes_them(

@@ -58,3 +58,38 @@ async def test_a_new_term_reads_the_memory_the_previous_leader_saved(world: Worl
     assert entry.decision.desired == 2, "the predecessor's scale-out must hold this one in cooldown"
     assert "cooldown" in {stage.name for stage in entry.decision.trail}
     assert len(world.target.names("web")) == 2
+
+
+class Unreadable:
+    """A store that cannot be read now (etcd without quorum), then can."""
+
+    def __init__(self, inner: memory.GroupStore) -> None:
+        self.inner = inner
+        self.broken = True
+
+    def path(self, group: str) -> str:
+        return f"etcd:/test/{group}"
+
+    async def load(self, group: str) -> memory.Saved | None:
+        if self.broken:
+            raise OSError("etcd: no member answered")
+        return await self.inner.load(group)
+
+    async def save(self, group: str, saved: memory.Saved) -> None:
+        await self.inner.save(group, saved)
+
+
+async def test_a_group_whose_memory_cannot_be_read_decides_but_does_not_act(world: World) -> None:
+    world.target.add("web", 2)
+    world.load(50.0)
+    store = Unreadable(world.deps.store)
+    world.deps = dataclasses.replace(world.deps, store=store, leadership=Scripted(held=None))
+    web = world.handler()
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "held_memory_unread"
+    assert len(world.target.names("web")) == 2
+    store.broken = False
+    entry = await web.tick()
+    assert entry is not None
+    assert entry.outcome == "acted"
