@@ -119,6 +119,7 @@ class Cluster:
     hosts: list[rig.Host]
     prefix: str
     ttl: int = 3
+    host_dead_after: float = 4.0
     daemons: dict[str, Daemon] = dataclasses.field(default_factory=dict)
 
     @property
@@ -142,7 +143,8 @@ class Cluster:
 policies: [{self.policies}]
 state_dir: {self.workdir / ("state-" + name)}
 http: {{listen: 127.0.0.1, port: {port}}}
-target: {{uris: [{uris}], memory_reserve_mib: 0, reconcile_interval: 5s, shutdown_timeout: 0s}}
+target: {{uris: [{uris}], memory_reserve_mib: 0, reconcile_interval: 5s, shutdown_timeout: 0s,
+  host_dead_after: {self.host_dead_after}s}}
 engine: {{jitter: 0s, policy_poll: 0.5s, max_concurrent_actions: 1, shutdown_grace: 5s}}
 log: {{format: json, level: info}}
 coordination:
@@ -150,7 +152,7 @@ coordination:
   name: {name}
   prefix: {self.prefix}
   lease_ttl: {self.ttl}
-  margin: 1s
+  margin: 0.75s
   request_timeout: 0.5s
   campaign_interval: 0.2s
 """

@@ -199,6 +199,12 @@ class Host:
     def overlays(self, prefix: str = "as-") -> list[str]:
         return sorted(p.name for p in self.images.iterdir() if p.name.startswith(prefix))
 
+    def restart(self) -> None:
+        """Start libvirtd again after `stop` (its QEMUs kept running, as on a real host)."""
+        self.socket.unlink(missing_ok=True)
+        self.process = _launch(self.root)
+        wait_for(self.socket.exists, 30, f"libvirtd socket of {self.name}")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -223,6 +229,20 @@ def _start_host(root: pathlib.Path, name: str) -> Host:
     root.chmod(0o755)
     _owned_dirs(root, ["run", "c/libvirt", "cache", "home", "images", "logs"], user)
     (root / "c" / "libvirt" / "qemu.conf").write_text('stdio_handler = "file"\n')
+    host = Host(name, root, _launch(root))
+    wait_for(host.socket.exists, 30, f"libvirtd socket of {name}")
+    golden = host.images / "golden.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), "64M"], check=True)
+    os.chown(golden, user.pw_uid, user.pw_gid)
+    golden.chmod(0o644)
+    host.virsh("pool-define-as", "as-pool", "dir", "--target", str(host.images))
+    host.virsh("pool-start", "as-pool")
+    return host
+
+
+def _launch(root: pathlib.Path) -> subprocess.Popen[bytes]:
+    """libvirtd as `nobody` with its XDG directories under `root` (a direct child)."""
+    user = pwd.getpwnam(USER)
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": str(root / "home"),
@@ -243,15 +263,7 @@ def _start_host(root: pathlib.Path, name: str) -> Host:
         extra_groups=[],
     )
     out.close()
-    host = Host(name, root, process)
-    wait_for(host.socket.exists, 30, f"libvirtd socket of {name}")
-    golden = host.images / "golden.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(golden), "64M"], check=True)
-    os.chown(golden, user.pw_uid, user.pw_gid)
-    golden.chmod(0o644)
-    host.virsh("pool-define-as", "as-pool", "dir", "--target", str(host.images))
-    host.virsh("pool-start", "as-pool")
-    return host
+    return process
 
 
 @contextlib.contextmanager

@@ -69,6 +69,12 @@ def _wait_actions(c: Cluster, before: dict[str, int], names: list[str], timeout:
     return time.monotonic() - start
 
 
+def _leadership_events(cluster: Cluster) -> int:
+    """Leadership gained or lost by any daemon so far (from their logs)."""
+    kinds = ("leadership_acquired", "leadership_lost")
+    return sum(len(d.events(kind)) for d in cluster.daemons.values() for kind in kinds)
+
+
 def _defines(c: Cluster) -> int:
     return sum(1 for d in c.daemons.values() for e in d.events("action_admitted") if e.get("op") == "define")
 
@@ -126,6 +132,7 @@ def test_a_leader_stopped_past_its_lease_performs_no_action_when_continued(clust
 
 def test_losing_one_etcd_member_changes_nothing(cluster: Cluster) -> None:
     leader = cluster.wait_leader(5)
+    changes = _leadership_events(cluster)
     lost = next(i for i in range(3) if cluster.etcd.is_leader(i))
     cluster.etcd.kill(lost)  # the etcd raft leader: the hardest member to lose
     try:
@@ -133,9 +140,10 @@ def test_losing_one_etcd_member_changes_nothing(cluster: Cluster) -> None:
         settle(cluster, 2, 20)
         end = time.monotonic() + cluster.ttl * 2
         while time.monotonic() < end:
-            assert cluster.leaders() == [leader]
             assert all(d.get("/readyz")[0] == 200 for d in cluster.daemons.values())
             time.sleep(0.2)
+        assert _leadership_events(cluster) == changes, "leadership moved over one lost member"
+        assert cluster.leaders() == [leader]
     finally:
         cluster.etcd.start(lost)
         cluster.etcd.wait_healthy([lost])
@@ -167,3 +175,27 @@ def test_losing_quorum_stops_every_action_until_it_returns(cluster: Cluster) -> 
     cluster.etcd.wait_healthy()
     settle(cluster, 2, 30)
     cluster.wait_leader(10)
+
+
+def test_a_dead_hosts_members_are_unknown_then_replaced_elsewhere(cluster: Cluster) -> None:
+    first, second = cluster.hosts
+    cluster.set_size(2, step=0.5)
+    settle(cluster, 2, 20)
+    assert (len(first.domains(daemons.PREFIX)), len(second.domains(daemons.PREFIX))) == (1, 1), "not spread"
+    leader = cluster.daemons[cluster.wait_leader(5)]
+    defines = _defines(cluster)
+    second.stop()  # the host stops answering; its QEMU keeps running
+    try:
+        unknown_until = time.monotonic() + cluster.host_dead_after - 1.0
+        while time.monotonic() < unknown_until:  # unknown, not gone: nothing replaces it yet
+            assert _defines(cluster) == defines, "replaced before host_dead_after"
+            assert not leader.events("host_declared_dead")
+            time.sleep(0.2)
+        rig.wait_for(lambda: leader.events("host_declared_dead"), 15, "the host declared dead")
+        rig.wait_for(lambda: len(first.domains(daemons.PREFIX)) == 2, 20, "the replacement on the live host")
+        hosts = (leader.status() or {})["hosts"]["hosts"]
+        assert hosts[second.uri]["state"] == "dead"
+    finally:
+        second.restart()
+    rig.wait_for(lambda: leader.events("host_back"), 30, "the host back")
+    settle(cluster, 2, 30)  # the group, one above its size again, shrinks back
