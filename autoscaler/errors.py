@@ -2,11 +2,13 @@
 
 AutoscalerError
 ├── PolicyError            reject the file, keep the last good version, raise a gauge
+├── CoordinationUnavailable  etcd unreachable or without quorum: nobody acts, evaluation goes on
 ├── SourceError            the check's input becomes Failed(error_class)
 │   ├── SourceUnavailable  temporary: connect error, timeout, HTTP 5xx/429; back off
 │   └── QueryError         permanent until the policy changes: HTTP 400, several series
 └── TargetError
     ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
+    │   └── Fenced         not provably the leader: the mutating call was never sent
     ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
     ├── Conflict           name or volume taken: look up by UUID, adopt if ours
     ├── UpkeepFailed       background work died: exit non-zero, systemd restarts, reconcile
@@ -108,3 +110,13 @@ class BalancerMisconfigured(BalancerError, TargetPermanent):
     """The backend is missing or cannot take our servers: an operator must fix the config."""
 
     error_class = "lb_misconfigured"
+
+
+class Fenced(TargetTemporary):
+    """A mutating hypervisor call was refused: this daemon could not prove it still leads."""
+
+    error_class = "fenced"
+
+
+class CoordinationUnavailable(AutoscalerError):
+    """etcd could not be reached or has no quorum; no daemon may act until it answers again."""

@@ -113,6 +113,13 @@ class TargetSettings:
     """A volume this daemon created whose domain is gone is deleted once older than this."""
     stuck_create_grace: PositiveDuration = 120.0
     """A clone defined but never started (a crash between the steps) is removed after this."""
+    vcpu_reserve: Annotated[int, Field(ge=0)] = 0
+    """Host CPUs kept free of clones' vCPUs (placement never allots beyond cpus - vcpu_reserve)."""
+    max_vcpu_ratio: Annotated[float, Field(gt=0)] = 4.0
+    """vCPUs of running domains allowed per usable host CPU (overcommit limit)."""
+    host_dead_after: PositiveDuration = 300.0
+    """An unreachable host's members count as unknown (no tick acts) until then; after it they
+    count as gone and are replaced on the other hosts."""
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -172,6 +179,49 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class CoordinationSettings:
+    """Several daemons, one acting: leader election, fencing and group memory in etcd (v3 API)."""
+
+    endpoints: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Every etcd member's client URL, e.g. https://10.0.0.1:2379 (all of them: a dead one is skipped)."""
+    name: str | None = None
+    """How this daemon calls itself in status, logs and etcd (default: the host name)."""
+    prefix: str = "/autoscaler"
+    """Key prefix; daemons sharing one prefix elect one leader among them."""
+    lease_ttl: Annotated[int, Field(ge=2, le=60)] = 5
+    """Seconds a leader that stopped renewing keeps the lease (failover takes about this long)."""
+    margin: PositiveDuration = 1.0
+    """A leader stops acting this long before its lease could expire (covers one fence round trip)."""
+    request_timeout: PositiveDuration = 1.0
+    """Per etcd request; a slow member is then skipped for the next endpoint."""
+    campaign_interval: PositiveDuration = 0.25
+    """How often a standby looks whether the leader's key is gone (a clean stop hands over this fast)."""
+    on_unreachable_at_start: Literal["wait", "fail"] = "wait"
+    """When no etcd member answers at startup: keep trying (and stay unready) or exit with an error."""
+    start_timeout: PositiveDuration = 30.0
+    """With on_unreachable_at_start: fail, how long startup tries before giving up."""
+    tls_ca: str | None = None
+    """CA bundle that signed the etcd members' certificates (https endpoints)."""
+    tls_cert: str | None = None
+    """Client certificate, for etcd's --client-cert-auth."""
+    tls_key: str | None = None
+    """Key of the client certificate."""
+    username: str | None = None
+    """etcd user (etcd's own auth); its password is read from password_file."""
+    password_file: str | None = None
+    """File holding the etcd user's password."""
+
+    @pydantic.model_validator(mode="after")
+    def _margin_below_ttl(self) -> CoordinationSettings:
+        """A margin of the whole TTL would leave a leader no time in which it may act."""
+        if self.margin >= self.lease_ttl / 2:
+            raise ValueError(
+                f"margin ({self.margin:g}s) must be below half the lease_ttl ({self.lease_ttl}s)"
+            )
+        return self
+
+
+@dataclass(frozen=True, config=_STRICT)
 class LogSettings:
     """Structured logs on stdout."""
 
@@ -206,6 +256,8 @@ class Settings:
     engine: EngineSettings = dataclasses.field(default_factory=EngineSettings)
     limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    coordination: CoordinationSettings | None = None
+    """Absent: this daemon acts alone. Present: daemons elect one acting leader through etcd."""
 
 
 _ADAPTER = pydantic.TypeAdapter(Settings)

@@ -3,8 +3,10 @@ importing the handler itself."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from autoscaler import sources, targets
 from autoscaler.engine import Clock, journal, limiter, memory
@@ -25,6 +27,30 @@ class HandlerSettings:
     """How often predictive groups re-read their range-query history."""
 
 
+class Leadership(Protocol):
+    """Whether this daemon may act: always when alone; only while it leads when several coordinate."""
+
+    def hold(self) -> str | None:
+        """Why no action may start now ("standby", "etcd_unavailable"), or None."""
+        ...
+
+    def term(self) -> int:
+        """Changes each time this daemon becomes the acting one (the group memory is re-read then)."""
+        ...
+
+
+class Alone:
+    """The daemon without coordination: it always acts, and its memory is only its own."""
+
+    def hold(self) -> str | None:
+        """Nothing holds a lone daemon back."""
+        return None
+
+    def term(self) -> int:
+        """One term, forever."""
+        return 0
+
+
 @dataclass(frozen=True, slots=True)
 class Deps:
     """What every handler shares: the world it acts on and the places it reports to."""
@@ -33,7 +59,8 @@ class Deps:
     sources: Mapping[str, sources.MetricSource]
     clock: Clock
     limiter: limiter.Limiter
-    store: memory.MemoryStore
+    store: memory.GroupStore
     journal: journal.Journal
     metrics: telemetry.Metrics
     settings: HandlerSettings = HandlerSettings()
+    leadership: Leadership = dataclasses.field(default_factory=Alone)

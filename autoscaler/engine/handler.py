@@ -34,16 +34,18 @@ import structlog
 from autoscaler import decide, errors, model
 from autoscaler.engine import health, history, inputs, journal, memory, predict, status
 from autoscaler.engine.acting import CHANGED, Actor
-from autoscaler.engine.deps import Deps, HandlerSettings
+from autoscaler.engine.deps import Alone, Deps, HandlerSettings, Leadership
 from autoscaler.engine.states import HELD_STATES, Lifecycle, State, cooldown_end
 from autoscaler.policy import files, spec
 
 __all__ = [
     "CHANGED",
     "HELD_STATES",
+    "Alone",
     "Deps",
     "GroupHandler",
     "HandlerSettings",
+    "Leadership",
     "Reconciling",
     "State",
 ]
@@ -84,6 +86,9 @@ class GroupHandler:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loaded_state = False
+        self._term = 0
+        self._unread = False
+        """The store could not be read: this handler decides but does not act until it can."""
         self._saved = True
         """Whether the last write of the memory succeeded."""
 
@@ -181,11 +186,21 @@ class GroupHandler:
                 await self.tick()
 
     async def restore(self) -> None:
-        """Read the persisted memory and pause once (before the first tick)."""
-        if self._loaded_state:
+        """Read the persisted memory and pause before the first tick, and again on each new
+        leadership term (the previous leader's memory replaces what this daemon saw as standby)."""
+        term = self.deps.leadership.term()
+        if self._loaded_state and term == self._term and not self._unread:
             return
-        saved = await self.deps.store.load(self.group)
+        try:
+            saved = await self.deps.store.load(self.group)
+        except OSError as exc:  # no action until it is read: a cooldown or pause may be in it
+            self._unread = True
+            self._edges.mark("state_read", True, error=str(exc), path=str(self.deps.store.path(self.group)))
+            return
+        self._unread = False
+        self._edges.mark("state_read", False)
         self._loaded_state = True
+        self._term = term
         if saved is not None:
             self.memory = saved.memory
             self.paused = saved.paused
@@ -225,7 +240,11 @@ class GroupHandler:
         return await self._record(decision, outcome.label, outcome.detail)
 
     def _blocked(self) -> str | None:
-        return self.lifecycle.blocked(self._stopping, self.paused)
+        if self._stopping:
+            return "stopping"
+        if self._unread:
+            return "memory_unread"
+        return self.deps.leadership.hold() or self.lifecycle.blocked(False, self.paused)
 
     def _take_pending(self) -> None:
         pending, self._pending = self._pending, None

@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from autoscaler import model
 
@@ -87,6 +87,22 @@ def _read(path: Path) -> Saved | None:
     except (OSError, ValueError):
         return None
     return decode(data) if isinstance(data, dict) else None
+
+
+class GroupStore(Protocol):
+    """Where group memory is kept: files in the state directory, or etcd when daemons coordinate."""
+
+    def path(self, group: str) -> str | Path:
+        """Where `group`'s memory lives, for the log line when a write fails."""
+        ...
+
+    async def load(self, group: str) -> Saved | None:
+        """The group's saved state, or None; OSError when the store cannot be read now."""
+        ...
+
+    async def save(self, group: str, saved: Saved) -> None:
+        """Keep the group's state; OSError when it could not be written."""
+        ...
 
 
 class MemoryStore:

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -38,6 +38,9 @@ from autoscaler.runtime import http, release, sdfile, sdnotify, ticker
 from autoscaler.settings import Settings
 from autoscaler.telemetry import metrics as telemetry
 from autoscaler.telemetry import registry as registries
+
+if TYPE_CHECKING:
+    from autoscaler.coordination import Coordinator
 
 log = structlog.get_logger("autoscaler.daemon")
 HARD_DEADLINE_MARGIN = 15.0
@@ -100,7 +103,10 @@ class Daemon:
         self.manager: manager.GroupManager | None = None
         self.watcher: policies.Watcher | None = None
         self.ticker = ticker.Ticker(settings.engine.jitter)
+        self.coordinator: Coordinator | None = None
+        """Set when the settings have a `coordination:` section: then only the leader acts."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._lag = 0.0
         self._lag_peak = 0.0
         self._lagging_until = 0.0
@@ -111,7 +117,7 @@ class Daemon:
     def _build_target(self) -> targets.Target:
         from autoscaler.runtime import factories
 
-        return factories.target(self.settings.target, self.metrics, self.settings.state_dir)
+        return factories.target(self.settings.target, self.metrics, self.settings.state_dir, self.coordinator)
 
     def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
         engine = self.settings.engine
@@ -120,7 +126,7 @@ class Daemon:
             sources=found,
             clock=self.clock,
             limiter=limiter.Limiter(engine.max_concurrent_actions, engine.slot_timeout),
-            store=memory.MemoryStore(self.settings.state_dir),
+            store=self.coordinator.store if self.coordinator else memory.MemoryStore(self.settings.state_dir),
             journal=self.journal,
             metrics=self.metrics,
             settings=handler.HandlerSettings(
@@ -129,12 +135,15 @@ class Daemon:
                 backoff_max=engine.backoff_max,
                 history_refresh=engine.history_refresh,
             ),
+            leadership=self.coordinator or handler.Alone(),
         )
 
     async def _start(self) -> None:
         """Everything READY=1 promises: target reconciled, policies loaded, HTTP bound."""
         from autoscaler.runtime import factories
 
+        if self.settings.coordination is not None:
+            await self._start_coordination()
         target = self.target if self.target is not None else self._build_target()
         self.target = target
         if self.sources is None:
@@ -164,6 +173,41 @@ class Daemon:
         address = await self.http.start()
         log.info("http_listening", address=f"http://{address[0]}:{address[1]}")
         self._check_operator_api(self.http)
+
+    async def _start_coordination(self) -> None:
+        """Join the election before the target exists, so its first mutating call is fenced."""
+        from autoscaler import coordination
+        from autoscaler.telemetry import coordination as coordination_metrics
+
+        assert self.settings.coordination is not None
+        coordinator = coordination.Coordinator(self.settings.coordination)
+        self.coordinator = coordinator
+        coordinator.groups = lambda: [h.group for h in self.manager or ()]
+        coordinator.on_change(self._leadership_changed)
+        coordination_metrics.register(self.metrics.registry, coordinator.snapshot)
+        await coordinator.start()
+
+    def _leadership_changed(self, leading: bool) -> None:
+        """A new leader repairs what its predecessor left, then evaluates every group at once."""
+        if leading:
+            task = asyncio.create_task(self._take_over(), name="take-over")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _take_over(self) -> None:
+        """Reconcile every host (finish interrupted clones, roll back abandoned ones), then act."""
+        assert self.coordinator is not None
+        term = self.coordinator.term()
+        take_over = getattr(self.target, "take_over", None)
+        if callable(take_over):
+            try:
+                await take_over(self.coordinator.settings.margin)
+            except errors.TargetError as exc:
+                log.warning("takeover_reconcile_failed", error=str(exc))
+        self.coordinator.settled(term)
+        log.info("takeover_done", term=term)
+        if self.manager is not None:
+            self.manager.poke()
 
     def _check_operator_api(self, server: http.HttpServer) -> None:
         """A token file that is configured but unusable is said once at startup, not only per request."""
@@ -246,6 +290,8 @@ class Daemon:
             roots["target-upkeep"] = self.target.upkeep
         if self.settings.discovery.file is not None:
             roots["sd-file"] = self._write_sd_file
+        if self.coordinator is not None:
+            roots["coordination"] = self.coordinator.run
         failed: list[str] = []
         try:
             async with asyncio.TaskGroup() as group:
@@ -340,12 +386,18 @@ class Daemon:
         sdnotify.stopping()
         log.info("daemon_stopping", grace=self.settings.engine.shutdown_grace)
         self.ticker.shutdown()
+        if self.coordinator is not None:
+            # Hand over first: a standby takes over within its campaign interval, and an action
+            # still in flight here is fenced at its next call (the new leader reconciles it).
+            await self.coordinator.close()
         if self.manager is not None:
             await self.manager.stop(self.settings.engine.shutdown_grace)
         await self._close_parts()
         log.info("daemon_stopped")
 
     async def _close_parts(self) -> None:
+        if self.coordinator is not None:
+            await self.coordinator.close()
         if self.http is not None:
             await self.http.stop()
         for source in (self.sources or {}).values():
@@ -402,8 +454,18 @@ class Daemon:
     # --- http.Api -------------------------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Startup finished and shutdown has not begun."""
-        return self.started.is_set() and not self.stopping.is_set()
+        """Startup finished, shutdown has not begun and, when coordinated, etcd answers."""
+        started = self.started.is_set() and not self.stopping.is_set()
+        return started and (self.coordinator is None or self.coordinator.unready() is None)
+
+    def unready_reason(self) -> str:
+        """Why /readyz says 503."""
+        if self.stopping.is_set():
+            return "stopping"
+        if not self.started.is_set():
+            return "starting"
+        why = self.coordinator.unready() if self.coordinator is not None else None
+        return why or "ready"
 
     def health(self) -> tuple[bool, str]:
         """Unhealthy when a root task has died or the loop lagged beyond the limit within LAG_RECOVERY."""
@@ -423,10 +485,13 @@ class Daemon:
         """Every group, policy problems and the daemon's own state."""
         handlers = list(self.manager or ())
         problems = self.watcher.problems if self.watcher is not None else {}
+        leader = self.coordinator.election.leader if self.coordinator is not None else "self"
         return {
             "ready": self.is_ready(),
             "group_names": [h.group for h in handlers],
-            "groups": [h.status() for h in handlers],
+            "groups": [{**h.status(), "leader": leader} for h in handlers],
+            "coordination": self.coordinator.status() if self.coordinator is not None else None,
+            "hosts": self._hosts_status(),
             "policy_problems": {f: [str(p) for p in found] for f, found in problems.items()},
             "actions_in_flight": sum(1 for h in handlers if h.acting),
             "event_loop_lag_seconds": self._lag,
@@ -456,6 +521,11 @@ class Daemon:
                 await asyncio.to_thread(sdfile.write, path, text)
                 written = text
             await asyncio.sleep(self.settings.discovery.interval)
+
+    def _hosts_status(self) -> object:
+        """The target's view of its hosts (reachable, dead, skipped by placement), when it has one."""
+        hosts_status = getattr(self.target, "hosts_status", None)
+        return hosts_status() if callable(hosts_status) else None
 
     def _summary(self) -> str:
         handlers = list(self.manager or ())

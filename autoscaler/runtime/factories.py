@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from autoscaler import sources, targets
 from autoscaler.settings import (
@@ -18,6 +19,9 @@ from autoscaler.settings import (
     TargetSettings,
 )
 from autoscaler.telemetry import metrics as telemetry
+
+if TYPE_CHECKING:
+    from autoscaler.virt import gateway
 
 MiB = 1024 * 1024
 
@@ -68,7 +72,9 @@ def source_map(
     return {name: SOURCES[config.kind](config, target, max_bytes) for name, config in configs.items()}
 
 
-def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
+def _kvm(
+    config: TargetSettings, metrics: telemetry.Metrics, state_dir: str, coordinated: Coordinated | None
+) -> targets.Target:
     from autoscaler.targets import kvm, lifecycle, ownership, reconcile
 
     settings = kvm.KvmSettings(
@@ -76,14 +82,47 @@ def _kvm(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> 
         reconcile_interval=config.reconcile_interval,
         stop=lifecycle.StopTimings(shutdown_timeout=config.shutdown_timeout),
         grace=reconcile.Grace(creating_stopped=config.stuck_create_grace, overlay=config.orphan_grace),
+        vcpu_reserve=config.vcpu_reserve,
+        max_vcpu_ratio=config.max_vcpu_ratio,
+        host_dead_after=config.host_dead_after,
     )
     ledger = ownership.FileLedger(Path(state_dir) / "volumes")
-    return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)
+    if coordinated is None:
+        return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)
+    return kvm.KvmTarget(
+        config.uris,
+        observer=metrics,
+        settings=settings,
+        ledger=ledger,
+        fence=coordinated.fence,
+        acting=coordinated.acting,
+    )
 
 
-TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, str], targets.Target]] = {"kvm": _kvm}
+class Coordinated(Protocol):
+    """What a target needs from coordination (`coordination.Coordinator` has it)."""
+
+    @property
+    def fence(self) -> gateway.Fence:
+        """Asked before every mutating libvirt call."""
+        ...
+
+    def acting(self) -> bool:
+        """True while this daemon leads."""
+        ...
 
 
-def target(config: TargetSettings, metrics: telemetry.Metrics, state_dir: str) -> targets.Target:
-    """The configured target; what it must remember across restarts lives under `state_dir`."""
-    return TARGETS[config.kind](config, metrics, state_dir)
+TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, str, Coordinated | None], targets.Target]] = {
+    "kvm": _kvm
+}
+
+
+def target(
+    config: TargetSettings,
+    metrics: telemetry.Metrics,
+    state_dir: str,
+    coordinated: Coordinated | None = None,
+) -> targets.Target:
+    """The configured target; what it must remember across restarts lives under `state_dir`, and
+    with coordination its every mutating call is fenced."""
+    return TARGETS[config.kind](config, metrics, state_dir, coordinated)

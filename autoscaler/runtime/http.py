@@ -10,7 +10,8 @@ take over the loop and signals.
 
     GET  /metrics                  Prometheus text format
     GET  /healthz                  200 while every root task runs and the loop is responsive
-    GET  /readyz                   200 once started (settings, target, policies, HTTP), else 503
+    GET  /readyz                   200 once started (settings, target, policies, HTTP) and, when
+                                   coordinated, while etcd answers; else 503 with the reason
     GET  /status                   JSON: every group, its members, state and last decision
     GET  /explain/{group}          the last decision as text (?format=json, ?limit=N for more)
     GET  /v1/decisions             JSON journal (?group=, ?limit=)
@@ -47,6 +48,10 @@ class Api(Protocol):
 
     def is_ready(self) -> bool:
         """Startup has finished."""
+        ...
+
+    def unready_reason(self) -> str:
+        """Why the daemon is not ready ("starting", "coordination: etcd unavailable: ...")."""
         ...
 
     def health(self) -> tuple[bool, str]:
@@ -138,7 +143,9 @@ class HttpServer:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready = self.api.is_ready()
-        return web.Response(text="ready" if ready else "starting", status=200 if ready else 503)
+        return web.Response(
+            text="ready" if ready else self.api.unready_reason(), status=200 if ready else 503
+        )
 
     async def _status(self, _request: web.Request) -> web.Response:
         return _json(self.api.status())

@@ -205,6 +205,10 @@ class Cache:
         """True when every host has been reconciled since its last (re)connect."""
         return self._reconciled.issuperset(self.hosts)
 
+    def ready_except(self, hosts: set[str]) -> bool:
+        """True when every host but those given has been reconciled since its last (re)connect."""
+        return self._reconciled.issuperset(set(self.hosts) - hosts)
+
 
 def _merged(previous: Record | None, fresh: Record) -> Record:
     """A fresh listing with the probe history and load learned about the same domain."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
@@ -65,16 +66,20 @@ class KvmTarget:
         new_uuid: Callable[[], str] = lambda: str(uuidlib.uuid4()),
         address_of: balancing.AddressOf | None = None,
         ledger: ownership.Ledger | None = None,
+        fence: gateways.Fence | None = None,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
         """`ledger`: the volumes this daemon created (a file ledger in the state directory in
-        production); without one, a process-long ledger: nothing from before a restart is deleted."""
+        production); without one, a process-long ledger: nothing from before a restart is deleted.
+        `fence` and `acting` come from coordination: every mutating call is fenced, and background
+        repairs are not even tried while `acting()` is False (a standby)."""
         hosts = [uris] if isinstance(uris, str) else list(uris)
         if not hosts or len(set(hosts)) != len(hosts):
             raise ValueError("KvmTarget needs one or more distinct libvirt URIs")
         self.settings = settings or KvmSettings()
         observer = observer or NullObserver()
         ledger = ledger if ledger is not None else ownership.MemoryLedger(clock)
-        self._state = KvmState(hosts, self.settings, observer, clock, new_uuid, ledger)
+        self._state = KvmState(hosts, self.settings, observer, clock, new_uuid, ledger, fence, acting)
         self.set_policies(policies)
         if address_of is not None:
             self._state.address_of = address_of
@@ -82,9 +87,22 @@ class KvmTarget:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to every host and reconcile them; raises TargetError if a host is unreachable."""
-        for gw in self._state.gateways.values():
-            await gw.open()
+        """Connect to every host and reconcile them.
+
+        With one host, an unreachable host is a TargetError. With several, the daemon starts on
+        those that answer; the others are recovered in the background, and until they answer (or
+        are declared dead after `host_dead_after`) their members are unknown and no tick acts.
+        """
+        gateways_ = list(self._state.gateways.values())
+        for gw in gateways_:
+            try:
+                await gw.open()
+            except errors.TargetError as exc:
+                if len(gateways_) == 1:
+                    raise
+                log.warning("host_unreachable_at_start", host=gw.uri, error=str(exc))
+        if not any(gw.connected for gw in gateways_):
+            raise gateways.ConnectionLost("no libvirt host answered")
         self._state.reconcile_wanted.clear()  # this reconcile knows the policies set so far
         await self.reconcile()
         await resources.refresh_memory(self._state)
@@ -178,19 +196,39 @@ class KvmTarget:
 
     @property
     def ready(self) -> bool:
-        """True once every host has been reconciled since it last (re)connected."""
-        return self._cache.ready
+        """True once every host not declared dead has been reconciled since it last (re)connected.
+
+        A host that is unreachable but not yet dead keeps this False: its members are unknown,
+        not gone, so no group may decide on a count that leaves them out.
+        """
+        return self._cache.ready_except(self._state.dead)
 
     def ready_for(self, group: str) -> bool:
         """Whether a tick of `group` may trust `inventory(group)`; else skip: inventory_not_ready."""
         del group  # every group spans every host
-        return self._cache.ready
+        return self.ready
+
+    def hosts_status(self) -> dict[str, object]:
+        """Per host: reachable, unreachable for how long, or dead; and hosts placement skipped."""
+        now = time.monotonic()
+        hosts: dict[str, object] = {}
+        for uri, gw in self._state.gateways.items():
+            since = self._state.down_since.get(uri)
+            if uri in self._state.dead:
+                hosts[uri] = {"state": "dead", "unreachable_seconds": round(now - (since or now))}
+            elif since is not None or not gw.connected:
+                hosts[uri] = {"state": "unreachable", "unreachable_seconds": round(now - (since or now))}
+            else:
+                hosts[uri] = {"state": "up", "cpus_vcpus_used": self._state.cpus.get(uri)}
+        return {"hosts": hosts, "skipped_by_placement": self._state.skipped}
 
     # --- the Target protocol ----------------------------------------------------------------
 
     async def inventory(self, group: str) -> model.GroupInventory:
         """The group's members from the cache, oldest first, with the headroom and the pool size."""
-        records = sorted(self._cache.members(group), key=lambda r: (r.owner.created, r.name))
+        dead = self._state.dead
+        members = (r for r in self._cache.members(group) if r.host not in dead)
+        records = sorted(members, key=lambda r: (r.owner.created, r.name))
         policy = self._policies.get(group)
         golden = policy.golden if policy is not None else None
         busy = self._state.busy
@@ -224,6 +262,16 @@ class KvmTarget:
     async def reconcile(self) -> list[reconciling.Report]:
         """One full reconcile of every connected host."""
         return await maintenance.reconcile(self._state)
+
+    async def take_over(self, quiet_for: float) -> list[reconciling.Report]:
+        """The reconcile a new leader runs before acting, when nothing else acts any more.
+
+        Its predecessor can no longer act (fenced), so an overlay without a domain that is older
+        than `quiet_for` (the time since the predecessor's last possible call) is an orphan of its
+        interrupted clone, removed now instead of after the usual grace.
+        """
+        grace = dataclasses.replace(self.settings.grace, overlay=quiet_for)
+        return await maintenance.reconcile(self._state, grace)
 
     async def fill_pools(self) -> int:
         """One bounded refill round of every governed group's warm pool; returns how many were cloned.

@@ -8,6 +8,7 @@ watch, CPU-load and free-memory readings and the periodic full reconcile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import time
@@ -54,6 +55,7 @@ async def _refresh_one(state: KvmState, host: str, uuid: str) -> None:
 def _connection_lost(state: KvmState, host: str) -> None:
     """Mark the host unreconciled and reconnect in the background (once at a time)."""
     state.cache.unreconciled(host)
+    state.down_since.setdefault(host, time.monotonic())
     if host in state.recovering:
         return
     state.recovering.add(host)
@@ -81,9 +83,36 @@ async def _recover(state: KvmState, host: str) -> None:
                 delay = min(RETRY_DELAY_MAX, delay * 2)
                 continue
             log.info("libvirt_reconnected", host=host)
+            _back(state, host)
             return
     finally:
         state.recovering.discard(host)
+
+
+def _back(state: KvmState, host: str) -> None:
+    """A host answers again: its members count once more (a dead host's come back as extras)."""
+    state.down_since.pop(host, None)
+    if host in state.dead:
+        state.dead.discard(host)
+        members = sum(1 for r in state.cache.all() if r.host == host)
+        log.warning("host_back", host=host, members=members, note="groups above their size shrink again")
+
+
+def declare_dead(state: KvmState, now: float) -> None:
+    """Hosts unreachable longer than host_dead_after: their members now count as gone, so the
+    groups replace them on the other hosts (and say so, once per host)."""
+    limit = state.settings.host_dead_after
+    for host, since in state.down_since.items():
+        if host not in state.dead and now - since >= limit:
+            state.dead.add(host)
+            members = collections.Counter(r.group for r in state.cache.all() if r.host == host)
+            log.error(
+                "host_declared_dead",
+                host=host,
+                unreachable_seconds=round(now - since),
+                members=dict(members),
+                note="its members count as gone and are replaced on the other hosts",
+            )
 
 
 async def maintain(state: KvmState) -> None:
@@ -100,9 +129,11 @@ async def maintain(state: KvmState) -> None:
         for host, gw in state.gateways.items():
             if not gw.connected:
                 _connection_lost(state, host)
+        declare_dead(state, time.monotonic())
         try:
-            await watch.watch_readiness(state)
-            registration.advance_all(state)
+            if state.may_act():  # promotion and parking change domains: the leader's job
+                await watch.watch_readiness(state)
+                registration.advance_all(state)
             await addresses.refresh(state)
             await _periodic(state, due)
         except errors.TargetError as exc:
@@ -169,7 +200,7 @@ def _apply_readings(state: KvmState, host: str, readings: dict[str, tuple[int, i
         state.cpu[uuid] = (cpu_ns, vcpus, at)
 
 
-async def reconcile(state: KvmState) -> list[reconciling.Report]:
+async def reconcile(state: KvmState, grace: reconciling.Grace | None = None) -> list[reconciling.Report]:
     """One full reconcile of every connected host; raises the first host's error after all had their turn.
 
     Each host is reconciled on its own, so a failure on one never leaves the others stale.
@@ -180,7 +211,7 @@ async def reconcile(state: KvmState) -> list[reconciling.Report]:
         if not gw.connected:
             continue
         try:
-            reports.append(await _reconcile_host(state, gw))
+            reports.append(await _reconcile_host(state, gw, grace))
         except errors.TargetError as exc:
             log.warning("reconcile_host_failed", host=gw.uri, error=str(exc), error_class=exc.error_class)
             failure = failure or exc
@@ -189,7 +220,9 @@ async def reconcile(state: KvmState) -> list[reconciling.Report]:
     return reports
 
 
-async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.Report:
+async def _reconcile_host(
+    state: KvmState, gw: gateways.Gateway, grace: reconciling.Grace | None = None
+) -> reconciling.Report:
     """Reconcile one host, log what had to be repaired, and ask for the pools to be refilled."""
     pools = {p.pool for p in state.policies.values()} | set(state.settings.sweep_pools)
     report = await reconciling.reconcile_host(
@@ -198,10 +231,11 @@ async def _reconcile_host(state: KvmState, gw: gateways.Gateway) -> reconciling.
         busy=state.busy,
         policies=state.policies,
         pools=pools,
-        grace=state.settings.grace,
+        grace=grace or state.settings.grace,
         now=state.clock(),
         remove=functools.partial(scalein.remove, state),
         volumes=state.volumes,
+        repair=state.may_act(),
     )
     if report.repaired or report.failed_removals:
         log.info("reconcile_repaired", host=gw.uri, **dataclasses.asdict(report))

@@ -46,10 +46,15 @@ async def _refill_group(state: KvmState, policy: spec.GroupPolicy) -> int:
 
 
 async def refill_loop(state: KvmState) -> None:
-    """Refill the pools whenever asked (after a scale-out, a reconcile or a policy change)."""
+    """Refill the pools whenever asked (after a scale-out, a reconcile or a policy change).
+
+    A standby daemon never refills; the reconcile that follows its taking over asks again.
+    """
     while True:
         await state.refill_wanted.wait()
         state.refill_wanted.clear()
+        if not state.may_act():
+            continue
         try:
             await fill_pools(state)
         except errors.TargetError as exc:
@@ -93,5 +98,6 @@ async def _pool_host(state: KvmState, policy: spec.GroupPolicy, size: int) -> st
     if not warmpool.boots_first(policy):
         return max(free, key=lambda h: (free[h], h))
     hosts = resources.placement_hosts(state, policy.group, free)
-    chosen = placement.place(hosts, size, state.settings.memory_reserve, 1)
+    vcpus = state.vcpus.get(policy.group, 0)
+    chosen = placement.place(hosts, size, state.settings.memory_reserve, 1, vcpus)
     return chosen[0] if chosen else None

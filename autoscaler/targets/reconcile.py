@@ -54,6 +54,8 @@ class Report:
     missing_overlay: list[str] = field(default_factory=list)
     """Our domains destroyed because their overlay file was gone."""
     pool_trimmed: list[str] = field(default_factory=list)
+    finished_clones: list[str] = field(default_factory=list)
+    """Clones defined but never started (their maker died in between) that this pass started."""
     """Pooled domains removed: stale (other golden image or clone shape), broken, or beyond the size."""
     unmanaged: dict[str, int] = field(default_factory=dict)
     """Our domains per group that has no policy here (left alone)."""
@@ -69,6 +71,7 @@ class Report:
             or self.orphan_overlays
             or self.missing_overlay
             or self.pool_trimmed
+            or self.finished_clones
         )
 
 
@@ -110,8 +113,12 @@ async def reconcile_host(
     now: float,
     remove: Remove,
     volumes: Volumes,
+    repair: bool = True,
 ) -> Report:
-    """One full pass over one host; `busy` holds UUIDs this process is working on right now."""
+    """One full pass over one host; `busy` holds UUIDs this process is working on right now.
+
+    Without `repair` (a standby daemon) the pass only refreshes the cache and counts.
+    """
     since = cache.listing_started(gw.uri)
     try:
         views = await gw.run(ops.list_domains, op="list")
@@ -123,7 +130,10 @@ async def reconcile_host(
     report = Report(adopted=len(records))
     governed = [r for r in records if r.uuid not in busy and r.group in policies]
     report.unmanaged = dict(collections.Counter(r.group for r in records if r.group not in policies))
+    if not repair:
+        return report
     await _finish_or_roll_back(governed, policies, grace, now, remove, report)
+    await _finish_clones(gw, cache, governed, policies, grace, now, report)
     await _destroy_missing_overlays(gw, governed, policies, remove, report)
     await _trim_pools(gw.uri, cache, busy, policies, remove, report)
     if cache.ready:
@@ -153,6 +163,33 @@ async def _finish_or_roll_back(
             continue
         if await _removed(remove, record, policy.pool, report, {record.owner.phase}):
             done.append(record.name)
+
+
+async def _finish_clones(
+    gw: gateway.Gateway,
+    cache: Cache,
+    records: list[Record],
+    policies: Mapping[str, spec.GroupPolicy],
+    grace: Grace,
+    now: float,
+    report: Report,
+) -> None:
+    """Start clones whose maker died between define and start (a crash, or a leader that was
+    killed): the decision that made them stands, so finishing them beats a second clone."""
+    for record in records:
+        interrupted = record.owner.phase is xml.Phase.CREATING and record.run == "shutoff"
+        if not interrupted or abandoned(record, now, policies[record.group], grace):
+            continue
+        try:
+            await gw.run(ops.start, record.uuid, op="start")
+        except gateway.ConnectionLost:
+            raise
+        except errors.TargetError as exc:
+            log.warning("reconcile_start_failed", host=record.host, vm=record.name, error=str(exc))
+            continue
+        record.run = "running"
+        cache.upsert(record)
+        report.finished_clones.append(record.name)
 
 
 async def _removed(

@@ -46,6 +46,7 @@ def size(state: KvmState, policy: spec.GroupPolicy, template_xml: str) -> int:
     except ValueError as exc:
         raise errors.TargetPermanent(f"template of {policy.group}: {exc}") from exc
     state.sizes[policy.group] = memory
+    state.vcpus[policy.group] = xml.vcpus(template_xml)
     return memory
 
 
@@ -67,6 +68,7 @@ async def refresh_memory(state: KvmState) -> None:
             with contextlib.suppress(errors.TargetError):
                 memory = await gw.run(ops.host_memory, gw.is_test_driver, op="host_memory")
                 state.free[uri] = memory.free
+                state.cpus[uri] = (memory.cpus, memory.vcpus)
 
 
 def connected_free(state: KvmState) -> dict[str, int]:
@@ -79,8 +81,9 @@ def connected_free(state: KvmState) -> dict[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def reserving(state: KvmState, hosts: Iterable[str], size: int) -> AsyncIterator[None]:
-    """Hold `size` bytes on each host listed (once per entry) while domains placed there start.
+async def reserving(state: KvmState, hosts: Iterable[str], size: int, vcpus: int = 0) -> AsyncIterator[None]:
+    """Hold `size` bytes (and `vcpus`) on each host listed (once per entry) while domains placed
+    there start.
 
     Two scale-outs (or a scale-out and a pool refill) read free memory at once; without the
     reservation both would count the same memory and overcommit a host. The memory is re-read
@@ -90,18 +93,48 @@ async def reserving(state: KvmState, hosts: Iterable[str], size: int) -> AsyncIt
     held = collections.Counter(hosts)
     for host, count in held.items():
         state.reserved[host] += count * size
+        state.reserved_vcpus[host] += count * vcpus
     try:
         yield
         await refresh_memory(state)
     finally:
         for host, count in held.items():
             state.reserved[host] -= count * size
+            state.reserved_vcpus[host] -= count * vcpus
 
 
 def placement_hosts(state: KvmState, group: str, free: dict[str, int]) -> list[placement.Host]:
-    """Hosts with their free memory (connected ones, as given) and the group's members there."""
+    """Hosts with their free memory (connected ones, as given), vCPU room and the group's members."""
     members = collections.Counter(r.host for r in state.cache.members(group))
-    return [placement.Host(uri, memory, members[uri]) for uri, memory in free.items()]
+    return [placement.Host(uri, memory, members[uri], _vcpu_room(state, uri)) for uri, memory in free.items()]
+
+
+def _vcpu_room(state: KvmState, host: str) -> int | None:
+    """vCPUs the host may still give out, less those promised to domains starting there."""
+    if host not in state.cpus or not state.cpus[host][0]:
+        return None
+    cpus, used = state.cpus[host]
+    settings = state.settings
+    promised = state.reserved_vcpus[host]
+    return placement.vcpu_room(cpus, used + promised, settings.vcpu_reserve, settings.max_vcpu_ratio)
+
+
+async def with_golden(state: KvmState, policy: spec.GroupPolicy, free: dict[str, int]) -> dict[str, int]:
+    """The hosts of `free` that have the group's golden image; the others are skipped, with the
+    reason kept for /status. TargetPermanent when none has it."""
+    usable: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    for host, memory in free.items():
+        try:
+            await golden(state, state.gateways[host], policy)
+        except errors.TargetPermanent as exc:
+            skipped[host] = str(exc)
+            continue
+        usable[host] = memory
+    state.skipped[policy.group] = skipped
+    if free and not usable:
+        raise errors.TargetPermanent(f"golden image {policy.golden!r} is on no connected host")
+    return usable
 
 
 def headroom(state: KvmState, group: str) -> int | None:
@@ -114,7 +147,13 @@ def headroom(state: KvmState, group: str) -> int | None:
         return None
     policy = state.policies.get(group)
     ready = 0 if policy is None else _paused_pooled(state.cache.pooled(group), policy)
-    return placement.headroom(state.free, group_size, state.settings.memory_reserve) + ready
+    hosts = [
+        placement.Host(h, free, 0, _vcpu_room(state, h))
+        for h, free in state.free.items()
+        if h not in state.dead
+    ]
+    vcpus = state.vcpus.get(group, 0)
+    return placement.capacity(hosts, group_size, state.settings.memory_reserve, vcpus) + ready
 
 
 def _paused_pooled(records: Iterable[membership.Record], policy: spec.GroupPolicy) -> int:

@@ -49,24 +49,29 @@ async def _admit_and_run(state: KvmState, policy: spec.GroupPolicy, count: int) 
     """Admission, then the takes and clones in parallel."""
     template = await resources.template(state, policy)
     size = resources.size(state, policy, template)
+    with_image = await resources.with_golden(state, policy, resources.connected_free(state))
     await resources.refresh_memory(state)
-    free = resources.connected_free(state)
+    # From here to the reservation nothing awaits: two scale-outs never count the same memory.
+    free = {h: m for h, m in resources.connected_free(state).items() if h in with_image}
+    vcpus = state.vcpus.get(policy.group, 0)
     idle_pool = [r for r in state.cache.pooled(policy.group) if r.uuid not in state.busy]
     reserve = state.settings.memory_reserve
     taken = warmpool.choose(idle_pool, policy, count, free, size, reserve)
     state.busy.update(r.uuid for r in taken)
     hosts = resources.placement_hosts(state, policy.group, free)
-    chosen = placement.place(hosts, size, reserve, count - len(taken))
+    chosen = placement.place(hosts, size, reserve, count - len(taken), vcpus)
     refused = count - len(taken) - len(chosen)
     for _ in range(refused):
         state.observer.capacity_refused(policy.group)
     if not taken and not chosen:
-        raise errors.CapacityLimited(f"no host has {size // MiB} MiB free plus the reserve")
+        raise errors.CapacityLimited(
+            f"no host has {size // MiB} MiB free plus the reserve and room for {vcpus} vCPU(s)"
+        )
     jobs = [take_one(state, policy, r) for r in taken]
     jobs += [clone_one(state, policy, host, template) for host in chosen]
     starting = [r.host for r in taken if not warmpool.holds_memory(r)] + chosen
     try:
-        async with resources.reserving(state, starting, size):
+        async with resources.reserving(state, starting, size, vcpus):
             gathered = await asyncio.gather(*jobs, return_exceptions=True)
     finally:  # a take cancelled before it began must not stay busy forever
         state.busy.difference_update(r.uuid for r in taken)

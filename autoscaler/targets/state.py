@@ -68,6 +68,12 @@ class KvmSettings:
     """How often served groups' balancers are reconciled (re-add after a reload, remove strays)."""
     drain_poll: float = 0.5
     """How often a draining member's sessions are read."""
+    vcpu_reserve: int = 0
+    """Host CPUs kept out of the vCPU room placement gives out."""
+    max_vcpu_ratio: float = 4.0
+    """vCPUs allowed per usable host CPU."""
+    host_dead_after: float = 300.0
+    """An unreachable host's members count as unknown (ticks wait) until then, then as gone."""
 
 
 class KvmState:
@@ -81,8 +87,14 @@ class KvmState:
         clock: Callable[[], float],
         new_uuid: Callable[[], str],
         ledger: ownership.Ledger | None = None,
+        fence: gateways.Fence | None = None,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
+        self.fence = fence
+        """Asked before every mutating libvirt call when daemons coordinate (None: acting alone)."""
+        self.may_act = acting
+        """Whether background repairs, promotions and pool refills should even be tried now."""
         self.observer = observer
         self.clock = clock
         self.new_uuid = new_uuid
@@ -96,8 +108,19 @@ class KvmState:
         self.busy: set[str] = set()
         self.locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self.free: dict[str, int] = {}
+        self.cpus: dict[str, tuple[int, int]] = {}
+        """Per host: (CPUs, vCPUs of running domains), read with the free memory."""
+        self.vcpus: dict[str, int] = {}
+        """vCPUs of one instance, per group (from its template)."""
+        self.skipped: dict[str, dict[str, str]] = {}
+        """Per group: hosts placement skipped at the last scale-out, and why (for /status)."""
+        self.down_since: dict[str, float] = {}
+        """Monotonic time each unreachable host was lost."""
+        self.dead: set[str] = set()
+        """Hosts unreachable for longer than host_dead_after: their members count as gone."""
         # Memory promised to domains placed but maybe not yet counted in `free` (see resources.reserving).
         self.reserved: collections.Counter[str] = collections.Counter()
+        self.reserved_vcpus: collections.Counter[str] = collections.Counter()
         self.sizes: dict[str, int] = {}
         self.templates: dict[str, str] = {}
         self.goldens: dict[tuple[str, str, str], ops.Golden] = {}
@@ -114,7 +137,10 @@ class KvmState:
         self.refill_wanted = asyncio.Event()
         self.reconcile_wanted = asyncio.Event()
         """Set when groups became governed: the maintenance loop reconciles every host soon."""
-        # Served groups (a `serving` block): their balancers, and the work running on them.
+        self._serving_books()
+
+    def _serving_books(self) -> None:
+        """Served groups (a `serving` block): their balancers, and the work running on them."""
         self.served: dict[str, balancing.Served] = {}
         self.address_of: balancing.AddressOf = self._guest_address
         self.retries: dict[str, balancing.Retry] = {}
@@ -138,6 +164,7 @@ class KvmState:
             observer=self.observer,
             timeout=self.settings.call_timeout,
             queue=self.queue,
+            fence=self.fence,
         )
 
     def stamp(self) -> float:

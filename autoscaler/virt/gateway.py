@@ -3,6 +3,10 @@
 Every call runs in a bounded thread pool (4 workers stay below libvirtd's default of 5 requests
 per client), under a copy of the caller's contextvars, with a timeout that never orphans a thread,
 and with `libvirtError` translated into `autoscaler.errors` in exactly one place: `translate`.
+
+It is also the one choke point of every change to a host: when daemons coordinate, each call
+whose op is not known to be read-only first asks the `Fence` for a proof of leadership, and the
+worker thread drops the call if that proof has run out by the time it would reach libvirt.
 """
 
 from __future__ import annotations
@@ -35,6 +39,38 @@ class CallObserver(Protocol):
 
     def reconnected(self, uri: str) -> None:
         """The connection was lost and opened again."""
+        ...
+
+
+READ_ONLY_OPS = frozenset(
+    {
+        "open",
+        "keepalive",
+        "subscribe",
+        "list",
+        "lookup",
+        "golden",
+        "host_memory",
+        "overlay_check",
+        "probe",
+        "state",
+        "stats",
+        "template",
+        "vol_list",
+    }
+)
+"""Ops that change nothing on a host; every other op (define, start, destroy, undefine, shutdown,
+suspend, metadata, vol_create, vol_delete, and any op added later) is fenced."""
+
+
+class Fence(Protocol):
+    """The proof of leadership a mutating call needs (`coordination.fence.Fence` gives it)."""
+
+    async def admit(self, op: str, uri: str) -> float:
+        """Prove the right to run `op` now; the monotonic time until which it may start.
+
+        Raises `errors.Fenced` when the right cannot be proved.
+        """
         ...
 
 
@@ -142,8 +178,10 @@ class Gateway:
         observer: CallObserver | None = None,
         timeout: float = 120.0,
         queue: asyncio.Queue[events.Event] | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.uri = uri
+        self.fence = fence
         self.timeout = timeout
         self._executor = executor
         self._observer: CallObserver = observer or _Quiet()
@@ -230,26 +268,36 @@ class Gateway:
         conn = self._conn
         if conn is None:
             raise ConnectionLost(f"{op}: not connected to {self.uri}")
+        until = None
+        if self.fence is not None and op not in READ_ONLY_OPS:
+            until = await self.fence.admit(op, self.uri)
         try:
-            return await self.call(fn, conn, *args, op=op, seconds=seconds, conn=conn)
+            return await self.call(fn, conn, *args, op=op, seconds=seconds, conn=conn, until=until)
         except ConnectionLost:
             if self._conn is conn:
                 self.mark_broken()
             raise
 
     async def call(
-        self, fn: Callable[..., T], *args: Any, op: str, seconds: float | None = None, conn: Any = None
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        op: str,
+        seconds: float | None = None,
+        conn: Any = None,
+        until: float | None = None,
     ) -> T:
         """`fn(*args)` in the pool, timed, translated; returns None when the goal already held.
 
         `conn` is the connection the call uses, asked whether it is still alive when an error
-        leaves that open (code 38); without one such an error means the link is lost.
+        leaves that open (code 38); without one such an error means the link is lost. With
+        `until` (a monotonic time), the worker refuses to start the call after it (Fenced).
         """
         started = time.monotonic()
         error_class: str | None = None
         try:
             limit = self.timeout if seconds is None else seconds
-            return await self._in_pool(fn, args, op, limit, conn)
+            return await self._in_pool(fn, args, op, limit, conn, until)
         except _AlreadyDoneError:
             return None  # type: ignore[return-value]
         except errors.TargetError as exc:
@@ -259,7 +307,13 @@ class Gateway:
             self._observer.libvirt_call(op, time.monotonic() - started, error_class)
 
     async def _in_pool(
-        self, fn: Callable[..., T], args: tuple[Any, ...], op: str, seconds: float, conn: Any
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        op: str,
+        seconds: float,
+        conn: Any,
+        until: float | None = None,
     ) -> T:
         """Run in the pool; on timeout or cancellation, wait for the thread before raising.
 
@@ -269,7 +323,7 @@ class Gateway:
         """
         context = contextvars.copy_context()
         future = asyncio.get_running_loop().run_in_executor(
-            self._executor, _translated, context, fn, args, op, conn
+            self._executor, _translated, context, fn, args, op, conn, until
         )
         try:
             async with asyncio.timeout(seconds):
@@ -283,9 +337,19 @@ class Gateway:
 
 
 def _translated(
-    context: contextvars.Context, fn: Callable[..., T], args: tuple[Any, ...], op: str, conn: Any
+    context: contextvars.Context,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    op: str,
+    conn: Any,
+    until: float | None = None,
 ) -> T:
-    """Worker-thread side: run under the caller's context and translate libvirt errors."""
+    """Worker-thread side: run under the caller's context and translate libvirt errors.
+
+    A fenced call whose proof of leadership ran out while it waited for a worker is not run.
+    """
+    if until is not None and time.monotonic() >= until:
+        raise errors.Fenced(f"{op}: the proof of leadership ran out before the call could start")
     try:
         return context.run(fn, *args)
     except libvirt.libvirtError as exc:

@@ -69,6 +69,10 @@ class HostMemory:
     committed: int
     reported_free: int | None
     """None on the test driver, whose free-memory answer is not meaningful."""
+    cpus: int = 0
+    """Host CPUs (logical)."""
+    vcpus: int = 0
+    """vCPUs of the running domains."""
 
     @property
     def free(self) -> int:
@@ -405,13 +409,16 @@ def _golden_lookup(conn: Any, pool: str, image: str) -> Any:
 
 def host_memory(conn: Any, test_driver: bool) -> HostMemory:
     """Total memory, memory committed to running domains, and the kernel's free memory."""
-    total = int(conn.getInfo()[1]) * 1024 * 1024
-    committed = 0
+    info = conn.getInfo()
+    total = int(info[1]) * 1024 * 1024
+    committed = vcpus = 0
     for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
         with contextlib.suppress(libvirt.libvirtError):
-            committed += int(dom.maxMemory()) * 1024
+            _state, max_mem, _mem, domain_vcpus, _cpu = dom.info()
+            committed += int(max_mem) * 1024
+            vcpus += int(domain_vcpus)
     reported = None if test_driver else int(conn.getFreeMemory())
-    return HostMemory(total, committed, reported)
+    return HostMemory(total, committed, reported, int(info[2]), vcpus)
 
 
 def cpu_times(conn: Any, uuids: list[str]) -> dict[str, tuple[int, int, float]]:

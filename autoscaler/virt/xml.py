@@ -338,6 +338,14 @@ def memory_bytes(domain_xml: str) -> int:
     return int(memory.text) * _UNIT_BYTES[memory.get("unit", "KiB")]
 
 
+def vcpus(domain_xml: str) -> int:
+    """The vCPUs a domain is given (its <vcpu> element; 1 when absent)."""
+    element = parse(domain_xml).find("vcpu")
+    if element is None or not (element.text or "").strip():
+        return 1
+    return int((element.text or "1").strip())
+
+
 _UNIT_BYTES = {
     "b": 1,
     "bytes": 1,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autoscaler import model
-from autoscaler.telemetry import groups, metrics
+from autoscaler.telemetry import coordination, groups, metrics
 
 
 def web_inventory() -> model.GroupInventory:
@@ -49,3 +49,5 @@ def populate(m: metrics.Metrics) -> None:
     m.hook_ran("web", "launching", "abandon", "default_timeout")
     m.drain_ended("web", "idle", 4.2)
     m.loop_lagged(0.003)
+    leading = coordination.Snapshot("kvm1", True, True, "kvm1", ("web",), 3.2, 1, {"define": 1})
+    coordination.register(m.registry, lambda: leading)

@@ -1,0 +1,84 @@
+"""Coordination's metrics, read at scrape time from the coordinator's own counters and state.
+
+Alerts need three facts from every daemon: whether it leads (exactly one should), whether it can
+reach an etcd quorum, and how many actions fencing refused. A scrape-time collector keeps the
+coordination package free of prometheus_client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from autoscaler.telemetry.groups import PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one scrape shows."""
+
+    name: str
+    leading: bool
+    etcd_up: bool
+    leader: str | None
+    groups: tuple[str, ...]
+    lease_remaining: float
+    leadership_changes: int
+    fenced: Mapping[str, int] = field(default_factory=dict)
+
+
+class CoordinationCollector(Collector):
+    """Exports a `Snapshot` taken at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        """The coordination metrics."""
+        s = self.snapshot()
+        leading = GaugeMetricFamily(
+            f"{PREFIX}_coordination_leader", "1 while this daemon is the acting leader.", labels=["daemon"]
+        )
+        leading.add_metric([s.name], 1.0 if s.leading else 0.0)
+        yield leading
+        up = GaugeMetricFamily(
+            f"{PREFIX}_coordination_etcd_up", "1 while an etcd quorum answers this daemon.", labels=["daemon"]
+        )
+        up.add_metric([s.name], 1.0 if s.etcd_up else 0.0)
+        yield up
+        remaining = GaugeMetricFamily(
+            f"{PREFIX}_coordination_lease_remaining_seconds",
+            "Seconds the leader's lease is certainly valid (0 on a standby).",
+        )
+        remaining.add_metric([], s.lease_remaining)
+        yield remaining
+        who = GaugeMetricFamily(
+            f"{PREFIX}_group_leader",
+            "1 for the daemon that acts for the group, as this one sees it.",
+            labels=["group", "leader"],
+        )
+        for group in s.groups:
+            who.add_metric([group, s.leader or "none"], 1.0)
+        yield who
+        changes = CounterMetricFamily(
+            f"{PREFIX}_coordination_leadership_changes", "Times this daemon gained or lost leadership."
+        )
+        changes.add_metric([], float(s.leadership_changes))
+        yield changes
+        fenced = CounterMetricFamily(
+            f"{PREFIX}_coordination_fenced_actions",
+            "Mutating libvirt calls refused because leadership could not be proved.",
+            labels=["op"],
+        )
+        for op, count in sorted(s.fenced.items()):
+            fenced.add_metric([op], float(count))
+        yield fenced
+
+
+def register(registry: CollectorRegistry, snapshot: Callable[[], Snapshot]) -> None:
+    """Export the coordination metrics on `registry`."""
+    registry.register(CoordinationCollector(snapshot))
