@@ -54,7 +54,7 @@ def directives() -> dict[str, list[str]]:
 
 @needs_analyze
 def test_verify_is_clean(tmp_path: Path) -> None:
-    # the man page named by Documentation= is checked where it is installed (tests/packaging)
+    # the man page named by Documentation= is checked where it is installed (tests/install)
     result = run("systemd-analyze", "verify", "--man=no", str(runnable_copy(tmp_path)))
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
