@@ -85,6 +85,7 @@ def run_policy(
     controller = policy_run.PolicyController(policy, setup.capacity, forecaster, name)
     run = engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))
     run.extra["decisions"] = controller.decisions
+    run.ledger = controller.ledger
     if forecaster is not None:
         run.extra["forecast"] = forecaster.summary()
     return run

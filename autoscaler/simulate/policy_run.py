@@ -16,7 +16,7 @@ import numpy as np
 from autoscaler import decide, forecast, model
 from autoscaler.forecast import grid, nearterm, seasonal, shadow
 from autoscaler.policy import spec
-from autoscaler.simulate import engine, fleet
+from autoscaler.simulate import attribution, engine, fleet
 from autoscaler.simulate import trace as trace_mod
 
 DEFAULT_TARGET = 0.7
@@ -137,6 +137,7 @@ class PolicyController:
         self.forecaster = forecaster
         self.memory = model.GroupMemory()
         self.decisions = 0
+        self.ledger = attribution.Ledger()
 
     def tick(self, now: float, reading: engine.Reading | None, fleet: fleet.Fleet) -> None:
         """One evaluation: observe, decide, act, and record the change in the memory."""
@@ -146,6 +147,7 @@ class PolicyController:
             self.policy, fleet.inventory(), inputs, self.memory, now, forecast=floor
         )
         self.decisions += 1
+        self.ledger.record(decision)
         delta = decision.desired - decision.current
         if delta > 0:
             fleet.scale_out(delta, now)
