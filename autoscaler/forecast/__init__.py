@@ -72,6 +72,19 @@ def predict(
     return seasonal.peak(series, known, start, end, params=params, utc_offset=nearterm.offset_at(zone, start))
 
 
+def lead(configured: float | None, measured: float | None, warmup: float, interval: float) -> float:
+    """How far ahead the floor must look: the policy's own lead, else the measured clone-to-ready p90.
+
+    A clone asked for now serves after its clone-to-ready time, so that (measured: the p90 of
+    recent clones, as the target records it) is the horizon; only before the first measured clone
+    does the guess warm-up plus one evaluation interval stand in.  A lead longer than needed holds
+    capacity for a peak that has not come yet; one shorter than needed misses the ramp.
+    """
+    if configured is not None:
+        return configured
+    return measured if measured is not None else warmup + interval
+
+
 def instances(load: float, per_instance: float, headroom: float = 0.0) -> int:
     """Instances that carry `load` at `per_instance` each, plus a `headroom` fraction."""
     return max(0, math.ceil(load * (1.0 + headroom) / per_instance - _EPSILON))
