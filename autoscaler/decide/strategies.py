@@ -39,9 +39,20 @@ def exact(x: float) -> Fraction:
     return Fraction(repr(float(x)))
 
 
-def within(ratio: Fraction, tolerance: spec.Tolerance) -> bool:
-    """Whether `ratio` (value / target) lies in the band [1 - down, 1 + up], edges included."""
-    return 1 - exact(tolerance.down) <= ratio <= 1 + exact(tolerance.up)
+def within(value: float, target: float, tolerance: spec.Tolerance) -> bool:
+    """Whether value / target lies in the band [1 - down, 1 + up], edges included, in exact decimals.
+
+    Floats settle every ratio clearly inside or outside the band; only one within float noise of
+    an edge is decided on exact fractions (they cost microseconds, and a replay makes millions).
+    """
+    ratio = value / target
+    low, high = 1.0 - tolerance.down, 1.0 + tolerance.up
+    if low + _EPSILON < ratio < high - _EPSILON:
+        return True
+    if ratio < low - _EPSILON or ratio > high + _EPSILON:
+        return False
+    exact_ratio = exact(value) / exact(target)
+    return 1 - exact(tolerance.down) <= exact_ratio <= 1 + exact(tolerance.up)
 
 
 def target_tracking(
@@ -53,7 +64,7 @@ def target_tracking(
     base = ready if ready > 0 else current
     if base == 0:
         return Proposal(ceil(ratio), value, f"no members: ceil({value:g} / {strategy.target:g})")
-    if within(exact(value) / exact(strategy.target), strategy.tolerance):
+    if within(value, strategy.target, strategy.tolerance):
         raw = ceil(base * ratio)
         return Proposal(
             current, value, f"{value:g} vs target {strategy.target:g}: within tolerance", raw != current
@@ -68,7 +79,7 @@ def per_instance(strategy: spec.PerInstance, current: int, ready: int, samples: 
     """AverageValue rule: desired = ceil(total / per_instance), held inside the tolerance."""
     total = samples[-1].value
     wanted = ceil(total / strategy.per_instance)
-    if current > 0 and within(exact(total) / (exact(strategy.per_instance) * current), strategy.tolerance):
+    if current > 0 and within(total / current, strategy.per_instance, strategy.tolerance):
         detail = f"{total:g} / {current} per instance vs {strategy.per_instance:g}: within tolerance"
         return Proposal(current, total, detail, wanted != current)
     return Proposal(wanted, total, f"ceil({total:g} / {strategy.per_instance:g}) = {wanted}")

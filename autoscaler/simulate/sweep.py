@@ -115,7 +115,8 @@ def run_job(trace: trace_mod.Trace, job: Job) -> Point:
     return Point(name, job.target, figures, held)
 
 
-def _run_path(path: str, job: Job) -> Point:
+def run_path(path: str, job: Job) -> Point:
+    """`run_job` on the trace at `path` (what a worker process runs)."""
     return run_job(trace_mod.load_csv(path), job)
 
 
@@ -140,7 +141,7 @@ def run(
         return [run_job(loaded, job) for job in jobs]
     if not isinstance(trace, str):
         raise TypeError("a parallel sweep reads the trace from its path")
-    return list(executor.map(_run_path, [trace] * len(jobs), jobs))
+    return list(executor.map(run_path, [trace] * len(jobs), jobs))
 
 
 def interpolate(points: Sequence[Point], instance_hours: float) -> float | None:
