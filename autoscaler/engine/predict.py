@@ -65,13 +65,14 @@ class Forecaster:
             return None
         await self._refresh(policy, known.get(predictive.source), now)
         lead = lead_time(policy, measured_lead)
-        load = self._predict(policy, now, lead)
-        if load is None:
+        raw = self._predict(policy, now, lead)
+        if raw is None:
             return None
+        load = self.last_load = raw * self.book.margin
         observed = self.history[-1].value if self.history else None
         self.book = self.book.expect(now + lead, now + lead, load)
         if observed is not None:
-            self.book = self.book.settle(now, observed)
+            self.book = self.book.settle(now, observed, forecast.calibration_for(predictive))
         observer.forecast(policy.group, load, observed)
         if predictive.mode != "active":
             return None

@@ -23,7 +23,7 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from autoscaler import model
-from autoscaler.forecast import grid, nearterm, seasonal
+from autoscaler.forecast import grid, nearterm, seasonal, shadow
 from autoscaler.policy import spec
 
 _EPSILON = 1e-9
@@ -34,6 +34,11 @@ Params = nearterm.Params | seasonal.Params
 def params_for(predictive: spec.Predictive) -> nearterm.Params:
     """The near-term model as the policy's predictive section tunes it."""
     return nearterm.Params(quantile=predictive.quantile, recent=predictive.recent, days=predictive.days)
+
+
+def calibration_for(predictive: spec.Predictive) -> shadow.Calibration | None:
+    """The online calibration the policy asks for, if any."""
+    return None if predictive.miss_rate is None else shadow.Calibration(predictive.miss_rate)
 
 
 def _zone(timezone: str | tzinfo | None, utc_offset: float) -> nearterm.Zone:

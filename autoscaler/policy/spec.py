@@ -371,6 +371,13 @@ class Predictive(Spec):
         180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
     )
     days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
+    miss_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="Calibrate the forecast from its own measured error so that about this share of"
+        " forecasts fall short of the load that came (e.g. 0.1); none: the quantile alone decides.",
+    )
 
 
 class WarmPool(Spec):

@@ -59,6 +59,7 @@ def forecast_setup(
         predictive.headroom,
         predictive.mode == "active",
         setup.known_after(step),
+        forecast.calibration_for(predictive),
     )
 
 

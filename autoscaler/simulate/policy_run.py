@@ -74,6 +74,8 @@ class ForecastSetup:
     """False: forecast-only (shadow), scored but not acted on."""
     known_after: float = 0.0
     """Seconds after a row's timestamp until it is known: the forecast never reads a newer row."""
+    calibration: shadow.Calibration | None = None
+    """Online calibration of the forecast's margin from its measured error (None: off)."""
 
 
 class Forecaster:
@@ -101,11 +103,14 @@ class Forecaster:
     def floor(self, now: float, reading: engine.Reading | None) -> int | None:
         """Instances the forecast asks for one lead time ahead (None without history or in shadow mode)."""
         if reading is not None:
-            self.book = self.book.settle(reading.at - self.setup.known_after, reading.value)
+            self.book = self.book.settle(
+                reading.at - self.setup.known_after, reading.value, self.setup.calibration
+            )
         start, end = now + self.setup.lead, now + self.setup.lead + self.setup.span
         load = self.load(now - self.setup.known_after, start, end)
         if load is None:
             return None
+        load *= self.book.margin
         self.book = self.book.expect(start, end, load)
         if not self.setup.active:
             return None
@@ -121,6 +126,7 @@ class Forecaster:
             "forecasts": score.count,
             "wape": score.wape,
             "under_forecast_pct": score.under_ratio,
+            "margin": self.book.margin,
         }
 
 
