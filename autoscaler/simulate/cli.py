@@ -327,6 +327,7 @@ def comparison_table(rows: list[dict[str, object]], title: str) -> Table:
         out.add_column(f"inst-h / {peer}", justify="right")
         out.add_column(f"SLO min / {peer}", justify="right")
         out.add_column(f"{peer} SLO min at our inst-h", justify="right")
+        out.add_column(f"{peer} inst-h at our SLO min", justify="right")
     for row in rows:
         cells = [f"{row['target']:.0%}"]
         for peer in peers:
@@ -336,6 +337,7 @@ def comparison_table(rows: list[dict[str, object]], title: str) -> Table:
                 _ratio_cell(peer_row["instance_hours_ratio"]),
                 _ratio_cell(peer_row["slo_minutes_ratio"]),
                 _cell(peer_row["slo_minutes_at_our_instance_hours"]),
+                _cell(peer_row["instance_hours_at_our_slo_minutes"]),
             ]
         out.add_row(*cells)
     return out

@@ -130,18 +130,36 @@ def run(
     window: str = "whole",
     params: forecast.Params | None = None,
     executor: Executor | None = None,
+    peer_targets: Sequence[float] = (),
 ) -> list[Point]:
-    """Every controller at every target; with an executor the replays run in parallel.
-
-    A process pool needs `trace` as a path (each worker reads it; arrays are not shipped).
+    """Every controller at every target (the peers also at `peer_targets`, which are cheap to replay
+    and widen the range their SLO minutes are interpolated over); with an executor the replays
+    run in parallel.  A process pool needs `trace` as a path (each worker reads it).
     """
-    jobs = [Job(name, t, policy, setup, window, params) for t in targets for name in ("policy", *peers)]
+    jobs = jobs_for(policy, setup, targets, peers, window, params, peer_targets)
     if executor is None:
         loaded = trace_mod.load_csv(trace) if isinstance(trace, str) else trace
         return [run_job(loaded, job) for job in jobs]
     if not isinstance(trace, str):
         raise TypeError("a parallel sweep reads the trace from its path")
     return list(executor.map(run_path, [trace] * len(jobs), jobs))
+
+
+def jobs_for(
+    policy: spec.GroupPolicy,
+    setup: simulate.Setup,
+    targets: Sequence[float],
+    peers: Sequence[str] = DEFAULT_PEERS,
+    window: str = "whole",
+    params: forecast.Params | None = None,
+    peer_targets: Sequence[float] = (),
+) -> list[Job]:
+    """The replays of a sweep, target by target: the policy's, then each peer's."""
+    jobs: list[Job] = []
+    for target in sorted({*targets, *peer_targets}):
+        names = (("policy",) if target in targets else ()) + tuple(peers)
+        jobs += [Job(name, target, policy, setup, window, params) for name in names]
+    return jobs
 
 
 def interpolate(points: Sequence[Point], instance_hours: float) -> float | None:
@@ -174,9 +192,19 @@ def compare(points: Sequence[Point]) -> list[dict[str, object]]:
                 "instance_hours_ratio": _ratio(ours.instance_hours, same.instance_hours),
                 "slo_minutes_ratio": _ratio(ours.slo_minutes, same.slo_minutes),
                 "slo_minutes_at_our_instance_hours": interpolate(line, ours.instance_hours),
+                "instance_hours_at_our_slo_minutes": _cost_at(line, ours.slo_minutes),
             }
         rows.append(row)
     return rows
+
+
+def _cost_at(points: Sequence[Point], slo_minutes: float) -> float | None:
+    """A controller's instance-hours at `slo_minutes` along its frontier (None outside its range)."""
+    ordered = sorted(points, key=lambda p: p.slo_minutes)
+    ys = [p.slo_minutes for p in ordered]
+    if not ys or slo_minutes < ys[0] or slo_minutes > ys[-1]:
+        return None
+    return float(np.interp(slo_minutes, ys, [p.instance_hours for p in ordered]))
 
 
 def _morning(point: Point, key: str) -> float | None:

@@ -117,3 +117,18 @@ def test_halves_split_the_rows_in_time() -> None:
     assert int(halves["first-half"].sum()) + int(halves["second-half"].sum()) == 15
     assert not (halves["first-half"] & halves["second-half"]).any()
     assert trace.times[halves["second-half"]].min() > trace.times[halves["first-half"]].max()
+
+
+def test_peers_may_run_at_further_targets_to_widen_their_frontier() -> None:
+    jobs = sweep.jobs_for(policy(), simulate.Setup(100.0), (0.7,), ("hpa",), peer_targets=(0.5, 0.7))
+    assert [(j.name, j.target) for j in jobs] == [("hpa", 0.5), ("policy", 0.7), ("hpa", 0.7)]
+    points = [
+        sweep.Point("policy", 0.7, {"instance_hours": 80.0, "slo_violation_minutes": 30.0, "morning": {}}),
+        sweep.Point("hpa", 0.5, {"instance_hours": 100.0, "slo_violation_minutes": 10.0}),
+        sweep.Point("hpa", 0.7, {"instance_hours": 60.0, "slo_violation_minutes": 50.0}),
+    ]
+    hpa = sweep.compare(points)[0]["hpa"]
+    assert isinstance(hpa, dict)
+    assert hpa["slo_minutes_at_our_instance_hours"] == pytest.approx(30.0)
+    assert hpa["instance_hours_at_our_slo_minutes"] == pytest.approx(80.0)
+    assert hpa["instance_hours_ratio"] == pytest.approx(80.0 / 60.0)
