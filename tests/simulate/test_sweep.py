@@ -92,11 +92,13 @@ def test_sweep_from_the_command_line_writes_json_and_the_frontier_plot(
     policy_file, trace = files
     out, png = tmp_path / "sweep.json", tmp_path / "frontier.png"
     argv = ["simulate", "--policy", str(policy_file), "--trace", str(trace), "--capacity-per-instance", "20"]
-    args = _parse([*argv, "--sweep", "60,80", "--json", str(out), "--frontier-plot", str(png)])
+    args = _parse(
+        [*argv, "--sweep", "60,80", "--baseline", "hpa", "--json", str(out), "--frontier-plot", str(png)]
+    )
     assert args.func(args) == 0
     report = json.loads(out.read_text())
     assert {(p["run"], p["target"]) for p in report["points"]} == {
-        (name, target) for name in ("policy", "hpa", "aws") for target in (0.6, 0.8)
+        (name, target) for name in ("policy", "hpa") for target in (0.6, 0.8)
     }
     assert len(report["comparison"]) == 2
     assert "hpa SLO min at our inst-h" in capsys.readouterr().out
