@@ -3,7 +3,7 @@
 No I/O and no clock: the daemon passes the samples of a Prometheus range query and its `now`; the
 simulator passes the trace's past.  The default model is the near-term forecast (see `nearterm`):
 the newest load grown as it grew at this time of day on comparable days, chosen over the seasonal
-profile (`seasonal`) by the figures in bench/decision_quality.py.  `shadow` scores forecasts
+profile (`seasonal`) by replays of the shared traces (`autoscaler simulate`).  `shadow` scores forecasts
 against what really came, for forecast-only mode.
 
 Typical use from the daemon, once per tick:
