@@ -31,6 +31,9 @@ def _check(args: argparse.Namespace) -> int:
     problems = [p for file_problems in result.problems.values() for p in file_problems]
     for problem in problems:
         print(problem)
+    for group in result.groups.values():
+        for warning in group.warnings:
+            print(warning, file=sys.stderr)
     if not result.problems:
         print(f"no policy files found in {' '.join(args.paths)}", file=sys.stderr)
         return 1

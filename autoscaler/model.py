@@ -207,6 +207,9 @@ class GroupMemory:
     samples: tuple[tuple[str, Samples], ...] = ()
     """(check name, its newest fresh samples) for strategies that read several, e.g. a threshold's
     trigger_samples; kept only while the check stays fresh."""
+    last_fresh: tuple[tuple[str, float, int], ...] = ()
+    """(check name, when its data was last fresh, the group's count then), for on_missing's bounds;
+    a check whose data was never fresh is anchored where its outage was first seen."""
 
     def record_change(self, at: float, delta: int) -> GroupMemory:
         """The memory after the group's size really changed by `delta` at `at`."""

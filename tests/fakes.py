@@ -64,10 +64,16 @@ class FakeTarget:
     gate: asyncio.Event | None = None
     latency: float = 0.0
     """Real seconds each scale call takes (for shutdown and lag tests)."""
+    provision_p90: float | None = None
+    """What provision_seconds() reports: the measured clone-to-ready p90 (None: none measured)."""
     members: dict[str, list[model.Instance]] = field(default_factory=dict)
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     """(operation, group, count) of every scale call, in order."""
     _serial: itertools.count[int] = field(default_factory=itertools.count)
+
+    def provision_seconds(self, group: str) -> float | None:
+        """The measured clone-to-ready p90, as the KVM target reports it."""
+        return self.provision_p90
 
     def add(self, group: str, count: int, *, age: float = 3600.0) -> list[str]:
         """Put `count` ready members into `group`, created `age` seconds ago."""

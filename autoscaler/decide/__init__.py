@@ -61,6 +61,7 @@ def _remember(
     recommendation: int,
     now: float,
     samples: tuple[tuple[str, model.Samples], ...],
+    last_fresh: tuple[tuple[str, float, int], ...],
 ) -> model.GroupMemory:
     horizon = max(policy.scale_up.stabilization, policy.scale_down.stabilization)
     recommendations = tuple((t, c) for t, c in memory.recommendations if t >= now - horizon and t < now)
@@ -75,7 +76,12 @@ def _remember(
     keep = max([*periods, 0.0])
     changes = tuple(c for c in memory.changes if c.at > now - keep)
     return model.GroupMemory(
-        (*recommendations, (now, recommendation)), changes, memory.last_up_at, memory.last_down_at, samples
+        (*recommendations, (now, recommendation)),
+        changes,
+        memory.last_up_at,
+        memory.last_down_at,
+        samples,
+        last_fresh,
     )
 
 
@@ -94,6 +100,7 @@ def _reason(
 
 
 _Remembered = tuple[tuple[str, model.Samples], ...]
+_Anchors = tuple[tuple[str, float, int], ...]
 
 
 def _checks(
@@ -102,21 +109,26 @@ def _checks(
     inputs: Mapping[str, model.CheckInput],
     memory: model.GroupMemory,
     now: float,
-) -> tuple[tuple[model.CheckReport, ...], list[str], _Remembered]:
+) -> tuple[tuple[model.CheckReport, ...], list[str], _Remembered, _Anchors]:
     reports: list[model.CheckReport] = []
     tolerated: list[str] = []
     remembered = dict(memory.samples)
+    anchors = {name: (at, count) for name, at, count in memory.last_fresh}
     kept: list[tuple[str, model.Samples]] = []
+    fresh_at: list[tuple[str, float, int]] = []
     for check in policy.checks:
         raw = inputs.get(check.name)
         before = remembered.get(check.name, ())
-        entry, held, samples = checks.report(check, raw, inventory.current, inventory.ready, now, before)
+        entry, held, samples, anchor = checks.report(
+            check, raw, inventory.current, inventory.ready, now, before, anchors.get(check.name)
+        )
         reports.append(entry)
+        fresh_at.append((check.name, *anchor))
         if held:
             tolerated.append(check.name)
         if samples:
             kept.append((check.name, samples))
-    return tuple(reports), tolerated, tuple(kept)
+    return tuple(reports), tolerated, tuple(kept), tuple(fresh_at)
 
 
 def _proposed(
@@ -127,18 +139,18 @@ def _proposed(
     now: float,
     forecast: int | None,
     trail: _Trail,
-) -> tuple[tuple[model.CheckReport, ...], _Remembered]:
+) -> tuple[tuple[model.CheckReport, ...], _Remembered, _Anchors]:
     """Stages up to the raw recommendation: bounds guard, checks, tolerance, combine, forecast."""
     current = inventory.current
     outside = stages.bounds_guard(policy, current)
     if outside is not None:
         trail.note("bounds_guard", outside)
-    reports, tolerated, samples = _checks(policy, inventory, inputs, memory, now)
+    reports, tolerated, samples, anchors = _checks(policy, inventory, inputs, memory, now)
     if tolerated:
         trail.note("tolerance", f"{', '.join(tolerated)} within tolerance")
     trail.apply("combine", stages.combine(current, reports), held_from=stages.smallest_fresh(reports))
     trail.apply("forecast", stages.forecast_floor(trail.count, forecast))
-    return reports, samples
+    return reports, samples, anchors
 
 
 def _limited(
@@ -174,10 +186,10 @@ def evaluate(
     """One evaluation of one group: the decision, and the memory to keep for the next one."""
     current = inventory.current
     trail = _Trail(current)
-    reports, samples = _proposed(policy, inventory, inputs, memory, now, forecast, trail)
+    reports, samples, anchors = _proposed(policy, inventory, inputs, memory, now, forecast, trail)
     windows = schedule.bounds(policy.schedules, now)
     trail.apply("schedule", stages.calendar(trail.count, windows))
-    new_memory = _remember(policy, memory, current, trail.count, now, samples)
+    new_memory = _remember(policy, memory, current, trail.count, now, samples, anchors)
     _limited(policy, inventory, memory, new_memory.recommendations, now, trail, windows)
     act = not (policy.paused or policy.dry_run)
     if not act:

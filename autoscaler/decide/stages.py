@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 
 from autoscaler import model
-from autoscaler.decide.strategies import ceil
+from autoscaler.decide import strategies
 from autoscaler.policy import durations, schedule, spec
 
 StageResult = tuple[int, str | None]
@@ -92,9 +92,11 @@ def rate_limit(
         return desired, None
     moved = _moved(changes, up, now - rate.period)
     start = current - moved if up else current + moved
-    by_percent = start * (rate.percent or 0.0) / 100.0
+    # As HPA: the percent share is rounded up either way (72 at 10 % may lose 8, leaving 64, as
+    # HPA's floor(72 x 0.9)), in exact decimal arithmetic so that 50 x 10 % is 5, not 5.000001.
+    by_percent = math.ceil(start * strategies.exact(rate.percent or 0.0) / 100)
     # At least one per period either way, or a small group under a percent limit would never move.
-    allowed = max(rate.instances or 0, ceil(by_percent) if up else math.floor(by_percent + 1e-9), 1)
+    allowed = max(rate.instances or 0, by_percent, 1)
     if up:
         limit = max(start + allowed, current)
         limited = min(desired, limit)

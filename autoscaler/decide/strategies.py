@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from autoscaler import model
@@ -29,6 +30,31 @@ def ceil(x: float) -> int:
     return max(0, math.ceil(x - _EPSILON))
 
 
+def exact(x: float) -> Fraction:
+    """`x` as the decimal it was written as: the shortest repr that reads back as x, so 0.1 is 1/10.
+
+    Binary floats make 110 / 100 - 1 come out a hair above 0.1; the operator meant the band edge
+    itself, so band comparisons run on these fractions (HPA's own float comparison scales up there).
+    """
+    return Fraction(repr(float(x)))
+
+
+def within(value: float, target: float, tolerance: spec.Tolerance) -> bool:
+    """Whether value / target lies in the band [1 - down, 1 + up], edges included, in exact decimals.
+
+    Floats settle every ratio clearly inside or outside the band; only one within float noise of
+    an edge is decided on exact fractions (they cost microseconds, and a replay makes millions).
+    """
+    ratio = value / target
+    low, high = 1.0 - tolerance.down, 1.0 + tolerance.up
+    if low + _EPSILON < ratio < high - _EPSILON:
+        return True
+    if ratio < low - _EPSILON or ratio > high + _EPSILON:
+        return False
+    exact_ratio = exact(value) / exact(target)
+    return 1 - exact(tolerance.down) <= exact_ratio <= 1 + exact(tolerance.up)
+
+
 def target_tracking(
     strategy: spec.TargetTracking, current: int, ready: int, samples: model.Samples
 ) -> Proposal:
@@ -38,7 +64,7 @@ def target_tracking(
     base = ready if ready > 0 else current
     if base == 0:
         return Proposal(ceil(ratio), value, f"no members: ceil({value:g} / {strategy.target:g})")
-    if abs(ratio - 1.0) <= strategy.tolerance:
+    if within(value, strategy.target, strategy.tolerance):
         raw = ceil(base * ratio)
         return Proposal(
             current, value, f"{value:g} vs target {strategy.target:g}: within tolerance", raw != current
@@ -53,7 +79,7 @@ def per_instance(strategy: spec.PerInstance, current: int, ready: int, samples: 
     """AverageValue rule: desired = ceil(total / per_instance), held inside the tolerance."""
     total = samples[-1].value
     wanted = ceil(total / strategy.per_instance)
-    if current > 0 and abs(total / (strategy.per_instance * current) - 1.0) <= strategy.tolerance:
+    if current > 0 and within(total / current, strategy.per_instance, strategy.tolerance):
         detail = f"{total:g} / {current} per instance vs {strategy.per_instance:g}: within tolerance"
         return Proposal(current, total, detail, wanted != current)
     return Proposal(wanted, total, f"ceil({total:g} / {strategy.per_instance:g}) = {wanted}")

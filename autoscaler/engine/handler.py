@@ -31,7 +31,7 @@ import typing
 
 import structlog
 
-from autoscaler import decide, errors, model
+from autoscaler import decide, errors, model, targets
 from autoscaler.engine import health, history, inputs, journal, memory, predict, status
 from autoscaler.engine.acting import CHANGED, Actor
 from autoscaler.engine.deps import Alone, Deps, HandlerSettings, Leadership
@@ -230,7 +230,9 @@ class GroupHandler:
             policy, self.deps.sources, now, self.deps.settings.query_timeout, self.deps.metrics
         )
         self._source_edges.update(policy, found)
-        floor = await self.forecaster.floor(policy, self.deps.sources, now, self.deps.metrics)
+        floor = await self.forecaster.floor(
+            policy, self.deps.sources, now, self.deps.metrics, self._measured_lead(policy)
+        )
         decision, self.memory = decide.evaluate(policy, inventory, found, self.memory, now, forecast=floor)
         blocked = self._blocked()
         outcome = await self._actor.carry_out(policy, decision, inventory, self.memory, blocked)
@@ -238,6 +240,13 @@ class GroupHandler:
         if outcome.label in CHANGED:
             self.inventory = await self._inventory() or inventory
         return await self._record(decision, outcome.label, outcome.detail)
+
+    def _measured_lead(self, policy: spec.GroupPolicy) -> float | None:
+        """The group's clone-to-ready p90 when the target measures it (the forecast's lead)."""
+        target = self.deps.target
+        if isinstance(target, targets.ProvisionTimes):
+            return target.provision_seconds(policy.group)
+        return None
 
     def _blocked(self) -> str | None:
         if self._stopping:

@@ -41,6 +41,7 @@ def encode(saved: Saved) -> dict[str, Any]:
         "changes": [[change.at, change.delta] for change in memory.changes],
         "last_up_at": memory.last_up_at,
         "last_down_at": memory.last_down_at,
+        "last_fresh": [list(entry) for entry in memory.last_fresh],
         "paused": saved.paused,
     }
 
@@ -55,11 +56,17 @@ def decode(data: dict[str, Any]) -> Saved | None:
             changes=tuple(model.Change(float(at), int(delta)) for at, delta in data["changes"]),
             last_up_at=_optional_float(data.get("last_up_at")),
             last_down_at=_optional_float(data.get("last_down_at")),
+            # absent in files written before on_missing had bounds: no anchors yet
+            last_fresh=tuple((str(n), float(t), int(c)) for n, t, c in data.get("last_fresh", ())),
         )
     except (KeyError, TypeError, ValueError):
         return None
     paused = data.get("paused")
     return Saved(memory, paused if isinstance(paused, str) else None)
+
+
+_MOVING = frozenset({"recommendations", "last_fresh"})
+"""Keys that change on every tick and alone never force a write."""
 
 
 def _optional_float(value: object) -> float | None:
@@ -126,12 +133,14 @@ class MemoryStore:
         """Replace the group's saved state atomically, when it matters.
 
         Changes, last action times and the pause are written at once. The stabilization history
-        moves on every tick; it is written every `refresh_every` saves, since losing its newest
-        entries in a crash only makes the restarted group more cautious (the core then assumes the
-        current size was recommended), and one fsync per group per tick dominates a large fleet.
+        and the checks' last-fresh anchors move on every tick; they are written every
+        `refresh_every` saves, since losing their newest entries in a crash only makes the
+        restarted group more cautious (the core then assumes the current size was recommended, and
+        an older anchor ends an on_missing scale-up sooner), and one fsync per group per tick
+        dominates a large fleet.
         """
         data = encode(saved)
-        essential = {k: v for k, v in data.items() if k != "recommendations"}
+        essential = {k: v for k, v in data.items() if k not in _MOVING}
         last = self._written.get(group)
         if last is not None and last[0] == essential and last[1] + 1 < self.refresh_every:
             self._written[group] = (essential, last[1] + 1)

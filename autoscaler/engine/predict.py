@@ -30,10 +30,10 @@ class ForecastObserver(Protocol):
         ...
 
 
-def lead_time(policy: spec.GroupPolicy) -> float:
-    """How far ahead to forecast: the policy's lead, else warm-up plus one evaluation interval."""
-    predictive = policy.predictive
-    return predictive.lead if predictive.lead is not None else policy.warmup + policy.evaluation_interval
+def lead_time(policy: spec.GroupPolicy, measured: float | None = None) -> float:
+    """How far ahead to forecast: the policy's lead, else the measured clone-to-ready p90, else
+    warm-up plus one evaluation interval (before the first clone is measured)."""
+    return forecast.lead(policy.predictive.lead, measured, policy.warmup, policy.evaluation_interval)
 
 
 class Forecaster:
@@ -54,29 +54,35 @@ class Forecaster:
         known: Mapping[str, sources.MetricSource],
         now: float,
         observer: ForecastObserver,
+        measured_lead: float | None = None,
     ) -> int | None:
-        """The forecast floor for the core (active mode), or None (off, shadow, or no forecast yet)."""
+        """The forecast floor for the core (active mode), or None (off, shadow, or no forecast yet).
+
+        `measured_lead`: the group's clone-to-ready p90 when the target measures it.
+        """
         predictive = policy.predictive
         if predictive.mode == "off":
             return None
         await self._refresh(policy, known.get(predictive.source), now)
-        load = self._predict(policy, now)
-        if load is None:
+        lead = lead_time(policy, measured_lead)
+        raw = self._predict(policy, now, lead)
+        if raw is None:
             return None
+        load = self.last_load = raw * self.book.margin
         observed = self.history[-1].value if self.history else None
-        self.book = self.book.expect(now + lead_time(policy), now + lead_time(policy), load)
+        self.book = self.book.expect(now + lead, now + lead, load)
         if observed is not None:
-            self.book = self.book.settle(now, observed)
+            self.book = self.book.settle(now, observed, forecast.calibration_for(predictive))
         observer.forecast(policy.group, load, observed)
         if predictive.mode != "active":
             return None
         return forecast.instances(load, predictive.per_instance, predictive.headroom)
 
-    def _predict(self, policy: spec.GroupPolicy, now: float) -> float | None:
+    def _predict(self, policy: spec.GroupPolicy, now: float, lead: float) -> float | None:
         self.last_load = forecast.predict(
             self.history,
             now=now,
-            lead=lead_time(policy),
+            lead=lead,
             span=policy.evaluation_interval,
             step=_step(policy.predictive.history),
             timezone=policy.predictive.timezone,

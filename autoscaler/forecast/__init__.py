@@ -3,7 +3,7 @@
 No I/O and no clock: the daemon passes the samples of a Prometheus range query and its `now`; the
 simulator passes the trace's past.  The default model is the near-term forecast (see `nearterm`):
 the newest load grown as it grew at this time of day on comparable days, chosen over the seasonal
-profile (`seasonal`) by the figures in bench/decision_quality.py.  `shadow` scores forecasts
+profile (`seasonal`) by replays of the shared traces (`autoscaler simulate`).  `shadow` scores forecasts
 against what really came, for forecast-only mode.
 
 Typical use from the daemon, once per tick:
@@ -23,7 +23,7 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from autoscaler import model
-from autoscaler.forecast import grid, nearterm, seasonal
+from autoscaler.forecast import grid, nearterm, seasonal, shadow
 from autoscaler.policy import spec
 
 _EPSILON = 1e-9
@@ -34,6 +34,11 @@ Params = nearterm.Params | seasonal.Params
 def params_for(predictive: spec.Predictive) -> nearterm.Params:
     """The near-term model as the policy's predictive section tunes it."""
     return nearterm.Params(quantile=predictive.quantile, recent=predictive.recent, days=predictive.days)
+
+
+def calibration_for(predictive: spec.Predictive) -> shadow.Calibration | None:
+    """The online calibration the policy asks for, if any."""
+    return None if predictive.miss_rate is None else shadow.Calibration(predictive.miss_rate)
 
 
 def _zone(timezone: str | tzinfo | None, utc_offset: float) -> nearterm.Zone:
@@ -70,6 +75,19 @@ def predict(
     if isinstance(params, nearterm.Params):
         return nearterm.peak(series, known, start, end, params=params, zone=zone)
     return seasonal.peak(series, known, start, end, params=params, utc_offset=nearterm.offset_at(zone, start))
+
+
+def lead(configured: float | None, measured: float | None, warmup: float, interval: float) -> float:
+    """How far ahead the floor must look: the policy's own lead, else the measured clone-to-ready p90.
+
+    A clone asked for now serves after its clone-to-ready time, so that (measured: the p90 of
+    recent clones, as the target records it) is the horizon; only before the first measured clone
+    does the guess warm-up plus one evaluation interval stand in.  A lead longer than needed holds
+    capacity for a peak that has not come yet; one shorter than needed misses the ramp.
+    """
+    if configured is not None:
+        return configured
+    return measured if measured is not None else warmup + interval
 
 
 def instances(load: float, per_instance: float, headroom: float = 0.0) -> int:

@@ -18,7 +18,8 @@ are the same kind (Mon-Fri vs Sat-Sun) in local time, which may follow daylight 
 
 Why this over the seasonal profile (`seasonal`): the profile forecasts a peak from the past days'
 peaks scaled by the last 30 minutes, so it holds capacity through the whole predicted peak and
-is blind to a crowd the calendar does not know; bench/decision_quality.py compares the two.
+is blind to a crowd the calendar does not know; `autoscaler simulate --forecast-model profile`
+compares the two.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Params:
 
 
 DEFAULT = Params()
-"""Tuned in bench/decision_quality.py on the first half of each shared trace."""
+"""Tuned on the first half of each shared trace (bench/decision_quality.py --window first-half)."""
 
 
 def offset_at(zone: Zone, t: float) -> float:

@@ -62,7 +62,7 @@ PROFILE = Params(
     level_clip=(0.5, 3.0),
     level_stat="max",
 )
-"""The default, tuned in bench/decision_quality.py: the median of the last five same-kind days' peaks
+"""The default, tuned on replays of the shared traces: the median of the last five same-kind days' peaks
 within 5 min of the span, scaled by how today's last 30 min peak compares with theirs (x0.5 to x3)."""
 NAIVE_WEEK = Params("naive_week", "weekday", days=1, quantile=1.0, window=0.0, level_window=0.0)
 """The seasonal-naive comparison: the same span one week ago."""

@@ -6,6 +6,7 @@ with every observed load; `Book.score` feeds the forecast-error metrics it expor
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 
@@ -38,6 +39,31 @@ class Score:
 
 
 @dataclass(frozen=True, slots=True)
+class Calibration:
+    """Online calibration: a margin on the forecast that moves until `miss_rate` of forecasts fall short.
+
+    Each settled forecast nudges the margin multiplicatively: up by gain x (1 - miss_rate) when it
+    fell short of the load that came, down by gain x miss_rate when it did not, so the margin
+    settles where the measured share of short forecasts is `miss_rate` (adaptive conformal
+    calibration).  A forecast that is cautious for a noisy load with a flat pattern thus gives
+    back what it over-provisions, and one that keeps missing a ramp grows.
+    """
+
+    miss_rate: float
+    """The share of forecasts allowed to fall short of the load that came."""
+    gain: float = 0.01
+    """How far one settled forecast moves the margin (log scale)."""
+    low: float = 0.5
+    high: float = 2.0
+    """Bounds of the margin."""
+
+    def step(self, margin: float, short: bool) -> float:
+        """The margin after one more settled forecast."""
+        moved = margin * math.exp(self.gain * ((1.0 if short else 0.0) - self.miss_rate))
+        return min(self.high, max(self.low, moved))
+
+
+@dataclass(frozen=True, slots=True)
 class Pending:
     """One forecast waiting for its span to pass: predicted peak vs the peak seen so far."""
 
@@ -55,15 +81,18 @@ class Book:
     score: Score = Score()
     last: float | None = None
     """The newest forecast load, for the gauge."""
+    margin: float = 1.0
+    """The calibrated factor on the model's forecast (1 without calibration)."""
 
     def expect(self, start: float, end: float, predicted: float) -> Book:
         """Record a forecast of the peak load over [start, end]."""
         return replace(self, pending=(*self.pending, Pending(start, end, predicted)), last=predicted)
 
-    def settle(self, at: float, actual: float) -> Book:
-        """Take in the load observed at `at`; forecasts whose span has passed are scored."""
+    def settle(self, at: float, actual: float, calibration: Calibration | None = None) -> Book:
+        """Take in the load observed at `at`; forecasts whose span has passed are scored (and, with a
+        calibration, move the margin)."""
         still: list[Pending] = []
-        score = self.score
+        score, margin = self.score, self.margin
         for waiting in self.pending:
             entry = waiting
             if entry.start <= at <= entry.end:
@@ -71,6 +100,8 @@ class Book:
             if at >= entry.end:
                 if entry.seen is not None:
                     score = score.add(entry.predicted, entry.seen)
+                    if calibration is not None:
+                        margin = calibration.step(margin, entry.predicted < entry.seen)
                 continue
             still.append(entry)
-        return replace(self, pending=tuple(still), score=score)
+        return replace(self, pending=tuple(still), score=score, margin=margin)

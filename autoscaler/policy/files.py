@@ -33,6 +33,8 @@ class LoadedGroup:
     file: str
     line: int
     revision: str
+    warnings: tuple[Problem, ...] = ()
+    """Valid but risky settings (an unbounded on_missing scale_up): reported, never refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,13 @@ def _defined_twice(
     return problems
 
 
+def _warnings(file: str, node: yaml.Node, group: spec.GroupPolicy, prefix: Loc) -> tuple[Problem, ...]:
+    return tuple(
+        locate.problem(file, node, (*prefix, *loc), f"warning: {message}")
+        for loc, message in rules.warnings(group)
+    )
+
+
 def load_text(
     text: str, file: str, sources: Sequence[str] | None = None, limits: Limits | None = None
 ) -> tuple[list[LoadedGroup], list[Problem]]:
@@ -182,7 +191,13 @@ def load_text(
         found, found_problems = _validate(node, data, file, sources, limits)
         problems += found_problems
         line = node.start_mark.line + 1
-        groups += [LoadedGroup(g, file, line, revision(g)) for g in found]
+        listed = isinstance(data, dict) and "groups" in data
+        groups += [
+            LoadedGroup(
+                g, file, line, revision(g), _warnings(file, node, g, (("groups", i) if listed else ()))
+            )
+            for i, g in enumerate(found)
+        ]
         problems += _defined_twice(file, node, data, found, named)
     if not documents and not problems:
         problems.append(Problem(file, 1, 1, "", "the file defines no group"))

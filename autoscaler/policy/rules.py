@@ -98,6 +98,17 @@ def _schedule_bounds(policy: spec.GroupPolicy) -> Found:
             yield ("schedules", index, "max"), f"ceiling {window.max} is below the group's min ({policy.min})"
 
 
+def warnings(policy: spec.GroupPolicy) -> Found:
+    """Valid but risky settings, reported by `autoscaler check` without failing it."""
+    for index, check in enumerate(policy.checks):
+        if check.on_missing.unbounded:
+            yield (
+                ("checks", index, "on_missing"),
+                "scale_up without up_to or for is unbounded: a long metrics outage walks the group"
+                " to its max (add up_to: M and/or for: D)",
+            )
+
+
 def unknown_sources(policy: spec.GroupPolicy, configured: Sequence[str]) -> Found:
     """Checks (and an enabled predictive section) naming a metric source the daemon does not define.
 
@@ -123,8 +134,11 @@ def _unknown_source(name: str, configured: Sequence[str]) -> str:
 
 
 def _check(check: spec.Check) -> Found:
-    if check.on_missing.scale_up is not None and check.on_missing.fallback is not None:
+    rule = check.on_missing
+    if rule.scale_up is not None and rule.fallback is not None:
         yield ("on_missing",), "give either scale_up or fallback, not both"
+    if rule.scale_up is None and (rule.up_to is not None or rule.for_ is not None):
+        yield ("on_missing",), "up_to and for bound a scale_up; give scale_up too"
     if not check.query and not isinstance(check.strategy, spec.Fixed):
         yield ("query",), "a query is required for this strategy"
     if isinstance(check.strategy, spec.Threshold):

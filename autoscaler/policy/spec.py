@@ -70,13 +70,58 @@ class Spec(BaseModel):
 # --- strategies -------------------------------------------------------------------------------
 
 
+class Tolerance(Spec):
+    """The band around the target inside which a check holds the count (HPA's configurable tolerance)."""
+
+    up: float = Field(
+        0.1, ge=0, description="Scale up only when value / target exceeds 1 + up; may exceed 1."
+    )
+    down: float = Field(0.1, ge=0, lt=1, description="Scale in only when value / target is below 1 - down.")
+
+
+def _tolerance_shorthand(value: object) -> object:
+    """A single number is the same tolerance on both sides, and must stay below 1."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not 0 <= value < 1:
+            raise ValueError(
+                f"a single tolerance must be >= 0 and < 1, got {value:g}; give {{up: U, down: D}} for an"
+                " up tolerance of 1 or more"
+            )
+        return {"up": value, "down": value}
+    return value
+
+
+_FRACTION = {"type": "number", "minimum": 0}
+ToleranceBand = Annotated[
+    Tolerance,
+    BeforeValidator(_tolerance_shorthand),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                {
+                    "type": "object",
+                    "properties": {"up": _FRACTION, "down": {**_FRACTION, "exclusiveMaximum": 1}},
+                    "additionalProperties": False,
+                },
+            ],
+            "default": 0.1,
+            "examples": [0.1, {"up": 0.05, "down": 0.1}],
+        }
+    ),
+]
+"""A tolerance as written: one number for both sides, or {up, down}."""
+
+
 class TargetTracking(Spec):
     """Keep a per-instance average (e.g. CPU utilisation) at a target, as the Kubernetes HPA does."""
 
     kind: Literal["target_tracking"] = Field(description="desired = ceil(ready * value / target)")
     target: float = Field(gt=0, description="The value to hold the metric at, e.g. 0.7 for 70 % CPU.")
-    tolerance: float = Field(
-        0.1, ge=0, lt=1, description="Do nothing while |value / target - 1| is within this fraction."
+    tolerance: ToleranceBand = Field(
+        default_factory=Tolerance,
+        description="Do nothing while 1 - down <= value / target <= 1 + up (exact decimal arithmetic):"
+        " one number for both sides, or {up: U, down: D}.",
     )
 
 
@@ -85,8 +130,10 @@ class PerInstance(Spec):
 
     kind: Literal["per_instance"] = Field(description="desired = ceil(total / per_instance)")
     per_instance: float = Field(gt=0, description="How much of the total one instance should carry.")
-    tolerance: float = Field(
-        0.1, ge=0, lt=1, description="Do nothing while the load per current instance is this close to target."
+    tolerance: ToleranceBand = Field(
+        default_factory=Tolerance,
+        description="Do nothing while the load per current instance is this close to target:"
+        " one number for both sides, or {up: U, down: D}.",
     )
 
 
@@ -139,17 +186,36 @@ Strategy = Annotated[
 class OnMissing(Spec):
     """What a check proposes while its data is missing, stale, NaN or failed: hold unless told otherwise."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     scale_up: int | None = Field(None, ge=1, description="Add this many instances per evaluation.")
+    up_to: int | None = Field(
+        None,
+        ge=1,
+        description="scale_up adds at most this many above the count last seen while the data was fresh.",
+    )
+    for_: PositiveDuration | None = Field(
+        None,
+        alias="for",
+        description="scale_up adds instances only this long after the data was last fresh; then it holds.",
+    )
     fallback: int | None = Field(
         None, ge=0, description="Propose this count (a scale-in still never happens)."
     )
+
+    @property
+    def unbounded(self) -> bool:
+        """A scale_up with neither up_to nor for: a long outage walks the group to its max."""
+        return self.scale_up is not None and self.up_to is None and self.for_ is None
 
 
 def _on_missing_shorthand(value: object) -> object:
     if value == "hold":
         return {}
     if isinstance(value, str):
-        raise ValueError(f"expected 'hold', {{scale_up: N}} or {{fallback: N}}, got {value!r}")
+        raise ValueError(
+            f"expected 'hold', {{scale_up: N, up_to: M, for: D}} or {{fallback: N}}, got {value!r}"
+        )
     return value
 
 
@@ -162,7 +228,16 @@ OnMissingRule = Annotated[
                 {"const": "hold"},
                 {
                     "type": "object",
-                    "properties": {"scale_up": {"type": "integer", "minimum": 1}},
+                    "properties": {
+                        "scale_up": {"type": "integer", "minimum": 1},
+                        "up_to": {"type": "integer", "minimum": 1},
+                        "for": {
+                            "type": "string",
+                            "pattern": durations.PATTERN,
+                            "not": {"pattern": durations.ZERO_PATTERN},
+                            "examples": ["30m", "2h"],
+                        },
+                    },
                     "required": ["scale_up"],
                     "additionalProperties": False,
                 },
@@ -194,7 +269,8 @@ class Check(Spec):
     )
     on_missing: OnMissingRule = Field(
         default_factory=OnMissing,
-        description="What missing, stale, NaN or failed data means: hold, {scale_up: N} or {fallback: N}.",
+        description="What missing, stale, NaN or failed data means: hold, {scale_up: N} (bounded by"
+        " up_to: M and/or for: D) or {fallback: N}.",
     )
 
 
@@ -306,6 +382,13 @@ class Predictive(Spec):
         180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
     )
     days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
+    miss_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="Calibrate the forecast from its own measured error so that about this share of"
+        " forecasts fall short of the load that came (e.g. 0.1); none: the quantile alone decides.",
+    )
 
 
 class WarmPool(Spec):

@@ -47,7 +47,9 @@ def forecast_setup(
 ) -> policy_run.ForecastSetup:
     """The forecast of `policy` in the simulated world; the load per instance comes from the trace's scale."""
     predictive = policy.predictive
-    lead = predictive.lead if predictive.lead is not None else policy_run.ready_delay(policy, setup.boot_time)
+    # The simulated target measures every clone at its ready delay, so that is its p90.
+    measured = policy_run.ready_delay(policy, setup.boot_time)
+    lead = forecast.lead(predictive.lead, measured, policy.warmup, policy.evaluation_interval)
     per_instance = setup.capacity * policy_run.target_utilisation(policy, setup.capacity)
     return policy_run.ForecastSetup(
         params,
@@ -57,6 +59,7 @@ def forecast_setup(
         predictive.headroom,
         predictive.mode == "active",
         setup.known_after(step),
+        forecast.calibration_for(predictive),
     )
 
 
@@ -85,6 +88,7 @@ def run_policy(
     controller = policy_run.PolicyController(policy, setup.capacity, forecaster, name)
     run = engine.replay(trace, controller, group, progress, delay=setup.known_after(trace.step))
     run.extra["decisions"] = controller.decisions
+    run.ledger = controller.ledger
     if forecaster is not None:
         run.extra["forecast"] = forecaster.summary()
     return run

@@ -16,7 +16,7 @@ from rich.table import Table
 from autoscaler import errors, simulate
 from autoscaler.forecast import seasonal
 from autoscaler.policy import durations, files, spec
-from autoscaler.simulate import engine, metrics, plot, policy_run
+from autoscaler.simulate import attribution, engine, metrics, plot, policy_run, sweep
 from autoscaler.simulate import trace as trace_mod
 
 MODELS: dict[str, seasonal.Params | None] = {"nearterm": None} | {
@@ -65,6 +65,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--pool-activation", help="seconds to activate a warm-pool member, e.g. 2s")
     parser.add_argument("--pool-cost", type=float, help="instance-hour fraction of a waiting pool member")
     parser.add_argument("--plot", type=Path, help="write a PNG of demand vs supply")
+    parser.add_argument(
+        "--window",
+        choices=metrics.WINDOWS,
+        default="whole",
+        help="rows the figures judge: the whole trace, or its first or second half in time (tune on"
+        " one, report on the other; the replay always runs from the first row)",
+    )
+    parser.add_argument(
+        "--sweep",
+        metavar="TARGETS",
+        help="comma-separated target utilisations (0.5,0.6,0.7 or 50,60,70): the policy and the"
+        " baselines (default hpa, aws) at each, as a cost/service frontier",
+    )
+    parser.add_argument("--frontier-plot", type=Path, help="with --sweep: write a PNG of the frontier")
     parser.add_argument("--json", type=Path, help="write the figures as JSON")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     parser.set_defaults(func=run)
@@ -128,9 +142,29 @@ def _progress(enabled: bool, label: str) -> Iterator[engine.Progress | None]:
         yield update
 
 
-def _figures(trace: trace_mod.Trace, run: engine.Run, capacity: float, target: float) -> dict[str, object]:
-    figures = metrics.whole_and_morning(trace, run.supply, run.alive, capacity, target)
-    return {**figures, "morning": _judged(figures["morning"]), "changes": run.changes, **run.extra}
+def _figures(
+    trace: trace_mod.Trace, run: engine.Run, capacity: float, target: float, window: str = "whole"
+) -> dict[str, object]:
+    rows = metrics.window_mask(trace, window)
+    figures = metrics.whole_and_morning(trace, run.supply, run.alive, capacity, target, rows)
+    out = {**figures, "morning": _judged(figures["morning"]), "changes": run.changes, **run.extra}
+    if run.ledger is not None:
+        held = attribution.over_provisioned(trace, run.alive, run.ledger, capacity, target, rows)
+        out["over_provisioned_by_stage"] = held
+    return out
+
+
+def attribution_table(held: dict[str, float], title: str) -> Table:
+    """Over-provisioned instance-hours by the stage that held them, largest first."""
+    out = Table(title=title)
+    out.add_column("stage")
+    out.add_column("inst-hours", justify="right")
+    out.add_column("share", justify="right")
+    total = sum(held.values())
+    for stage, hours in sorted(held.items(), key=lambda item: -item[1]):
+        out.add_row(stage, f"{hours:.1f}", f"{100.0 * hours / total:.0f} %" if total else "-")
+    out.add_row("total", f"{total:.1f}", "", end_section=True)
+    return out
 
 
 def _judged(window: object) -> object:
@@ -176,14 +210,14 @@ def simulate_all(
         ours = simulate.run_policy(
             trace, policy, setup, params=MODELS[args.forecast_model], progress=progress
         )
-    rows = {policy.group: _figures(trace, ours, setup.capacity, target)}
+    rows = {policy.group: _figures(trace, ours, setup.capacity, target, args.window)}
     runs = [ours]
     for name in args.baseline or ():
         with _progress(show, name) as progress:
             run = simulate.run_baseline(
                 name, trace, setup, low=policy.min, high=policy.max, progress=progress, target=target
             )
-        rows[name] = _figures(trace, run, setup.capacity, target)
+        rows[name] = _figures(trace, run, setup.capacity, target, args.window)
         runs.append(run)
     return rows, runs
 
@@ -194,24 +228,120 @@ def _inputs(args: argparse.Namespace) -> tuple[spec.GroupPolicy, trace_mod.Trace
     return policy, trace_mod.load_csv(args.trace), _setup(args)
 
 
+def _targets(args: argparse.Namespace) -> tuple[float, ...] | None:
+    if args.sweep is None:
+        if args.frontier_plot is not None:
+            raise UsageError("--frontier-plot needs --sweep")
+        return None
+    try:
+        return sweep.parse_targets(args.sweep)
+    except ValueError as exc:
+        raise UsageError(f"--sweep: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `autoscaler simulate`; 0 on success, 1 when the policy or trace is unusable (as check and
     explain), 2 when the options are (as any usage error)."""
     try:
+        targets = _targets(args)
         policy, trace, setup = _inputs(args)
     except (errors.PolicyError, ValueError, OSError) as exc:
         # plain lines: a rich console would wrap a long located problem at 80 columns when redirected
         print(exc if isinstance(exc, errors.PolicyError) else f"simulate: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+    if targets is not None:
+        return _run_sweep(args, policy, trace, setup, targets)
     rows, runs = simulate_all(args, policy, trace, setup)
     target = policy_run.target_utilisation(policy, setup.capacity)
-    title = f"{trace.name}: decision quality at {target:.0%} target utilisation"
-    report_console().print(table(rows, title))
+    window = "" if args.window == "whole" else f", {args.window}"
+    title = f"{trace.name}{window}: decision quality at {target:.0%} target utilisation"
+    console = report_console()
+    console.print(table(rows, title))
+    held = rows[policy.group].get("over_provisioned_by_stage")
+    if isinstance(held, dict):
+        console.print(attribution_table(held, f"{policy.group}: over-provisioned instance-hours by stage"))
     if args.json is not None:
         head = {"trace": trace.name, "group": policy.group, "capacity_per_instance": setup.capacity}
         head |= {"boot_time": setup.boot_time, "target_utilisation": target, "demand": DEMAND}
+        head |= {"window": args.window}
         ours = rows.pop(policy.group)
         args.json.write_text(json.dumps({**head, **ours, "baselines": rows}, indent=2) + "\n")
     if args.plot is not None:
         plot.save(args.plot, trace, runs, setup.capacity, target)
     return 0
+
+
+def _run_sweep(
+    args: argparse.Namespace,
+    policy: spec.GroupPolicy,
+    trace: trace_mod.Trace,
+    setup: simulate.Setup,
+    targets: tuple[float, ...],
+) -> int:
+    peers = tuple(args.baseline or sweep.DEFAULT_PEERS)
+    points = sweep.run(
+        trace, policy, setup, targets, peers, window=args.window, params=MODELS[args.forecast_model]
+    )
+    window = "" if args.window == "whole" else f", {args.window}"
+    console = report_console()
+    console.print(frontier_table(points, f"{trace.name}{window}: cost/service frontier"))
+    console.print(comparison_table(sweep.compare(points), f"{trace.name}{window}: {policy.group} vs peers"))
+    for point in points:
+        if point.over_provisioned is not None:
+            title = f"{policy.group} at {point.target:.0%}: over-provisioned instance-hours by stage"
+            console.print(attribution_table(point.over_provisioned, title))
+    if args.json is not None:
+        head = {"trace": trace.name, "group": policy.group, "capacity_per_instance": setup.capacity}
+        head |= {"boot_time": setup.boot_time, "window": args.window, "demand": DEMAND}
+        args.json.write_text(json.dumps({**head, **sweep.as_json(points)}, indent=2) + "\n")
+    if args.frontier_plot is not None:
+        plot.frontier(args.frontier_plot, points, f"{trace.name}{window}: instance-hours vs SLO minutes")
+    return 0
+
+
+def frontier_table(points: list[sweep.Point], title: str) -> Table:
+    """One line per controller and target: what it cost, what it missed, its weekday mornings."""
+    out = Table(title=title)
+    for header in ("run", "target", "inst-hours", "SLO-viol min", "morning theta_u", "morning tau_u"):
+        out.add_column(header, justify="left" if header == "run" else "right")
+    for point in sorted(points, key=lambda p: (p.name != "policy", p.name, p.target)):
+        morning = point.figures["morning"]
+        assert isinstance(morning, dict)
+        out.add_row(
+            point.name,
+            f"{point.target:.0%}",
+            f"{point.instance_hours:.1f}",
+            f"{point.slo_minutes:.1f}",
+            _cell(morning.get("theta_u") if morning.get("steps") else None),
+            _cell(morning.get("tau_u") if morning.get("steps") else None),
+        )
+    return out
+
+
+def comparison_table(rows: list[dict[str, object]], title: str) -> Table:
+    """Per target: our cost and misses over each peer's at the same target and along its frontier."""
+    out = Table(title=title)
+    peers = sorted(k for k in (rows[0] if rows else {}) if isinstance(rows[0][k], dict))
+    out.add_column("target", justify="right")
+    for peer in peers:
+        out.add_column(f"inst-h / {peer}", justify="right")
+        out.add_column(f"SLO min / {peer}", justify="right")
+        out.add_column(f"{peer} SLO min at our inst-h", justify="right")
+        out.add_column(f"{peer} inst-h at our SLO min", justify="right")
+    for row in rows:
+        cells = [f"{row['target']:.0%}"]
+        for peer in peers:
+            peer_row = row[peer]
+            assert isinstance(peer_row, dict)
+            cells += [
+                _ratio_cell(peer_row["instance_hours_ratio"]),
+                _ratio_cell(peer_row["slo_minutes_ratio"]),
+                _cell(peer_row["slo_minutes_at_our_instance_hours"]),
+                _cell(peer_row["instance_hours_at_our_slo_minutes"]),
+            ]
+        out.add_row(*cells)
+    return out
+
+
+def _ratio_cell(value: object) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from autoscaler.simulate import attribution
 from autoscaler.simulate import fleet as fleet_mod
 from autoscaler.simulate import trace as trace_mod
 
@@ -56,6 +57,8 @@ class Run:
     """Instances added plus removed."""
     extra: dict[str, object] = field(default_factory=dict)
     """Controller-specific figures, e.g. the forecast error."""
+    ledger: attribution.Ledger | None = None
+    """Which stage held which capacity, decision by decision (our policy only)."""
 
 
 def grid(step: int, interval: int) -> tuple[int, int]:

@@ -97,14 +97,34 @@ def figures(
     )
 
 
+def halves(trace: trace_mod.Trace) -> dict[str, npt.NDArray[np.bool_]]:
+    """Rows of the trace's first and second half in time: tune on the first, report on the second."""
+    middle = trace.times[0] + (trace.times[-1] - trace.times[0]) // 2
+    second = trace.times >= middle
+    return {"first-half": ~second, "second-half": second}
+
+
+def window_mask(trace: trace_mod.Trace, window: str) -> npt.NDArray[np.bool_] | None:
+    """The rows a report judges: "whole" (None: every row), "first-half" or "second-half"."""
+    if window == "whole":
+        return None
+    return halves(trace)[window]
+
+
+WINDOWS = ("whole", "first-half", "second-half")
+"""The windows a replay can be judged on."""
+
+
 def whole_and_morning(
     trace: trace_mod.Trace,
     supply: trace_mod.IntArray,
     alive: trace_mod.FloatArray,
     capacity: float,
     target: float,
+    rows: npt.NDArray[np.bool_] | None = None,
 ) -> dict[str, object]:
-    """Whole-trace figures at the top level, and the weekday-morning ones under "morning"."""
-    whole = figures(trace, supply, alive, capacity, target).as_dict()
-    morning = figures(trace, supply, alive, capacity, target, mask=morning_mask(trace)).as_dict()
+    """Figures over `rows` (all when None) at the top level, and its weekday mornings under "morning"."""
+    mornings = morning_mask(trace) if rows is None else morning_mask(trace) & rows
+    whole = figures(trace, supply, alive, capacity, target, mask=rows).as_dict()
+    morning = figures(trace, supply, alive, capacity, target, mask=mornings).as_dict()
     return {**whole, "morning": morning}

@@ -16,7 +16,7 @@ import numpy as np
 from autoscaler import decide, forecast, model
 from autoscaler.forecast import grid, nearterm, seasonal, shadow
 from autoscaler.policy import spec
-from autoscaler.simulate import engine, fleet
+from autoscaler.simulate import attribution, engine, fleet
 from autoscaler.simulate import trace as trace_mod
 
 DEFAULT_TARGET = 0.7
@@ -74,6 +74,8 @@ class ForecastSetup:
     """False: forecast-only (shadow), scored but not acted on."""
     known_after: float = 0.0
     """Seconds after a row's timestamp until it is known: the forecast never reads a newer row."""
+    calibration: shadow.Calibration | None = None
+    """Online calibration of the forecast's margin from its measured error (None: off)."""
 
 
 class Forecaster:
@@ -101,11 +103,14 @@ class Forecaster:
     def floor(self, now: float, reading: engine.Reading | None) -> int | None:
         """Instances the forecast asks for one lead time ahead (None without history or in shadow mode)."""
         if reading is not None:
-            self.book = self.book.settle(reading.at - self.setup.known_after, reading.value)
+            self.book = self.book.settle(
+                reading.at - self.setup.known_after, reading.value, self.setup.calibration
+            )
         start, end = now + self.setup.lead, now + self.setup.lead + self.setup.span
         load = self.load(now - self.setup.known_after, start, end)
         if load is None:
             return None
+        load *= self.book.margin
         self.book = self.book.expect(start, end, load)
         if not self.setup.active:
             return None
@@ -121,6 +126,7 @@ class Forecaster:
             "forecasts": score.count,
             "wape": score.wape,
             "under_forecast_pct": score.under_ratio,
+            "margin": self.book.margin,
         }
 
 
@@ -137,6 +143,7 @@ class PolicyController:
         self.forecaster = forecaster
         self.memory = model.GroupMemory()
         self.decisions = 0
+        self.ledger = attribution.Ledger()
 
     def tick(self, now: float, reading: engine.Reading | None, fleet: fleet.Fleet) -> None:
         """One evaluation: observe, decide, act, and record the change in the memory."""
@@ -146,6 +153,7 @@ class PolicyController:
             self.policy, fleet.inventory(), inputs, self.memory, now, forecast=floor
         )
         self.decisions += 1
+        self.ledger.record(decision)
         delta = decision.desired - decision.current
         if delta > 0:
             fleet.scale_out(delta, now)

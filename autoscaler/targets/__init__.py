@@ -6,7 +6,7 @@ Implementations: `targets.kvm` (libvirt). Tests use an in-memory fake at this se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from autoscaler import model
 from autoscaler.policy import spec
@@ -25,6 +25,15 @@ class Target(Protocol):
 
     async def scale_in(self, policy: spec.GroupPolicy, victims: Sequence[str]) -> model.ScaleResult:
         """Remove the named instances of the group (only ones the group owns)."""
+        ...
+
+
+@runtime_checkable
+class ProvisionTimes(Protocol):
+    """A target that measures how long its clones take to serve (the KVM target does)."""
+
+    def provision_seconds(self, group: str) -> float | None:
+        """The p90 of recent clone-to-ready durations of the group, None before the first one."""
         ...
 
 

@@ -11,7 +11,10 @@ from autoscaler.engine import memory
 async def test_round_trip(tmp_path: Path) -> None:
     store = memory.MemoryStore(tmp_path)
     saved = memory.Saved(
-        model.GroupMemory(((1.0, 3), (2.0, 4)), (model.Change(2.0, 1),), last_up_at=2.0), paused="freeze"
+        model.GroupMemory(
+            ((1.0, 3), (2.0, 4)), (model.Change(2.0, 1),), last_up_at=2.0, last_fresh=(("cpu", 2.0, 4),)
+        ),
+        paused="freeze",
     )
     await store.save("web", saved)
     assert await store.load("web") == saved

@@ -102,3 +102,19 @@ async def test_a_history_source_bug_leaves_the_tick_to_the_checks(world: World) 
     entry = await web.tick()
     assert entry is not None
     assert (entry.decision.desired, entry.outcome) == (5, "acted")
+
+
+async def test_the_lead_is_the_measured_clone_to_ready_p90(world: World) -> None:
+    world.source.history = office_history(world.clock.now())
+    world.target.add("web", 1)
+    policy = make_policy(checks=[], predictive={"mode": "shadow", "source": "fake", "query": "sessions"})
+    web = world.handler(policy)
+    await web.tick()  # nothing measured yet: warm-up plus one evaluation interval
+    assert (
+        web.forecaster.book.pending[-1].start
+        == world.clock.now() + policy.warmup + policy.evaluation_interval
+    )
+    world.target.provision_p90 = 42.0
+    world.clock.advance(15)
+    await web.tick()
+    assert web.forecaster.book.pending[-1].start == world.clock.now() + 42.0
