@@ -228,7 +228,20 @@ def _inputs(args: argparse.Namespace) -> tuple[spec.GroupPolicy, trace_mod.Trace
     return policy, trace_mod.load_csv(args.trace), _setup(args)
 
 
+def _plots_possible(args: argparse.Namespace) -> None:
+    """A plot asked for needs matplotlib: say so before a long replay, not in a traceback after it."""
+    wanted = [
+        flag for flag, value in (("--plot", args.plot), ("--frontier-plot", args.frontier_plot)) if value
+    ]
+    if wanted and not plot.available():
+        raise UsageError(
+            f"{' and '.join(wanted)} need matplotlib, which this installation lacks "
+            "(pip install matplotlib into its environment, or run from a source checkout)"
+        )
+
+
 def _targets(args: argparse.Namespace) -> tuple[float, ...] | None:
+    _plots_possible(args)
     if args.sweep is None:
         if args.frontier_plot is not None:
             raise UsageError("--frontier-plot needs --sweep")

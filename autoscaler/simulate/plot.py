@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ def _busiest_day(trace: trace_mod.Trace, demand: trace_mod.IntArray) -> tuple[in
     best = int(day[mask][int(np.argmax(np.where(mask, demand, -1)[mask]))])
     rows = np.flatnonzero(day == best)
     return int(rows[0]), int(rows[-1]) + 1
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported here (the Debian package ships without it)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _pyplot() -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,22 @@ def test_unknown_group_is_a_usage_error(files: tuple[Path, Path], capsys: pytest
     args = _parse(["simulate", "--policy", str(policy), "--group", "db", "--trace", str(trace)])
     assert args.func(args) == 2
     assert "group 'db' not in the policy file" in capsys.readouterr().err
+
+
+def test_a_plot_without_matplotlib_is_a_usage_error_before_the_replay(
+    files: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The installed package has no matplotlib: --plot is refused at once, not with a traceback after."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without it looks like
+    policy, trace = files
+    png = tmp_path / "day.png"
+    args = _parse(["simulate", "--policy", str(policy), "--trace", str(trace), "--plot", str(png)])
+    assert args.func(args) == 2
+    assert "--plot need matplotlib" in capsys.readouterr().err
+    assert not png.exists()
 
 
 def test_missing_capacity_without_sidecar_is_a_usage_error(files: tuple[Path, Path]) -> None:
