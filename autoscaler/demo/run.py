@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         choice = modes.choose(args.mode, args.uri, netns.missing_parts(), shutil.which)
         if choice.mode == "served":
-            console.print("starting the private network namespace and its libvirtd ...", markup=False)
+            console.print("starting the private namespace and its libvirtd (a first run builds the image)")
             rig, choice = _open_rig(workdir, choice)
         console.print(choice.banner(), highlight=False, soft_wrap=True, markup=False)
         return asyncio.run(_demo(args, console, workdir, choice, rig))
