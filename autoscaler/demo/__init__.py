@@ -1,1 +1,1 @@
-"""The self-contained demo: a replayed office-day load to scale against, without any real service."""
+"""The self-contained demo: a replayed office day to scale against, served by real guests where it can be."""

@@ -51,6 +51,93 @@ readiness:
 """
 
 
+SERVED_MAX = 4
+"""TCG guests are slow to boot and share two cores: the served group stays this small."""
+SERVED_PER_INSTANCE = 2.0
+"""Requests per second one test guest is asked to carry (its busybox server forks per request)."""
+SERVED_PEAK_RPS = 6.0
+"""The load generator's rate at the office day's peak: four guests' worth with checks and scrapes."""
+PROMETHEUS = "prometheus"
+HAPROXY_BACKEND = "web"
+
+
+def served_policy_yaml(golden: str, template: str, pool: str, admin_socket: str) -> str:
+    """The served demo group: TCG guests behind HAProxy, scaled on the requests they report.
+
+    The guests count every request they answer, HAProxy's checks and Prometheus's scrapes too
+    (about 0.6/s each), which the per-instance target of {SERVED_PER_INSTANCE}/s leaves room for.
+    Two members at least, so one can drain while another serves (and both boot at once); each
+    clone's seed names it after its domain, which its page and the live panel show.
+    """
+    return f"""\
+# The served demo group: test guests behind HAProxy, {SERVED_PER_INSTANCE} requests/s per instance,
+# measured by the guests themselves (guest_http_requests_total, scraped by Prometheus).
+group: {GROUP}
+golden: {golden}
+template: {template}
+pool: {pool}
+min: 2
+max: {SERVED_MAX}
+evaluation_interval: 2s
+warmup: 0s
+checks:
+  - name: requests
+    source: {PROMETHEUS}
+    query: sum(rate(guest_http_requests_total{{group="{GROUP}"}}[12s]))
+    strategy: {{kind: per_instance, per_instance: {SERVED_PER_INSTANCE}, tolerance: 0.1}}
+    max_staleness: 30s
+    on_missing: hold
+scale_up:
+  cooldown: 4s
+  rate: {{instances: 2, period: 4s}}
+scale_down:
+  stabilization: 15s
+  cooldown: 6s
+  rate: {{instances: 1, period: 6s}}
+readiness: {{probe: tcp, port: 80, interval: 2s, timeout: 150s, failures: 5}}
+discovery: {{ports: [80]}}
+instance: {{hostname: "${{name}}"}}
+serving:
+  port: 80
+  balancers:
+    - kind: haproxy
+      socket: {admin_socket}
+      backend: {HAPROXY_BACKEND}
+      check: {{inter: 4s, rise: 1, fall: 3}}
+  launch_timeout: 150s
+  drain_timeout: 20s
+  retry_interval: 500ms
+"""
+
+
+def haproxy_cfg(admin_socket: str, port: int) -> str:
+    """HAProxy for the served demo: a frontend on the namespace's loopback, an empty dynamic backend."""
+    return f"""\
+global
+  stats socket {admin_socket} mode 600 level admin
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 30s
+  timeout server 30s
+  timeout check 5s
+frontend demo
+  bind 127.0.0.1:{port}
+  default_backend {HAPROXY_BACKEND}
+backend {HAPROXY_BACKEND}
+  balance roundrobin
+  option httpchk GET /health
+"""
+
+
+def scrape_job(daemon_url: str) -> str:
+    """Prometheus scrapes the members the daemon lists at /v1/targets (YAML, indented for the rig)."""
+    return (
+        f"  - job_name: {GROUP}-members\n    scrape_interval: 3s\n    scrape_timeout: 2500ms\n"
+        f"    http_sd_configs: [{{url: '{daemon_url}/v1/targets', refresh_interval: 2s}}]\n"
+    )
+
+
 def template_xml(name: str, golden_path: str, domain_type: str, memory_mib: int = MEMORY_MIB) -> str:
     """The shut-off template the clones copy: tiny, no network, a serial console, ACPI for shutdown.
 
@@ -89,16 +176,34 @@ def write_token(workdir: Path) -> Path:
 
 
 def daemon_settings(
-    workdir: Path, uri: str, exporter_url: str, port: int, memory_reserve_mib: int, token_file: Path
+    workdir: Path,
+    uri: str,
+    exporter_url: str,
+    port: int,
+    memory_reserve_mib: int,
+    token_file: Path,
+    prometheus_url: str | None = None,
 ) -> settings.Settings:
-    """Daemon settings for the demo: its own state and policy directories and token under `workdir`."""
+    """Daemon settings for the demo: its own state and policy directories and token under `workdir`.
+
+    With `prometheus_url` (the served world) the group's source is that Prometheus, not the exporter.
+    """
+    sources: dict[str, settings.SourceSettings] = {
+        SOURCE: settings.ExporterSettings(kind="exporter", url=exporter_url, timeout=2.0)
+    }
+    if prometheus_url is not None:
+        prometheus = settings.PrometheusSettings(kind="prometheus", url=prometheus_url, timeout=5.0)
+        sources = {PROMETHEUS: prometheus}
     base = settings.Settings(
         policies=(str(workdir / "policies"),),
         state_dir=str(workdir / "state"),
         http=settings.HttpSettings(port=port, token_file=str(token_file)),
-        sources={SOURCE: settings.ExporterSettings(kind="exporter", url=exporter_url, timeout=2.0)},
+        sources=sources,
         target=settings.TargetSettings(
-            uris=(uri,), memory_reserve_mib=memory_reserve_mib, reconcile_interval=30.0
+            uris=(uri,),
+            memory_reserve_mib=memory_reserve_mib,
+            reconcile_interval=30.0,
+            shutdown_timeout=5.0 if prometheus_url is not None else 30.0,
         ),
         engine=settings.EngineSettings(
             max_concurrent_actions=2,

@@ -42,6 +42,8 @@ class DemoHost:
     template: str
     """Path of the template domain XML file."""
     memory_reserve_mib: int
+    policy_text: str | None = None
+    """The group's policy when the world brings its own (served); None: `config.policy_yaml`."""
     undo: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def release(self) -> None:

@@ -75,6 +75,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=_demo_uri,
         help='libvirt URI; "test" for the test driver (default: qemu:///system when usable, else test)',
     )
+    demo.add_argument(
+        "--mode",
+        choices=("auto", "served", "qemu", "test"),
+        default="auto",
+        help="served: test guests answer HTTP behind HAProxy in a private network namespace (root); "
+        "qemu: empty clones on the system libvirt; test: libvirt's test driver "
+        "(default auto: served where the machine allows, else qemu, else test)",
+    )
     demo.add_argument("--port", type=int, default=9464, help="port of the daemon's /metrics (0: any free)")
     demo.add_argument("--plain", action="store_true", help="log lines instead of the live view")
     demo.set_defaults(func=_demo)

@@ -2,7 +2,9 @@
 
 A rich `Live` panel redraws a few times a second from the daemon's own state (journal, handler,
 inventory) and the load generator; when stdout is not a terminal, one plain line is printed per
-change instead, so the demo also reads well in a log or a CI job.
+change instead, so the demo also reads well in a log or a CI job. In the served world it also
+lists every member with its lifecycle state (registering, ready, draining) and the requests/s it
+served, as the load generator counted them from the answers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class Frame:
     state: str
     reason: str
     outcome: str
+    members: tuple[tuple[str, str, float | None], ...] = ()
+    """(name, state, requests/s served or None when not measured) per instance, in the served world."""
+    failed_rate: float = 0.0
+    """Requests/s that got no answer from any instance (the served world)."""
 
 
 def sparkline(values: list[float], top: float) -> str:
@@ -48,12 +54,22 @@ class DemoView:
     """Reads the daemon and the load source; renders frames live or as lines."""
 
     def __init__(
-        self, runner: daemon.Daemon, group: str, load: Callable[[], tuple[str, float]], banner: str
+        self,
+        runner: daemon.Daemon,
+        group: str,
+        load: Callable[[], tuple[str, float]],
+        banner: str,
+        *,
+        load_label: str = "sessions",
+        served: Callable[[], dict[str, float]] | None = None,
     ) -> None:
+        """`served` gives requests/s per instance name ('failed' for unanswered ones) when measured."""
         self.runner = runner
         self.group = group
         self.load = load
         self.banner = banner
+        self.load_label = load_label
+        self.served = served
         self.history: collections.deque[Frame] = collections.deque(maxlen=60)
         self.decisions: collections.deque[str] = collections.deque(maxlen=8)
         self._last_tick = 0
@@ -71,6 +87,12 @@ class DemoView:
             if last.outcome != "none":
                 stamp = datetime.fromtimestamp(last.decision.at).strftime("%H:%M:%S")
                 self.decisions.append(f"{stamp} [{day_time}] {last.outcome}: {last.decision.reason}")
+        rates = self.served() if self.served is not None else {}
+        instances = inventory.instances if inventory is not None else ()
+        members = tuple(
+            (i.name, i.state.value, rates.get(i.name, 0.0) if self.served is not None else None)
+            for i in instances
+        )
         frame = Frame(
             day_time=day_time,
             sessions=sessions,
@@ -80,6 +102,8 @@ class DemoView:
             state=handler.shown_state.value if handler is not None else "starting",
             reason=last.decision.reason if last is not None else "",
             outcome=last.outcome if last is not None else "",
+            members=members,
+            failed_rate=rates.get("failed", 0.0),
         )
         self.history.append(frame)
         return frame
@@ -93,21 +117,38 @@ class DemoView:
         sizes = [float(f.current) for f in self.history]
         table.add_row("office time", frame.day_time)
         table.add_row(
-            "sessions", f"{frame.sessions:7.1f}  {sparkline([f.sessions for f in self.history], top)}"
+            self.load_label, f"{frame.sessions:7.1f}  {sparkline([f.sessions for f in self.history], top)}"
         )
         table.add_row("instances", f"{frame.current:3d} ({frame.ready} ready)  {sparkline(sizes, 10.0)}")
         table.add_row("desired", str(frame.desired))
         table.add_row("state", frame.state)
         table.add_row("last decision", frame.reason or "-")
         recent = "\n".join(self.decisions) or "(none yet)"
-        return Panel(Group(table, Panel(recent, title="actions")), title=self.banner)
+        parts: list[Table | Panel] = [table]
+        if self.served is not None:
+            parts.append(Panel(self._members_table(frame), title="instances: requests/s served"))
+        parts.append(Panel(recent, title="actions"))
+        return Panel(Group(*parts), title=self.banner)
+
+    @staticmethod
+    def _members_table(frame: Frame) -> Table:
+        members = Table.grid(padding=(0, 2))
+        for name, state, rate in frame.members:
+            shown = f"{rate:5.1f}/s  {'#' * round(rate * 4)}" if rate is not None else "-"
+            members.add_row(name, state, shown)
+        members.add_row("(no answer)", "", f"{frame.failed_rate:5.1f}/s")
+        return members
 
     def line(self, frame: Frame) -> str:
         """The plain-text form of a frame."""
-        return (
-            f"[{frame.day_time}] sessions={frame.sessions:.0f} instances={frame.current} "
+        text = (
+            f"[{frame.day_time}] {self.load_label}={frame.sessions:.0f} instances={frame.current} "
             f"ready={frame.ready} desired={frame.desired} state={frame.state} {frame.outcome}: {frame.reason}"
         )
+        if self.served is None:
+            return text
+        members = " ".join(f"{name}:{state}:{rate or 0.0:.1f}/s" for name, state, rate in frame.members)
+        return f"{text} | served {members or '-'} failed:{frame.failed_rate:.1f}/s"
 
     async def run(self, console: Console, interval: float = 0.5) -> None:
         """Until cancelled: a live panel on a terminal, else a line whenever something changed."""
@@ -116,10 +157,13 @@ class DemoView:
                 while True:
                     await asyncio.sleep(interval)
                     live.update(self.render(self.observe()))
-        previous: tuple[int, int, str, str] | None = None
+        previous: tuple[object, ...] | None = None
+        loop = asyncio.get_running_loop()
         while True:
             frame = self.observe()
-            key = (frame.current, frame.desired, frame.state, frame.reason)
+            key: tuple[object, ...] = (frame.current, frame.desired, frame.state, frame.reason)
+            if self.served is not None:  # member states, and the rates every few seconds
+                key += (tuple(m[:2] for m in frame.members), int(loop.time() / 5))
             if key != previous:
                 console.print(self.line(frame), highlight=False, soft_wrap=True)
                 previous = key

@@ -28,6 +28,8 @@ DEMO = [sys.executable, "-m", "autoscaler", "demo"]
         (["--uri", "xen:///system"], "--uri"),
         (["--uri", "qemu+unix:///system?socket=/nonexistent/libvirt-sock"], "--uri"),
         (["--uri", "qemu+ssh://root@kvm2/system"], "--uri"),  # the demo prepares this machine only
+        (["--mode", "served", "--uri", "test"], "--mode"),  # served runs its own libvirtd
+        (["--mode", "bogus"], "--mode"),
     ],
 )
 async def test_unusable_options_are_a_one_line_usage_error(options: list[str], argument: str) -> None:

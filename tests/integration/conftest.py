@@ -1,7 +1,7 @@
 """The real libvirtd and Prometheus fixtures are registered once for the session in tests/conftest.py.
 
 `netns_rig` (a private network namespace with its own libvirtd, DHCP network, the test guest and
-room for any other service; see tests/integration/netns.py) is registered here, once per session.
+room for any other service; see autoscaler/demo/netns.py) is registered here, once per session.
 """
 
 import pathlib
@@ -16,9 +16,9 @@ from tests.integration import netns
 
 @pytest.fixture(scope="session")
 def netns_rig() -> Iterator[netns.Rig]:
-    """A private network namespace with libvirtd, DHCP and the test guest (see tests/integration/netns.py)."""
+    """A private network namespace with libvirtd, DHCP and the test guest (see autoscaler/demo/netns.py)."""
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="as-netns-"))
-    rig = netns.Rig.start(workdir)
+    rig = netns.start(workdir)
     try:
         yield rig
     finally:
