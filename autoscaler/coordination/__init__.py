@@ -66,7 +66,7 @@ class Coordinator:
         if settings.on_unreachable_at_start == "fail":
             deadline = asyncio.get_running_loop().time() + settings.start_timeout
             try:
-                await etcd.wait_until_answering(self.client, deadline)
+                await etcd.wait_until_answering(self.client, self.election.key, deadline)
             except CoordinationUnavailable as exc:
                 raise CoordinationUnavailable(
                     f"coordination: no etcd member of {list(settings.endpoints)} answered within "
