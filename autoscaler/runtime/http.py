@@ -75,6 +75,18 @@ class Api(Protocol):
         ...
 
 
+def _unshared(found: handler.GroupHandler, error: str) -> web.Response:
+    """503: the pause or resume holds on this daemon only; the acting daemon did not get it."""
+    return _json(
+        {
+            "group": found.group,
+            "paused": found.paused,
+            "error": f"not stored in etcd, so the acting daemon may not follow it; retry: {error}",
+        },
+        status=503,
+    )
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(
         text=json.dumps(data, indent=2, default=str), status=status, content_type="application/json"
@@ -227,7 +239,10 @@ class HttpServer:
         found = self._group(request)
         found.pause(_reason(request, body))
         await found.persist()
+        unshared = await found.share_pause()
         found.poke()
+        if unshared is not None:
+            return _unshared(found, unshared)
         return _json({"group": found.group, "paused": found.paused})
 
     async def _resume(self, request: web.Request) -> web.Response:
@@ -237,7 +252,10 @@ class HttpServer:
         found = self._group(request)
         found.resume()
         await found.persist()
+        unshared = await found.share_pause()
         found.poke()
+        if unshared is not None:
+            return _unshared(found, unshared)
         return _json({"group": found.group, "paused": None, "state": found.shown_state.value})
 
     def _group(self, request: web.Request) -> handler.GroupHandler:
