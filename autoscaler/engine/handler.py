@@ -287,9 +287,14 @@ class GroupHandler:
     def _blocked(self) -> str | None:
         if self._stopping:
             return "stopping"
-        if self._unread or self._pause_unread:
+        if self._unread:
             return "memory_unread"
-        return self.deps.leadership.hold() or self.lifecycle.blocked(False, self.paused)
+        held = self.deps.leadership.hold()
+        if held is not None:
+            return held
+        if self._pause_unread:  # etcd answers the leader but not this read: a pause may be in it
+            return "memory_unread"
+        return self.lifecycle.blocked(False, self.paused)
 
     def _take_pending(self) -> None:
         pending, self._pending = self._pending, None
