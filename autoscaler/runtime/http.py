@@ -17,7 +17,7 @@ take over the loop and signals.
     GET  /v1/decisions             JSON journal (?group=, ?limit=)
     GET  /v1/targets               Prometheus http_sd: ready and draining members, [] when none
     POST /groups/{group}/pause     {"reason": "..."}: decide and journal, but do not act
-    POST /groups/{group}/resume
+    POST /groups/{group}/resume    (coordinated: stored in etcd for every daemon; 503 if it was not)
     POST /reload                   re-read the policy files now
     GET  /                         the operator's web console (`autoscaler.console`), and its
                                    /console/* files and /v1/groups/{group}/history
