@@ -99,7 +99,7 @@ class Daemon:
         self.http: http.HttpServer | None = None
         self.manager: manager.GroupManager | None = None
         self.watcher: policies.Watcher | None = None
-        self.ticker = ticker.Ticker(settings.engine.jitter)
+        self.ticker = ticker.Ticker(settings.engine.jitter, pace=settings.engine.first_evaluations_per_second)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._lag = 0.0
         self._lag_peak = 0.0
