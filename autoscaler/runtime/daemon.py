@@ -46,7 +46,10 @@ LAG_RECOVERY = 1.0
 """Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
 RELEASE_AFTER = 500
-"""Removing at least this many groups at once gives their memory back to the system."""
+"""Removing at least this many groups at once gives their memory back to the system; adding as
+many freezes what their first evaluations keep (see `release`)."""
+FIRST_EVALUATIONS_MARGIN = 60.0
+"""Seconds beyond the first evaluations' window during which their survivors are frozen."""
 
 
 class RootTaskExited(Exception):
@@ -174,13 +177,17 @@ class Daemon:
     async def _apply(self, groups: dict[str, Any]) -> None:
         """Hand a load over, in slices: 10,000 groups added or dropped at once must not stall the loop."""
         assert self.manager is not None
-        changes = await self.manager.apply_gradually(groups)
-        set_policies = getattr(self.target, "set_policies", None)
-        if callable(set_policies):
-            set_policies([g.policy for g in groups.values()])
-        await self.ticker.sync_gradually(self.manager)
-        await self.metrics.sweep_gradually()
+        with release.collector_paused():  # a full collection would scan the whole load at once
+            changes = await self.manager.apply_gradually(groups)
+            set_policies = getattr(self.target, "set_policies", None)
+            if callable(set_policies):
+                set_policies([g.policy for g in groups.values()])
+            await self.ticker.sync_gradually(self.manager)
+            await self.metrics.sweep_gradually()
         release.settle(len(changes.removed), RELEASE_AFTER)
+        if len(changes.added) >= RELEASE_AFTER:  # their first evaluations create as many objects again
+            pace = self.settings.engine.first_evaluations_per_second
+            release.freeze_survivors(len(changes.added) / pace + FIRST_EVALUATIONS_MARGIN)
         if changes.added or changes.updated or changes.removed:
             log.info(
                 "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed
