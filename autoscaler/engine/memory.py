@@ -123,3 +123,8 @@ class MemoryStore:
         text = json.dumps(data, sort_keys=True)
         await asyncio.to_thread(_write_atomically, self.path(group), text)
         self._written[group] = (essential, 0)
+
+    def forget(self, group: str) -> None:
+        """Drop what is remembered of `group`'s last write (its policy is gone; its file stays, for
+        a group defined again)."""
+        self._written.pop(group, None)

@@ -261,6 +261,8 @@ async def test_a_removed_group_leaves_no_state_behind(running: Running) -> None:
     await fakes.eventually(lambda: b'group="web"' not in generate_latest(runner.metrics.registry))
     assert runner.journal.last("web") is None
     assert "web" not in runner.ticker._pulses
+    assert runner.manager is not None
+    assert "web" not in runner.manager.deps.store._written
     assert handler() is None  # freed by reference counting: the daemon froze the load's objects
     gc.unfreeze()  # nor does anything still reach it through a cycle
     gc.collect()
