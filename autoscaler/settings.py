@@ -146,6 +146,10 @@ class EngineSettings:
     """How long in-flight actions may run on after SIGTERM before they are abandoned."""
     jitter: Duration = 2.0
     """Random delay added to each group's tick, so groups do not all evaluate at once."""
+    first_evaluations_per_second: Annotated[float, Field(gt=0)] = 500.0
+    """Pace of the first evaluations of groups that start together (the daemon's start, a reload
+    adding many): each group's first comes at a fixed offset (from a hash of its name) within the
+    window they take at this pace, at most its own interval; a lone group starts at once."""
     max_loop_lag: PositiveDuration = 5.0
     """Event-loop lag above which the systemd watchdog is no longer fed."""
 

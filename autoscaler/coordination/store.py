@@ -39,6 +39,10 @@ class EtcdMemoryStore:
     def _key(self, group: str) -> str:
         return f"{self.prefix}/groups/{group}/memory"
 
+    def forget(self, group: str) -> None:
+        """Drop the cached last write of a group no longer managed (its key in etcd stays)."""
+        self._written.pop(group, None)
+
     async def load(self, group: str) -> memory.Saved | None:
         """The memory the last leader saved; None when there is none.
 

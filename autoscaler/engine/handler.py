@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import typing
+import weakref
+from collections.abc import Callable
 
 import structlog
 
@@ -62,13 +64,29 @@ class Reconciling(typing.Protocol):
         ...
 
 
+_T = typing.TypeVar("_T")
+
+
+def _weakly(method: Callable[[], _T]) -> Callable[[], _T | None]:
+    """`method`, called while its object lives. The handler's parts call back into it; held
+    weakly, a dropped handler is freed at once by reference counting instead of waiting, frozen,
+    for a full collection (`runtime.release`)."""
+    held = weakref.WeakMethod(method)
+
+    def call() -> _T | None:
+        alive = held()
+        return alive() if alive is not None else None
+
+    return call
+
+
 class GroupHandler:
     """Evaluates one group when poked and carries out what the state allows."""
 
     def __init__(self, loaded: files.LoadedGroup, deps: Deps) -> None:
         self.loaded = loaded
         self.deps = deps
-        self.lifecycle = Lifecycle(self._publish, deps.clock)
+        self.lifecycle = Lifecycle(_weakly(self._publish), deps.clock)
         self.paused: str | None = None
         """The operator's pause reason, None when not paused by an operator."""
         self.memory = model.GroupMemory()
@@ -81,7 +99,7 @@ class GroupHandler:
         self._edges = status.FailureEdges()
         self._source_edges = status.SourceEdges()
         self._said = status.DecisionLog()
-        self._actor = Actor(deps, self.lifecycle, self._edges, self._blocked)
+        self._actor = Actor(deps, self.lifecycle, self._edges, _weakly(self._blocked))
         self._pending: files.LoadedGroup | None = None
         self._wake = asyncio.Event()
         self._stopping = False

@@ -111,6 +111,7 @@ class GroupManager:
     def _forget(self, name: str) -> None:
         self.deps.metrics.forget(name)
         self.deps.journal.forget(name)
+        self.deps.store.forget(name)
 
     def _retire_done(self, task: asyncio.Task[None]) -> None:
         """A dropped group's last tick may have published after `_drop` forgot it: forget again."""

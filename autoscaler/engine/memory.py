@@ -93,6 +93,10 @@ class GroupStore(Protocol):
         """Keep the group's state; OSError when it could not be written."""
         ...
 
+    def forget(self, group: str) -> None:
+        """Drop what is cached of `group` (its policy is gone; what is stored stays)."""
+        ...
+
 
 class MemoryStore:
     """One JSON file per group under a state directory (systemd's StateDirectory in production)."""
@@ -130,3 +134,8 @@ class MemoryStore:
         text = json.dumps(data, sort_keys=True)
         await asyncio.to_thread(atomic.write_text, self.path(group), text)
         self._written[group] = (essential, 0)
+
+    def forget(self, group: str) -> None:
+        """Drop what is remembered of `group`'s last write (its policy is gone; its file stays, for
+        a group defined again)."""
+        self._written.pop(group, None)

@@ -49,7 +49,10 @@ LAG_RECOVERY = 1.0
 """Seconds the loop must keep within max_loop_lag after a stall before it counts as healthy again."""
 EXIT_HUNG = 70
 RELEASE_AFTER = 500
-"""Removing at least this many groups at once gives their memory back to the system."""
+"""Removing at least this many groups at once gives their memory back to the system; adding as
+many freezes what their first evaluations keep (see `release`)."""
+FIRST_EVALUATIONS_MARGIN = 60.0
+"""Seconds beyond the first evaluations' window during which their survivors are frozen."""
 
 
 class RootTaskExited(Exception):
@@ -102,7 +105,7 @@ class Daemon:
         self.http: http.HttpServer | None = None
         self.manager: manager.GroupManager | None = None
         self.watcher: policies.Watcher | None = None
-        self.ticker = ticker.Ticker(settings.engine.jitter)
+        self.ticker = ticker.Ticker(settings.engine.jitter, pace=settings.engine.first_evaluations_per_second)
         self.coordinator: Coordinator | None = None
         """Set when the settings have a `coordination:` section: then only the leader acts."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -219,13 +222,17 @@ class Daemon:
     async def _apply(self, groups: dict[str, Any]) -> None:
         """Hand a load over, in slices: 10,000 groups added or dropped at once must not stall the loop."""
         assert self.manager is not None
-        changes = await self.manager.apply_gradually(groups)
-        set_policies = getattr(self.target, "set_policies", None)
-        if callable(set_policies):
-            set_policies([g.policy for g in groups.values()])
-        await self.ticker.sync_gradually(self.manager)
-        await self.metrics.sweep_gradually()
+        with release.collector_paused():  # a full collection would scan the whole load at once
+            changes = await self.manager.apply_gradually(groups)
+            set_policies = getattr(self.target, "set_policies", None)
+            if callable(set_policies):
+                set_policies([g.policy for g in groups.values()])
+            await self.ticker.sync_gradually(self.manager)
+            await self.metrics.sweep_gradually()
         release.settle(len(changes.removed), RELEASE_AFTER)
+        if len(changes.added) >= RELEASE_AFTER:  # their first evaluations create as many objects again
+            pace = self.settings.engine.first_evaluations_per_second
+            release.freeze_survivors(len(changes.added) / pace + FIRST_EVALUATIONS_MARGIN)
         if changes.added or changes.updated or changes.removed:
             log.info(
                 "policies_applied", added=changes.added, updated=changes.updated, removed=changes.removed

@@ -79,6 +79,9 @@ class Unreadable:
     async def save(self, group: str, saved: memory.Saved) -> None:
         await self.inner.save(group, saved)
 
+    def forget(self, group: str) -> None:
+        self.inner.forget(group)
+
 
 async def test_a_group_whose_memory_cannot_be_read_decides_but_does_not_act(world: World) -> None:
     world.target.add("web", 2)

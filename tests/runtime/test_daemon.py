@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
 import sys
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from autoscaler import errors, settings
@@ -248,6 +250,23 @@ async def test_removing_a_policy_file_unmanages_without_destroying(running: Runn
     await fakes.eventually(lambda: running.runner.group("web") is None)
     assert len(running.target.names("web")) == 5
     assert [op for op, *_ in running.target.calls] == ["scale_out"]
+
+
+async def test_a_removed_group_leaves_no_state_behind(running: Running) -> None:
+    runner = running.runner
+    await fakes.eventually(lambda: runner.journal.last("web") is not None)
+    handler = weakref.ref(running.handler())
+    (running.policies / "web.yaml").unlink()
+    await fakes.eventually(lambda: runner.group("web") is None)
+    await fakes.eventually(lambda: b'group="web"' not in generate_latest(runner.metrics.registry))
+    assert runner.journal.last("web") is None
+    assert "web" not in runner.ticker._pulses
+    assert runner.manager is not None
+    assert "web" not in runner.manager.deps.store._written
+    assert handler() is None  # freed by reference counting: the daemon froze the load's objects
+    gc.unfreeze()  # nor does anything still reach it through a cycle
+    gc.collect()
+    assert handler() is None
 
 
 async def test_pause_needs_the_token_and_holds_the_group(running: Running) -> None:
