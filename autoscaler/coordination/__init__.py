@@ -1,8 +1,9 @@
 """Several daemons, one acting: election, fencing and group memory through etcd.
 
 The rest of the daemon sees coordination only through narrow seams it already has: the engine's
-`Leadership` (may this daemon act now?), its `GroupStore` (where group memory lives), and the
-gateway's `Fence` (prove leadership before each mutating libvirt call). Without a `coordination:`
+`Leadership` (may this daemon act now?), its `GroupStore` (where group memory lives), the
+gateway's `Fence` (prove leadership before each mutating libvirt call) and the target's ownership
+`Ledger` (which volumes we created, whichever daemon created them). Without a `coordination:`
 settings section none of this is imported and the daemon acts alone, as it always did.
 
 One daemon acts for every group (not one per group): placement reserves host memory and vCPUs,
@@ -27,6 +28,7 @@ import structlog
 from autoscaler.coordination import etcd
 from autoscaler.coordination.election import Election, Timings
 from autoscaler.coordination.fence import Fence
+from autoscaler.coordination.ledger import EtcdLedger
 from autoscaler.coordination.store import EtcdMemoryStore
 from autoscaler.errors import CoordinationUnavailable
 from autoscaler.settings import CoordinationSettings
@@ -51,6 +53,8 @@ class Coordinator:
         self.election = Election(self.client, f"{prefix}/leader", self.name, timings, self._changed)
         self.fence = Fence(self.client, self.election)
         self.store = EtcdMemoryStore(self.client, self.election, prefix)
+        self.ledger = EtcdLedger(self.client, prefix)
+        """The volumes any daemon created (the target's ownership ledger), shared through etcd."""
         self.changes = 0
         self._listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
