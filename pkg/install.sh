@@ -70,13 +70,15 @@ install_systemd() {
 install_config() {
     local etc
     etc=$(stage "$sysconfdir/autoscaler")
-    install -d "$etc/policies" "$etc/examples"
+    install -d "$etc/policies" "$etc/examples" "$etc/examples/cloud-init"
     # An operator's edited settings survive a re-install (the Debian package has conffiles for that).
     if [ ! -e "$etc/autoscaler.yaml" ]; then
         substitute deploy/autoscaler.yaml > "$etc/autoscaler.yaml"
         chmod 0644 "$etc/autoscaler.yaml"
     fi
     install -m 0644 policies/*.yaml "$etc/examples/"
+    # the user-data files the examples' `instance:` sections name, beside them as they expect
+    install -m 0644 policies/cloud-init/*.yaml "$etc/examples/cloud-init/"
 }
 
 install_docs() {

@@ -1,9 +1,10 @@
 """Several daemons, one acting: election, fencing and group memory through etcd.
 
 The rest of the daemon sees coordination only through narrow seams it already has: the engine's
-`Leadership` (may this daemon act now?), its `GroupStore` (where group memory lives), the
-gateway's `Fence` (prove leadership before each mutating libvirt call) and the target's ownership
-`Ledger` (which volumes we created, whichever daemon created them). Without a `coordination:`
+`Leadership` (may this daemon act now?), its `GroupStore` (where group memory lives) and
+`PauseBoard` (operator pauses any daemon may set), the gateway's `Fence` (prove leadership
+before each mutating libvirt call), and the target's ownership `Ledger` (which volumes we
+created, whichever daemon created them). Without a `coordination:`
 settings section none of this is imported and the daemon acts alone, as it always did.
 
 One daemon acts for every group (not one per group): placement reserves host memory and vCPUs,
@@ -29,6 +30,7 @@ from autoscaler.coordination import etcd
 from autoscaler.coordination.election import Election, Timings
 from autoscaler.coordination.fence import Fence
 from autoscaler.coordination.ledger import EtcdLedger
+from autoscaler.coordination.pauses import EtcdPauseBoard
 from autoscaler.coordination.store import EtcdMemoryStore
 from autoscaler.errors import CoordinationUnavailable
 from autoscaler.settings import CoordinationSettings
@@ -53,6 +55,7 @@ class Coordinator:
         self.election = Election(self.client, f"{prefix}/leader", self.name, timings, self._changed)
         self.fence = Fence(self.client, self.election)
         self.store = EtcdMemoryStore(self.client, self.election, prefix)
+        self.pauses = EtcdPauseBoard(self.client, prefix, self.name)
         self.ledger = EtcdLedger(self.client, prefix)
         """The volumes any daemon created (the target's ownership ledger), shared through etcd."""
         self.changes = 0
@@ -70,7 +73,7 @@ class Coordinator:
         if settings.on_unreachable_at_start == "fail":
             deadline = asyncio.get_running_loop().time() + settings.start_timeout
             try:
-                await etcd.wait_until_answering(self.client, deadline)
+                await etcd.wait_until_answering(self.client, self.election.key, deadline)
             except CoordinationUnavailable as exc:
                 raise CoordinationUnavailable(
                     f"coordination: no etcd member of {list(settings.endpoints)} answered within "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import json
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,14 @@ def created_at(key: str, revision: int) -> dict[str, Any]:
 
 
 class Client:
-    """An etcd v3 client over the JSON gateway, trying each endpoint in turn."""
+    """An etcd v3 client over the JSON gateway, trying each endpoint in turn.
+
+    With an etcd user, each member hands out its own token (`/v3/auth/authenticate`; etcd's
+    simple tokens are not shared between members and lapse after `--auth-token-ttl` unused), sent
+    as the `Authorization` header. A token the member no longer knows (401) is replaced and the
+    request retried once on the same member; a password etcd refuses is a configuration error
+    named as such, never retried against the other members. The password is never logged.
+    """
 
     def __init__(self, endpoints: Sequence[str], timeout: float = 1.0, auth: Auth | None = None) -> None:
         if not endpoints:
@@ -122,7 +130,10 @@ class Client:
         self._next = itertools.cycle(range(len(self.endpoints)))
         self._current = next(self._next)
         self._session: aiohttp.ClientSession | None = None
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
+        self._authenticating = asyncio.Lock()
+        self.authentications = 0
+        """How many tokens were asked for (first ones and refreshes)."""
         self.last_error = ""
 
     async def close(self) -> None:
@@ -133,7 +144,14 @@ class Client:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(ssl=self.auth.ssl_context() or True, limit=8)
+            try:
+                context = self.auth.ssl_context()
+            except (OSError, ssl.SSLError) as exc:
+                raise CoordinationUnavailable(
+                    f"coordination: cannot load the TLS files (tls_ca {self.auth.tls_ca}, tls_cert "
+                    f"{self.auth.tls_cert}, tls_key {self.auth.tls_key}): {exc}"
+                ) from exc
+            connector = aiohttp.TCPConnector(ssl=context or True, limit=8)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout)
             )
@@ -148,42 +166,74 @@ class Client:
         for _ in self.endpoints:
             endpoint = self.endpoints[self._current]
             try:
-                return await self._post(endpoint, path, body)
+                return await self._call_member(endpoint, path, body)
             except _Unanswered as exc:
                 problems.append(f"{endpoint}: {exc}")
                 self._current = next(self._next)
         self.last_error = "; ".join(problems)
         raise CoordinationUnavailable(f"no etcd member answered {path}: {self.last_error}")
 
-    async def _post(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {}
-        if self.auth.username is not None:
-            headers["Authorization"] = await self._auth_token(endpoint)
+    async def _call_member(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One member; with an etcd user, a lapsed token is replaced and the request sent again."""
+        if self.auth.username is None:
+            return await self._post(endpoint, path, body, None)
+        token = await self._token(endpoint)
+        try:
+            return await self._post(endpoint, path, body, token)
+        except _TokenRefused:
+            self._tokens.pop(endpoint, None)
+        try:
+            return await self._post(endpoint, path, body, await self._token(endpoint))
+        except _TokenRefused as exc:
+            raise _Unanswered(f"a fresh auth token was refused: {exc}") from exc
+
+    async def _post(
+        self, endpoint: str, path: str, body: dict[str, Any], token: str | None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": token} if token is not None else {}
         try:
             async with self._http().post(f"{endpoint}/v3/{path}", json=body, headers=headers) as answer:
-                data = await answer.json(content_type=None)
-                if answer.status == 401 and self.auth.username is not None:
-                    self._token = None
-                if answer.status >= 500 or answer.status == 401:
-                    raise _Unanswered(f"HTTP {answer.status}: {_message(data)}")
-                if answer.status >= 400:
-                    raise CoordinationUnavailable(f"etcd refused {path}: {_message(data)}")
-                return data if isinstance(data, dict) else {}
-        except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-            raise _Unanswered(f"{type(exc).__name__}: {exc}") from exc
+                status, data = answer.status, await _content(answer)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _Unanswered(_connection_problem(exc)) from exc
+        if status == 401 and token is not None:
+            raise _TokenRefused(_message(data))
+        if status >= 500 or status == 401:
+            raise _Unanswered(f"HTTP {status}: {_message(data)}")
+        if status >= 400:
+            raise CoordinationUnavailable(f"etcd at {endpoint} refused {path}: {_refusal(data)}")
+        return data if isinstance(data, dict) else {}
 
-    async def _auth_token(self, endpoint: str) -> str:
-        if self._token is None:
-            body = {"name": self.auth.username, "password": self.auth.password()}
-            try:
-                async with self._http().post(f"{endpoint}/v3/auth/authenticate", json=body) as answer:
-                    data = await answer.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-                raise _Unanswered(f"authenticate: {exc}") from exc
-            if answer.status != 200 or "token" not in data:
-                raise _Unanswered(f"authenticate: HTTP {answer.status}: {_message(data)}")
-            self._token = str(data["token"])
-        return self._token
+    async def _token(self, endpoint: str) -> str:
+        """This member's token for our user, asked for once and shared by concurrent requests."""
+        async with self._authenticating:
+            token = self._tokens.get(endpoint)
+            if token is None:
+                token = await self._authenticate(endpoint)
+                self._tokens[endpoint] = token
+            return token
+
+    async def _authenticate(self, endpoint: str) -> str:
+        user, source = self.auth.username, self.auth.password_file
+        try:
+            password = self.auth.password()
+        except (OSError, UnicodeError) as exc:
+            raise CoordinationUnavailable(f"coordination: cannot read password_file {source}: {exc}") from exc
+        self.authentications += 1
+        try:
+            async with self._http().post(
+                f"{endpoint}/v3/auth/authenticate", json={"name": user, "password": password}
+            ) as answer:
+                status, data = answer.status, await _content(answer)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _Unanswered(f"authenticate: {_connection_problem(exc)}") from exc
+        if status == 200 and isinstance(data, dict) and "token" in data:
+            return str(data["token"])
+        if status >= 500:
+            raise _Unanswered(f"authenticate: HTTP {status}: {_message(data)}")
+        raise CoordinationUnavailable(
+            f"etcd at {endpoint} refused user {user!r} (password from {source}): {_refusal(data)}"
+        )
 
     # --- the calls coordination uses ------------------------------------------------------------
 
@@ -232,18 +282,59 @@ class _Unanswered(Exception):
     """This member did not answer usefully; the next one may."""
 
 
+class _TokenRefused(Exception):
+    """The member no longer knows our auth token (it lapsed, or another member issued it)."""
+
+
+async def _content(answer: aiohttp.ClientResponse) -> object:
+    """The JSON body, or its text when it is not JSON (the gateway answers some refusals in text)."""
+    text = await answer.text()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip()
+
+
 def _message(data: object) -> str:
     if isinstance(data, dict):
         return str(data.get("message") or data.get("error") or data)
     return str(data)
 
 
-async def wait_until_answering(client: Client, deadline: float | None) -> None:
-    """Return once some member answers (a range of a harmless key); after `deadline` (monotonic), raise."""
+GATEWAY_COMMON_NAME = "CommonName of client sending a request against gateway"
+
+
+def _refusal(data: object) -> str:
+    """etcd's reason for a 4xx, with what to do where etcd's own words do not say it."""
+    message = _message(data)
+    if GATEWAY_COMMON_NAME in message:
+        return (
+            f"{message} (etcd's JSON gateway refuses client certificates that carry a CommonName "
+            "while etcd auth is on: issue the daemon's certificate without a CN, e.g. with only "
+            "O= and subjectAltName, and authenticate with username and password_file)"
+        )
+    return message
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """A short reason for a failed connection; a TLS failure says which setting to look at."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS: the member's certificate was not accepted ({exc.certificate_error}); "
+            "is tls_ca the CA that signed it, and is the endpoint's host name or IP in it?"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed ({exc}); a member with --client-cert-auth needs tls_cert and tls_key"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def wait_until_answering(client: Client, key: str, deadline: float | None) -> None:
+    """Return once some member answers (a range of `key`, which our etcd role may read); after
+    `deadline` (monotonic), raise."""
     loop = asyncio.get_running_loop()
     while True:
         try:
-            await client.range("/")
+            await client.range(key)
             return
         except CoordinationUnavailable:
             if deadline is not None and loop.time() >= deadline:

@@ -1,9 +1,10 @@
-"""Group memory in etcd, so a new leader goes on with the same cooldowns, windows and pauses.
+"""Group memory in etcd, so a new leader goes on with the same cooldowns and windows.
 
 It has the file store's interface (`engine.memory.GroupStore`). Only the leader writes, and each
 write is fenced by the leader key's token in the same transaction, so a deposed leader can never
 overwrite what its successor saved. A standby's saves are skipped: its memory is its own view for
 /explain, and it re-reads the leader's when it takes over (the engine re-reads on each new term).
+Operator pauses, which any daemon may set, have their own key (`coordination.pauses`).
 """
 
 from __future__ import annotations

@@ -52,6 +52,35 @@ class Alone:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedPause:
+    """The operator pause every daemon of a group sees, as last written by any of them."""
+
+    reason: str | None
+    """The pause reason; None once resumed (or never paused)."""
+    revision: int
+    """Changes with every pause or resume (0: never written)."""
+
+
+class PauseBoard(Protocol):
+    """Where an operator pause is shared when several daemons coordinate.
+
+    Any daemon may write it (a pause sent to a standby must hold the leader, and outlive it); the
+    acting one reads it before each tick. A lone daemon has none: its memory file keeps its pause.
+    """
+
+    async def read(self, group: str) -> SharedPause:
+        """The group's pause as stored; OSError when it cannot be read now."""
+        ...
+
+    async def write(self, group: str, reason: str | None) -> int:
+        """Pause (`reason`) or resume (None) the group for every daemon; the new revision.
+
+        OSError when it could not be stored.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Deps:
     """What every handler shares: the world it acts on and the places it reports to."""
 
@@ -64,3 +93,5 @@ class Deps:
     metrics: telemetry.Metrics
     settings: HandlerSettings = HandlerSettings()
     leadership: Leadership = dataclasses.field(default_factory=Alone)
+    pauses: PauseBoard | None = None
+    """The shared operator pauses when coordinated; None when the daemon acts alone."""

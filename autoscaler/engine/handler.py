@@ -89,6 +89,10 @@ class GroupHandler:
         self._term = 0
         self._unread = False
         """The store could not be read: this handler decides but does not act until it can."""
+        self._pause_unread = False
+        """The shared pause could not be read: no action until it can (it may hold the group)."""
+        self._pause_revision = 0
+        """The revision of the shared pause last followed or written by this daemon."""
         self._saved = True
         """Whether the last write of the memory succeeded."""
 
@@ -203,11 +207,52 @@ class GroupHandler:
         self._term = term
         if saved is not None:
             self.memory = saved.memory
-            self.paused = saved.paused
+            if self.deps.pauses is None:  # shared pauses are followed from the board instead
+                self.paused = saved.paused
+
+    async def follow_pause(self) -> None:
+        """Take the operator pause or resume another daemon stored (coordinated daemons only).
+
+        A resume stored by another daemon also leaves DISABLED, as it does where it was sent.
+        """
+        board = self.deps.pauses
+        if board is None:
+            return
+        try:
+            shared = await board.read(self.group)
+        except OSError as exc:
+            self._pause_unread = True
+            self._edges.mark("pause_read", True, error=str(exc))
+            return
+        self._pause_unread = False
+        self._edges.mark("pause_read", False)
+        if shared.revision == self._pause_revision:
+            return
+        self._pause_revision = shared.revision
+        if shared.reason is not None and shared.reason != self.paused:
+            self.pause(shared.reason)
+        elif shared.reason is None and (self.paused is not None or self.state is State.DISABLED):
+            self.resume()
+
+    async def share_pause(self) -> str | None:
+        """Store this daemon's operator pause (or resume) for every daemon; why not, or None.
+
+        Without coordination there is nothing to share: the memory file keeps the pause.
+        """
+        board = self.deps.pauses
+        if board is None:
+            return None
+        try:
+            self._pause_revision = await board.write(self.group, self.paused)
+        except OSError as exc:
+            log.warning("pause_not_shared", group=self.group, paused=self.paused, error=str(exc))
+            return str(exc)
+        return None
 
     async def tick(self) -> journal.Entry | None:
         """One evaluation: inventory, metrics, decide, journal, act, persist."""
         await self.restore()
+        await self.follow_pause()
         self._take_pending()
         self.ticks += 1
         started = self.deps.clock.monotonic()
@@ -253,7 +298,12 @@ class GroupHandler:
             return "stopping"
         if self._unread:
             return "memory_unread"
-        return self.deps.leadership.hold() or self.lifecycle.blocked(False, self.paused)
+        held = self.deps.leadership.hold()
+        if held is not None:
+            return held
+        if self._pause_unread:  # etcd answers the leader but not this read: a pause may be in it
+            return "memory_unread"
+        return self.lifecycle.blocked(False, self.paused)
 
     def _take_pending(self) -> None:
         pending, self._pending = self._pending, None

@@ -8,15 +8,12 @@ Without it a restarted daemon would forget a scale-out it made seconds ago and a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from autoscaler import model
+from autoscaler import atomic, model
 
 FORMAT = 1
 """Version of the file layout; a file of another version is ignored (the group starts afresh)."""
@@ -71,21 +68,6 @@ _MOVING = frozenset({"recommendations", "last_fresh"})
 
 def _optional_float(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def _read(path: Path) -> Saved | None:
@@ -146,5 +128,5 @@ class MemoryStore:
             self._written[group] = (essential, last[1] + 1)
             return
         text = json.dumps(data, sort_keys=True)
-        await asyncio.to_thread(_write_atomically, self.path(group), text)
+        await asyncio.to_thread(atomic.write_text, self.path(group), text)
         self._written[group] = (essential, 0)

@@ -139,6 +139,7 @@ class Daemon:
                 history_refresh=engine.history_refresh,
             ),
             leadership=self.coordinator or handler.Alone(),
+            pauses=self.coordinator.pauses if self.coordinator else None,
         )
 
     async def _start(self) -> None:

@@ -17,7 +17,7 @@ take over the loop and signals.
     GET  /v1/decisions             JSON journal (?group=, ?limit=)
     GET  /v1/targets               Prometheus http_sd: ready and draining members, [] when none
     POST /groups/{group}/pause     {"reason": "..."}: decide and journal, but do not act
-    POST /groups/{group}/resume
+    POST /groups/{group}/resume    (coordinated: stored in etcd for every daemon; 503 if it was not)
     POST /reload                   re-read the policy files now
     GET  /                         the operator's web console (`autoscaler.console`), and its
                                    /console/* files and /v1/groups/{group}/history
@@ -73,6 +73,18 @@ class Api(Protocol):
     async def targets(self) -> list[dict[str, Any]]:
         """Prometheus http_sd entries of the members worth scraping."""
         ...
+
+
+def _unshared(found: handler.GroupHandler, error: str) -> web.Response:
+    """503: the pause or resume holds on this daemon only; the acting daemon did not get it."""
+    return _json(
+        {
+            "group": found.group,
+            "paused": found.paused,
+            "error": f"not stored in etcd, so the acting daemon may not follow it; retry: {error}",
+        },
+        status=503,
+    )
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -227,7 +239,10 @@ class HttpServer:
         found = self._group(request)
         found.pause(_reason(request, body))
         await found.persist()
+        unshared = await found.share_pause()
         found.poke()
+        if unshared is not None:
+            return _unshared(found, unshared)
         return _json({"group": found.group, "paused": found.paused})
 
     async def _resume(self, request: web.Request) -> web.Response:
@@ -237,7 +252,10 @@ class HttpServer:
         found = self._group(request)
         found.resume()
         await found.persist()
+        unshared = await found.share_pause()
         found.poke()
+        if unshared is not None:
+            return _unshared(found, unshared)
         return _json({"group": found.group, "paused": None, "state": found.shown_state.value})
 
     def _group(self, request: web.Request) -> handler.GroupHandler:

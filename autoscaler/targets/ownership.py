@@ -22,11 +22,8 @@ volumes of its predecessor ours. `MemoryLedger` is for tests and tools.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,6 +31,8 @@ from pathlib import Path
 from typing import Protocol
 
 import structlog
+
+from autoscaler import atomic
 
 log = structlog.get_logger(__name__)
 
@@ -141,7 +140,9 @@ class FileLedger:
         intent = Intent(host, pool, name, kind, domain_uuid, _now(self._clock))
         async with self._lock:
             index = await self._loaded()
-            await asyncio.to_thread(_write, self._path(intent.key), intent.encode())
+            await asyncio.to_thread(
+                atomic.write_text, self._path(intent.key), intent.encode(), sync_directory=True
+            )
             index[intent.key] = intent
         return intent
 
@@ -150,7 +151,7 @@ class FileLedger:
         key = (host, pool, name)
         async with self._lock:
             index = await self._loaded()
-            await asyncio.to_thread(_remove, self._path(key))
+            await asyncio.to_thread(atomic.remove, self._path(key), sync_directory=True)
             index.pop(key, None)
 
     async def owns(self, host: str, pool: str, name: str) -> Intent | None:
@@ -181,37 +182,6 @@ class FileLedger:
 
 def _now(clock: Callable[[], float]) -> float:
     return float(clock())
-
-
-def _write(path: Path, text: str) -> None:
-    """Temp file, fsync, rename, fsync the directory: the record survives a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _read_all(directory: Path) -> dict[tuple[str, str, str], Intent]:

@@ -45,6 +45,8 @@ class CallObserver(Protocol):
 READ_ONLY_OPS = frozenset(
     {
         "open",
+        "addresses",
+        "disk_refs",
         "keepalive",
         "subscribe",
         "list",
@@ -57,10 +59,11 @@ READ_ONLY_OPS = frozenset(
         "stats",
         "template",
         "vol_list",
+        "vol_lookup",
     }
 )
 """Ops that change nothing on a host; every other op (define, start, destroy, undefine, shutdown,
-suspend, metadata, vol_create, vol_delete, and any op added later) is fenced."""
+suspend, metadata, vol_create, vol_upload, vol_delete, and any op added later) is fenced."""
 
 
 class Fence(Protocol):

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,6 +82,28 @@ class Daemon:
         except (urllib.error.URLError, OSError) as exc:
             return 0, str(exc)
 
+    def post(self, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+        """An operator request, with the bearer token every daemon of the cluster shares."""
+        token = (self.workdir / "operator-token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            data=json.dumps(body or {}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def group(self) -> dict[str, Any]:
+        """The group's /status entry."""
+        status = self.status()
+        assert status is not None, f"daemon {self.name} does not answer"
+        found: dict[str, Any] = status["groups"][0]
+        return found
+
     def status(self) -> dict[str, Any] | None:
         code, body = self.get("/status")
         return json.loads(body) if code == 200 else None
@@ -137,12 +160,16 @@ class Cluster:
         temp.rename(self.policies / "web.yaml")
 
     def settings(self, name: str, port: int) -> str:
+        token = self.workdir / "operator-token"
+        if not token.exists():
+            token.write_text(f"{uuid.uuid4().hex}\n")
+            token.chmod(0o600)
         uris = ", ".join(json.dumps(h.uri) for h in self.hosts)
         endpoints = ", ".join(json.dumps(e) for e in self.etcd.endpoints)
         return f"""\
 policies: [{self.policies}]
 state_dir: {self.workdir / ("state-" + name)}
-http: {{listen: 127.0.0.1, port: {port}}}
+http: {{listen: 127.0.0.1, port: {port}, token_file: {token}}}
 target: {{uris: [{uris}], memory_reserve_mib: 0, reconcile_interval: 5s, shutdown_timeout: 0s,
   host_dead_after: {self.host_dead_after}s}}
 engine: {{jitter: 0s, policy_poll: 0.5s, max_concurrent_actions: 1, shutdown_grace: 5s}}

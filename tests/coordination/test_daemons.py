@@ -199,3 +199,36 @@ def test_a_dead_hosts_members_are_unknown_then_replaced_elsewhere(cluster: Clust
         second.restart()
     rig.wait_for(lambda: leader.events("host_back"), 30, "the host back")
     settle(cluster, 2, 30)  # the group, one above its size again, shrinks back
+
+
+def test_a_pause_sent_to_a_standby_holds_the_leader_and_outlives_it(cluster: Cluster) -> None:
+    leader = cluster.wait_leader(5)
+    standby = next(n for n in NAMES if n != leader)
+    code, body = cluster.daemons[standby].post(f"/groups/{daemons.GROUP}/pause", {"reason": "maintenance"})
+    assert code == 200, body
+    acting = cluster.daemons[leader]
+    rig.wait_for(lambda: acting.group()["paused"] == "maintenance", 5, "the leader following the pause")
+    defines = _defines(cluster)
+    cluster.set_size(2, step=0.5)
+    tick = acting.group()["last_decision"]["tick"]
+    held = lambda d: (d.group()["last_decision"] or {}).get("desired") == 2  # noqa: E731
+    rig.wait_for(lambda: held(acting) and acting.group()["last_decision"]["tick"] > tick + 1, 10, "decisions")
+    assert acting.group()["state"] == "paused"
+    assert _defines(cluster) == defines, "the leader acted on a group paused through a standby"
+
+    acting.signal(signal.SIGKILL)
+    successor = cluster.daemons[cluster.wait_leader(cluster.ttl + 3, among=[n for n in NAMES if n != leader])]
+    rig.wait_for(lambda: successor.group()["state"] == "paused", 5, "the new leader paused")
+    tick = successor.group()["last_decision"]["tick"]
+    rig.wait_for(
+        lambda: successor.group()["last_decision"]["tick"] > tick + 1, 10, "the new leader's decisions"
+    )
+    assert successor.group()["paused"] == "maintenance"
+    assert _defines(cluster) == defines, "the new leader forgot the pause"
+    assert cluster.members() == []
+
+    resumer = next(d for n, d in cluster.daemons.items() if d.alive and d is not successor)
+    code, body = resumer.post(f"/groups/{daemons.GROUP}/resume")
+    assert code == 200, body
+    settle(cluster, 2, 20)
+    assert successor.group()["paused"] is None

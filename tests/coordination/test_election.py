@@ -16,6 +16,7 @@ import pytest
 from autoscaler import coordination, errors, model
 from autoscaler.coordination import etcd as etcd_client
 from autoscaler.engine import memory
+from autoscaler.engine.deps import SharedPause
 from autoscaler.settings import CoordinationSettings
 from tests.coordination import rig
 
@@ -191,3 +192,13 @@ async def test_unreachable_etcd_at_start_fails_clearly_when_asked_to(prefix: str
     with pytest.raises(errors.CoordinationUnavailable, match="on_unreachable_at_start: fail"):
         await c.start()
     await c.close()
+
+
+async def test_a_pause_any_daemon_stores_is_read_by_every_other(pair: list[coordination.Coordinator]) -> None:
+    a, b = pair
+    assert await a.pauses.read("web") == SharedPause(None, 0)
+    paused_at = await b.pauses.write("web", "maintenance")  # a standby may write it: it is not fenced
+    assert await a.pauses.read("web") == SharedPause("maintenance", paused_at)
+    resumed_at = await a.pauses.write("web", None)
+    assert resumed_at > paused_at
+    assert await b.pauses.read("web") == SharedPause(None, resumed_at)

@@ -24,6 +24,7 @@ MUTATING = {
     "suspend",
     "metadata",
     "vol_create",
+    "vol_upload",
     "vol_delete",
 }
 
