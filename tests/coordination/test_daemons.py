@@ -20,7 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from autoscaler.coordination import etcd as etcd_client
-from autoscaler.coordination.ledger import EtcdLedger
+from autoscaler.coordination.ledger import MIGRATED_SUFFIX, EtcdLedger
+from autoscaler.targets import ownership
 from autoscaler.virt import xml
 from tests.coordination import daemons, rig
 from tests.coordination.daemons import Cluster, settle
@@ -265,3 +266,26 @@ async def _recorded_by_the_leader(cluster: Cluster, host: str, name: str) -> Non
         await ledger.intend(host, "as-pool", name, "overlay", name.removesuffix(".qcow2")[-36:])
     finally:
         await client.close()
+
+
+def test_a_daemon_moves_its_file_ledger_into_etcd_when_it_first_leads(cluster: Cluster) -> None:
+    host = cluster.hosts[0]
+    heir = next(n for n in NAMES if n != cluster.wait_leader(5))
+    cluster.daemons[heir].stop()
+    domain_uuid = str(uuid.uuid4())
+    name = xml.overlay_name(daemons.GROUP, domain_uuid)
+    directory = cluster.workdir / f"state-{heir}" / "volumes"
+    try:  # recorded by this daemon before coordination was enabled, its domain long gone
+        host.virsh("vol-create-as", "as-pool", name, "1M", "--format", "qcow2")
+        files = ownership.FileLedger(directory, clock=lambda: time.time() - 60)
+        asyncio.run(files.intend(host.uri, "as-pool", name, "overlay", domain_uuid))
+        cluster.wait_started(cluster.start(heir))
+        for other in NAMES:
+            if other != heir:
+                cluster.daemons[other].stop()
+        cluster.wait_leader(cluster.ttl + 5, among=[heir])
+        rig.wait_for(lambda: name not in host.overlays(), 15, "the migrated record's orphan deleted")
+        assert not directory.exists()
+        assert list(directory.parent.glob(f"volumes{MIGRATED_SUFFIX}-*")), "the moved records are kept"
+    finally:
+        host.virsh("vol-delete", name, "--pool", "as-pool", check=False)
