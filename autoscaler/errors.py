@@ -8,7 +8,8 @@ AutoscalerError
 │   └── QueryError         permanent until the policy changes: HTTP 400, several series
 └── TargetError
     ├── TargetTemporary    BACKOFF; reconnect and reconcile when the connection broke
-    │   └── Fenced         not provably the leader: the mutating call was never sent
+    │   ├── Fenced         not provably the leader: the mutating call was never sent
+    │   └── LedgerUnavailable  the shared volume ledger (etcd) did not answer: no volume created or deleted
     ├── TargetPermanent    DISABLED plus an alert metric (bad golden image, bad XML)
     ├── Conflict           name or volume taken: look up by UUID, adopt if ours
     ├── UpkeepFailed       background work died: exit non-zero, systemd restarts, reconcile
@@ -120,3 +121,13 @@ class Fenced(TargetTemporary):
 
 class CoordinationUnavailable(AutoscalerError):
     """etcd could not be reached or has no quorum; no daemon may act until it answers again."""
+
+
+class LedgerUnavailable(CoordinationUnavailable, TargetTemporary):
+    """The volume ledger in etcd did not answer: no volume is created, and none is proven ours.
+
+    Both an etcd problem and a temporary target error, so the target backs off and retries as for
+    any other temporary failure, and nothing is deleted meanwhile.
+    """
+
+    error_class = "ledger_unavailable"

@@ -2,8 +2,9 @@
 
 The rest of the daemon sees coordination only through narrow seams it already has: the engine's
 `Leadership` (may this daemon act now?), its `GroupStore` (where group memory lives) and
-`PauseBoard` (operator pauses any daemon may set), and the gateway's `Fence` (prove leadership
-before each mutating libvirt call). Without a `coordination:`
+`PauseBoard` (operator pauses any daemon may set), the gateway's `Fence` (prove leadership
+before each mutating libvirt call), and the target's ownership `Ledger` (which volumes we
+created, whichever daemon created them). Without a `coordination:`
 settings section none of this is imported and the daemon acts alone, as it always did.
 
 One daemon acts for every group (not one per group): placement reserves host memory and vCPUs,
@@ -28,6 +29,7 @@ import structlog
 from autoscaler.coordination import etcd
 from autoscaler.coordination.election import Election, Timings
 from autoscaler.coordination.fence import Fence
+from autoscaler.coordination.ledger import EtcdLedger
 from autoscaler.coordination.pauses import EtcdPauseBoard
 from autoscaler.coordination.store import EtcdMemoryStore
 from autoscaler.errors import CoordinationUnavailable
@@ -54,6 +56,8 @@ class Coordinator:
         self.fence = Fence(self.client, self.election)
         self.store = EtcdMemoryStore(self.client, self.election, prefix)
         self.pauses = EtcdPauseBoard(self.client, prefix, self.name)
+        self.ledger = EtcdLedger(self.client, prefix)
+        """The volumes any daemon created (the target's ownership ledger), shared through etcd."""
         self.changes = 0
         self._listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None

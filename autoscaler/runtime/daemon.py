@@ -120,7 +120,10 @@ class Daemon:
     def _build_target(self) -> targets.Target:
         from autoscaler.runtime import factories
 
-        return factories.target(self.settings.target, self.metrics, self.settings.state_dir, self.coordinator)
+        ledger = self.coordinator.ledger if self.coordinator is not None else None
+        return factories.target(
+            self.settings.target, self.metrics, self.settings.state_dir, self.coordinator, ledger
+        )
 
     def _deps(self, target: targets.Target, found: Mapping[str, sources.MetricSource]) -> handler.Deps:
         engine = self.settings.engine
@@ -202,6 +205,7 @@ class Daemon:
         """Reconcile every host (finish interrupted clones, roll back abandoned ones), then act."""
         assert self.coordinator is not None
         term = self.coordinator.term()
+        await self._migrate_file_ledger()
         take_over = getattr(self.target, "take_over", None)
         if callable(take_over):
             try:
@@ -212,6 +216,21 @@ class Daemon:
         log.info("takeover_done", term=term)
         if self.manager is not None:
             self.manager.poke()
+
+    async def _migrate_file_ledger(self) -> None:
+        """Move the volumes this daemon recorded before coordination was enabled into etcd (once).
+
+        Until that succeeds they are not proven ours to any leader, so they are kept, never deleted.
+        """
+        from autoscaler.coordination import ledger
+        from autoscaler.runtime import factories
+
+        assert self.coordinator is not None
+        directory = factories.file_ledger_directory(self.settings.state_dir)
+        try:
+            await ledger.migrate(directory, self.coordinator.ledger)
+        except (errors.CoordinationUnavailable, OSError) as exc:
+            log.warning("volume_ledger_migration_failed", source=str(directory), error=str(exc))
 
     def _check_operator_api(self, server: http.HttpServer) -> None:
         """A token file that is configured but unusable is said once at startup, not only per request."""

@@ -21,6 +21,7 @@ from autoscaler.settings import (
 from autoscaler.telemetry import metrics as telemetry
 
 if TYPE_CHECKING:
+    from autoscaler.targets import ownership
     from autoscaler.virt import gateway
 
 MiB = 1024 * 1024
@@ -73,7 +74,11 @@ def source_map(
 
 
 def _kvm(
-    config: TargetSettings, metrics: telemetry.Metrics, state_dir: str, coordinated: Coordinated | None
+    config: TargetSettings,
+    metrics: telemetry.Metrics,
+    state_dir: str,
+    coordinated: Coordinated | None,
+    ledger: ownership.Ledger | None,
 ) -> targets.Target:
     from autoscaler.targets import kvm, lifecycle, ownership, reconcile
 
@@ -86,7 +91,8 @@ def _kvm(
         max_vcpu_ratio=config.max_vcpu_ratio,
         host_dead_after=config.host_dead_after,
     )
-    ledger = ownership.FileLedger(Path(state_dir) / "volumes")
+    if ledger is None:
+        ledger = ownership.FileLedger(file_ledger_directory(state_dir))
     if coordinated is None:
         return kvm.KvmTarget(config.uris, observer=metrics, settings=settings, ledger=ledger)
     return kvm.KvmTarget(
@@ -112,9 +118,18 @@ class Coordinated(Protocol):
         ...
 
 
-TARGETS: dict[str, Callable[[TargetSettings, telemetry.Metrics, str, Coordinated | None], targets.Target]] = {
-    "kvm": _kvm
-}
+TARGETS: dict[
+    str,
+    Callable[
+        [TargetSettings, telemetry.Metrics, str, Coordinated | None, ownership.Ledger | None],
+        targets.Target,
+    ],
+] = {"kvm": _kvm}
+
+
+def file_ledger_directory(state_dir: str | Path) -> Path:
+    """Where a daemon acting alone records the volumes it created."""
+    return Path(state_dir) / "volumes"
 
 
 def target(
@@ -122,7 +137,9 @@ def target(
     metrics: telemetry.Metrics,
     state_dir: str,
     coordinated: Coordinated | None = None,
+    ledger: ownership.Ledger | None = None,
 ) -> targets.Target:
     """The configured target; what it must remember across restarts lives under `state_dir`, and
-    with coordination its every mutating call is fenced."""
-    return TARGETS[config.kind](config, metrics, state_dir, coordinated)
+    with coordination its every mutating call is fenced. `ledger`: where the volumes it creates
+    are recorded (None: a file ledger in the state directory; with coordination, etcd's)."""
+    return TARGETS[config.kind](config, metrics, state_dir, coordinated, ledger)

@@ -14,8 +14,9 @@ or, simpler, create and delete through `volumes.Volumes.create` / `.delete`, whi
 
 `Ledger` is the seam; `FileLedger` keeps one small JSON file per volume in the state directory,
 written to a temporary file, fsynced and renamed (then the directory fsynced), so the record is
-on disk before libvirt is asked to create anything. A coordinated deployment can put the same
-records in a shared store behind the same Protocol. `MemoryLedger` is for tests and tools.
+on disk before libvirt is asked to create anything. A coordinated deployment puts the same
+records in etcd behind the same Protocol (`coordination.ledger`), so a new leader can prove the
+volumes of its predecessor ours. `MemoryLedger` is for tests and tools.
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ class Intent:
     def key(self) -> tuple[str, str, str]:
         """What identifies the volume: host, pool, name."""
         return (self.host, self.pool, self.name)
+
+    def encode(self) -> str:
+        """The record as stored (JSON)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, text: str) -> Intent:
+        """A stored record; ValueError (or KeyError, TypeError) when it is not one."""
+        data = json.loads(text)
+        return cls(
+            str(data["host"]),
+            str(data["pool"]),
+            str(data["name"]),
+            str(data["kind"]),
+            str(data["domain_uuid"]),
+            float(data["created"]),
+        )
 
 
 class Ledger(Protocol):
@@ -123,7 +141,7 @@ class FileLedger:
         async with self._lock:
             index = await self._loaded()
             await asyncio.to_thread(
-                atomic.write_text, self._path(intent.key), json.dumps(asdict(intent)), sync_directory=True
+                atomic.write_text, self._path(intent.key), intent.encode(), sync_directory=True
             )
             index[intent.key] = intent
         return intent
@@ -146,6 +164,11 @@ class FileLedger:
         async with self._lock:
             return [i for i in (await self._loaded()).values() if i.host == host]
 
+    async def records(self) -> list[Intent]:
+        """Every intent, whatever the host (to move them into a shared ledger)."""
+        async with self._lock:
+            return list((await self._loaded()).values())
+
     def _path(self, key: tuple[str, str, str]) -> Path:
         """A fixed-length file name per volume (URIs and names may hold any character)."""
         digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:40]
@@ -167,15 +190,7 @@ def _read_all(directory: Path) -> dict[tuple[str, str, str], Intent]:
         return index
     for path in directory.glob("*.json"):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            intent = Intent(
-                str(data["host"]),
-                str(data["pool"]),
-                str(data["name"]),
-                str(data["kind"]),
-                str(data["domain_uuid"]),
-                float(data["created"]),
-            )
+            intent = Intent.decode(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("volume_ledger_record_unreadable", file=str(path), error=str(exc))
             continue

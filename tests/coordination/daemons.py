@@ -248,8 +248,13 @@ def orphans(c: Cluster) -> list[str]:
 
 
 def settle(c: Cluster, size: int, timeout: float) -> None:
-    """Wait until libvirt shows exactly `size` members and no orphan overlay."""
-    rig.wait_for(lambda: len(c.members()) == size and not orphans(c), timeout, f"{size} members", step=0.2)
+    """Wait until libvirt shows exactly `size` members and no orphan overlay (else say what is there)."""
+    try:
+        rig.wait_for(
+            lambda: len(c.members()) == size and not orphans(c), timeout, f"{size} members", step=0.2
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; members: {c.members()}, orphan overlays: {orphans(c)}") from None
 
 
 def monotonic() -> float:

@@ -7,6 +7,7 @@ libvirt call that passed the fence) and libvirt's list of domains and overlays.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import shutil
@@ -18,6 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from autoscaler.coordination import etcd as etcd_client
+from autoscaler.coordination.ledger import MIGRATED_SUFFIX, EtcdLedger
+from autoscaler.targets import ownership
+from autoscaler.virt import xml
 from tests.coordination import daemons, rig
 from tests.coordination.daemons import Cluster, settle
 
@@ -232,3 +237,55 @@ def test_a_pause_sent_to_a_standby_holds_the_leader_and_outlives_it(cluster: Clu
     assert code == 200, body
     settle(cluster, 2, 20)
     assert successor.group()["paused"] is None
+
+
+def test_a_new_leader_deletes_an_overlay_its_killed_predecessor_recorded_and_no_other(
+    cluster: Cluster,
+) -> None:
+    host = cluster.hosts[0]
+    ours, foreign = (xml.overlay_name(daemons.GROUP, str(uuid.uuid4())) for _ in range(2))
+    try:
+        for name in (ours, foreign):  # as a leader killed between creating the overlay and the domain
+            host.virsh("vol-create-as", "as-pool", name, "1M", "--format", "qcow2")
+        asyncio.run(_recorded_by_the_leader(cluster, host.uri, ours))
+        leader = cluster.wait_leader(5)
+        cluster.daemons[leader].signal(signal.SIGKILL)
+        cluster.wait_leader(cluster.ttl + 5, among=[n for n in NAMES if n != leader])
+        rig.wait_for(lambda: ours not in host.overlays(), 15, "the recorded orphan deleted by the new leader")
+        assert foreign in host.overlays(), "an overlay no daemon recorded was deleted"
+    finally:
+        for name in (ours, foreign):
+            host.virsh("vol-delete", name, "--pool", "as-pool", check=False)
+
+
+async def _recorded_by_the_leader(cluster: Cluster, host: str, name: str) -> None:
+    """The intent a leader writes to etcd before it creates an overlay (a minute ago)."""
+    client = etcd_client.Client(cluster.etcd.endpoints)
+    try:
+        ledger = EtcdLedger(client, cluster.prefix, clock=lambda: time.time() - 60)
+        await ledger.intend(host, "as-pool", name, "overlay", name.removesuffix(".qcow2")[-36:])
+    finally:
+        await client.close()
+
+
+def test_a_daemon_moves_its_file_ledger_into_etcd_when_it_first_leads(cluster: Cluster) -> None:
+    host = cluster.hosts[0]
+    heir = next(n for n in NAMES if n != cluster.wait_leader(5))
+    cluster.daemons[heir].stop()
+    domain_uuid = str(uuid.uuid4())
+    name = xml.overlay_name(daemons.GROUP, domain_uuid)
+    directory = cluster.workdir / f"state-{heir}" / "volumes"
+    try:  # recorded by this daemon before coordination was enabled, its domain long gone
+        host.virsh("vol-create-as", "as-pool", name, "1M", "--format", "qcow2")
+        files = ownership.FileLedger(directory, clock=lambda: time.time() - 60)
+        asyncio.run(files.intend(host.uri, "as-pool", name, "overlay", domain_uuid))
+        cluster.wait_started(cluster.start(heir))
+        for other in NAMES:
+            if other != heir:
+                cluster.daemons[other].stop()
+        cluster.wait_leader(cluster.ttl + 5, among=[heir])
+        rig.wait_for(lambda: name not in host.overlays(), 15, "the migrated record's orphan deleted")
+        assert not directory.exists()
+        assert list(directory.parent.glob(f"volumes{MIGRATED_SUFFIX}-*")), "the moved records are kept"
+    finally:
+        host.virsh("vol-delete", name, "--pool", "as-pool", check=False)
