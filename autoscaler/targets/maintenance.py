@@ -134,6 +134,7 @@ async def maintain(state: KvmState) -> None:
             if state.may_act():  # promotion and parking change domains: the leader's job
                 await watch.watch_readiness(state)
                 registration.advance_all(state)
+                await state.volumes.retry_unfinished()
             await addresses.refresh(state)
             await _periodic(state, due)
         except errors.TargetError as exc:

@@ -26,6 +26,9 @@ class Volumes:
     def __init__(self, ledger: Ledger, gateways: Mapping[str, gateway.Gateway]) -> None:
         self.ledger = ledger
         self._gateways = gateways
+        self._unfinished: dict[tuple[str, str, str], bool] = {}
+        """Deletes cut short by a temporary error (host, pool, name -> vouched), retried by
+        `retry_unfinished` rather than left to the orphan sweep's grace."""
 
     async def create(
         self, gw: gateway.Gateway, pool: str, name: str, volume_xml: str, kind: str, domain_uuid: str
@@ -68,7 +71,37 @@ class Volumes:
 
         `vouched`: the caller proved it ours otherwise (the disk of our own domain, named after
         its UUID); the in-use check still applies. `references`: a listing taken by the caller.
+        A temporary error (a lost connection, a refused fence) is raised, and the delete is kept
+        to be tried again by `retry_unfinished`.
         """
+        key = (gw.uri, pool, name)
+        try:
+            gone = await self._delete(gw, pool, name, vouched, references)
+        except errors.TargetTemporary:
+            self._unfinished[key] = vouched
+            raise
+        self._unfinished.pop(key, None)
+        return gone
+
+    async def retry_unfinished(self) -> None:
+        """Try again the deletes a temporary error cut short (each under the same rules)."""
+        for (uri, pool, name), vouched in list(self._unfinished.items()):
+            gw = self._gateways.get(uri)
+            if gw is None or not gw.connected:
+                continue
+            try:
+                await self.delete(gw, pool, name, vouched=vouched)
+            except errors.TargetTemporary as exc:
+                log.info("volume_delete_retry_failed", host=uri, pool=pool, volume=name, error=str(exc))
+
+    async def _delete(
+        self,
+        gw: gateway.Gateway,
+        pool: str,
+        name: str,
+        vouched: bool,
+        references: ops.DiskReferences | None,
+    ) -> bool:
         try:
             path = await gw.run(ops.volume_path, pool, name, op="vol_lookup")
         except gateway.NotFound:

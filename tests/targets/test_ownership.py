@@ -6,8 +6,11 @@ file, past every grace period); foreign domains, running or not, use some of the
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import pathlib
+import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 
@@ -244,3 +247,49 @@ async def test_the_file_ledger_survives_a_new_instance_and_ignores_a_broken_reco
     assert (intent.kind, intent.domain_uuid) == ("seed", "u-1")
     await second.forget("qemu:///system", "p", "as-web-x.qcow2")
     assert await ownership.FileLedger(ledger_dir).entries("qemu:///system") == []
+
+
+class RefuseOnce:
+    """A fence (our own seam) that refuses one op once, as a leader whose proof ran out would."""
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        self.refused = 0
+
+    async def admit(self, op: str, uri: str) -> float:
+        if op == self.op and not self.refused:
+            self.refused += 1
+            raise errors.Fenced(f"{op} on {uri}: proof of leadership ran out")
+        return time.monotonic() + 60.0
+
+
+async def test_an_overlay_delete_cut_short_is_retried_without_waiting_for_the_sweep(
+    tmp_path: pathlib.Path, ledger_dir: pathlib.Path
+) -> None:
+    fence = RefuseOnce("vol_delete")
+    settings = fast_settings(grace=dataclasses.replace(fast_settings().grace, overlay=3600.0))
+    target = kvm.KvmTarget(
+        host_uri(tmp_path),
+        settings=settings,
+        policies=[web_policy()],
+        ledger=ownership.FileLedger(ledger_dir),
+        fence=fence,
+    )
+    await target.start()
+    try:
+        record = await new_member(target)
+        gw = target.gateway(target.hosts[0])
+        overlay = xml.overlay_name("web", record.uuid)
+
+        with pytest.raises(errors.Fenced):  # the domain is undefined, its overlay's delete refused
+            await target.scale_in(web_policy(), [record.name])
+
+        assert fence.refused == 1
+        for _ in range(200):  # the maintenance loop runs every 20 ms; the sweep's grace is an hour
+            if overlay not in await volume_names(gw):
+                break
+            await asyncio.sleep(0.02)
+        assert overlay not in await volume_names(gw)
+        assert await target.volumes.ledger.entries(gw.uri) == []
+    finally:
+        await target.close()
