@@ -21,8 +21,10 @@ packages=(
     etcd-server etcd-client
     # the console's browser tests
     chromium chromium-driver
-    # building the Debian package
-    dpkg-dev fakeroot
+    # building the Debian package, and checking its man pages
+    dpkg-dev fakeroot man-db
+    # throwaway certificates for the etcd TLS tests
+    openssl
 )
 
 missing=()
