@@ -99,7 +99,7 @@ def merge(
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Hold off the cyclic garbage collector (reference counting still frees memory); what was
     built meanwhile is frozen, or the first young collection after would scan all of it at once
     (over 100 ms for 10,000 groups). A large removal unfreezes and collects (`runtime.release`)."""
@@ -181,7 +181,7 @@ class Watcher:
         each full collection would scan them all (over half the load time for 10,000 groups),
         and a collection holds the interpreter, so the event loop would stall for seconds.
         """
-        with _collector_paused():
+        with collector_paused():
             seen = fingerprint(self.paths, self.limits.file_bytes)
             result = load(self.paths, self.groups, self.sources, self.limits)
             return seen, result, merge(self.groups, result)

@@ -23,10 +23,11 @@ import ctypes
 import ctypes.util
 import gc
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import structlog
+
+from autoscaler.engine import policies
 
 log = structlog.get_logger(__name__)
 
@@ -93,15 +94,5 @@ def stop_freezing() -> None:
         gc.callbacks.remove(_FREEZER)
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Hold off the cyclic garbage collector (reference counting still frees memory); what was
-    built meanwhile is frozen, or the first young collection after would scan all of it at once."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+collector_paused = policies.collector_paused
+"""The engine's own pause of the collector, for the hand-over after a load (`runtime.daemon`)."""
