@@ -265,7 +265,15 @@ class Metrics:
     # --- engine ---------------------------------------------------------------------------------
 
     def publish(self, group: str, snapshot: groups.GroupSnapshot) -> None:
-        """Replace the group's snapshot; the next scrape shows it."""
+        """Replace the group's snapshot; the next scrape shows it.
+
+        A group's first snapshot also starts its operation histograms at zero: a series born at
+        its first observation has no earlier sample, so `rate()` over it stays zero and the
+        dashboard's p95 shows nothing until the second clone or destroy.
+        """
+        if group not in self._snapshots:
+            self.clone_duration.labels(group)
+            self.destroy_duration.labels(group)
         self._snapshots[group] = snapshot
 
     def watch_unmanaged(self, count: Callable[[], Mapping[str, int]]) -> None:

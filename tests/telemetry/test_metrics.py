@@ -50,6 +50,20 @@ def test_publish_replaces_and_forget_removes(registry: CollectorRegistry, m: met
     m.forget("never-published")
 
 
+def test_a_published_group_exports_its_operation_histograms_at_zero(
+    registry: CollectorRegistry, m: metrics.Metrics
+) -> None:
+    """So that `rate()` sees the first clone and the first destroy as an increase from zero."""
+    get = registry.get_sample_value
+    assert get("autoscaler_destroy_duration_seconds_count", {"group": "web"}) is None
+    m.publish("web", groups.GroupSnapshot(current=1, ready=1, desired=1, min=1, max=3))
+    assert get("autoscaler_clone_duration_seconds_count", {"group": "web"}) == 0
+    assert get("autoscaler_destroy_duration_seconds_count", {"group": "web"}) == 0
+    m.destroyed("web", 0.4)
+    m.publish("web", groups.GroupSnapshot(current=0, ready=0, desired=0, min=0, max=3))
+    assert get("autoscaler_destroy_duration_seconds_count", {"group": "web"}) == 1
+
+
 def test_forget_drops_every_series_of_the_group_and_only_those(
     registry: CollectorRegistry, m: metrics.Metrics
 ) -> None:
