@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pathlib
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -32,26 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from autoscaler.policy import spec
-from autoscaler.serving.runtime_api import RuntimeApi
+from autoscaler.serving import haproxy_process
 from autoscaler.targets import kvm
 from autoscaler.targets.inventory import Record
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "libvirt" / "host.xml"
-HAPROXY = """\
-global
-  stats socket {socket} mode 600 level admin
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend web
-backend web
-  balance roundrobin
-  option httpchk GET /health
-"""
 
 
 def free_port() -> int:
@@ -144,24 +127,13 @@ class Load:
 async def haproxy(workdir: pathlib.Path) -> AsyncIterator[tuple[str, int]]:
     """A private HAProxy on loopback; yields (admin socket, frontend port)."""
     socket_path, port = str(workdir / "admin.sock"), free_port()
-    (workdir / "haproxy.cfg").write_text(HAPROXY.format(socket=socket_path, port=port))
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    with (workdir / "haproxy.log").open("ab") as log:
-        process = subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
-            [binary, "-W", "-db", "-f", str(workdir / "haproxy.cfg")], stdout=log, stderr=log
-        )
+    text = haproxy_process.config(socket_path, port, haproxy_process.backend("web"))
+    server = haproxy_process.HaproxyProcess(workdir, text, socket_path)
+    await server.start()
     try:
-        api = RuntimeApi(socket_path, 2.0)
-        for _ in range(200):
-            try:
-                await api.ask("show backend")
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
         yield socket_path, port
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 def policy(socket_path: str, port: int, pool: int, inter: float) -> spec.GroupPolicy:
