@@ -101,12 +101,23 @@ def _network_xml() -> str:
 </network>"""
 
 
-def guest_template_xml(name: str, images: pathlib.Path, golden: pathlib.Path, memory_mib: int = 128) -> str:
-    """The test guest as a template: TCG, direct kernel boot, a NIC on the rig's network.
+def guest_template_xml(
+    name: str,
+    images: pathlib.Path,
+    golden: pathlib.Path,
+    memory_mib: int = 128,
+    network: str | None = NETWORK,
+) -> str:
+    """The test guest as a template: TCG, direct kernel boot (test-image.md variant A), a NIC on `network`.
 
     Readiness shows on the virtio-serial channel org.example.ready and on a READY line in the
-    serial log; the HTTP service listens on port 80 of the DHCP address.
+    serial log; the HTTP service listens on port 80 of the DHCP address. With `network` None the
+    guest has no NIC (a boot on the system libvirt, which has no network of ours).
     """
+    nic = ""
+    if network is not None:
+        source = f"<source network='{network}'/>"
+        nic = f"    <interface type='network'>{source}<model type='virtio'/></interface>\n"
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>
@@ -124,8 +135,7 @@ def guest_template_xml(name: str, images: pathlib.Path, golden: pathlib.Path, me
       <source file='{golden}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <interface type='network'><source network='{NETWORK}'/><model type='virtio'/></interface>
-    <serial type='file'><source path='{images}/{name}.serial.log'/><target port='0'/></serial>
+{nic}    <serial type='file'><source path='{images}/{name}.serial.log'/><target port='0'/></serial>
     <channel type='unix'><source mode='bind'/><target type='virtio' name='org.example.ready'/></channel>
     <memballoon model='none'/>
   </devices>
@@ -383,7 +393,7 @@ class Rig:
 
     def free_port(self) -> int:
         """A TCP port free on 127.0.0.1 inside the namespace."""
-        return self.call_sync(_free_port)
+        return self.call_sync(loopback_port)
 
     async def get(self, url: str, seconds: float = 5.0) -> tuple[int, str]:
         """(status, body) of an HTTP GET from inside the namespace; status 0 when it cannot connect."""
@@ -445,7 +455,8 @@ class Prometheus:
         return answer["data"]
 
 
-def _free_port() -> int:
+def loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 in the calling thread's network namespace."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

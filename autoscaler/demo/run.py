@@ -100,7 +100,7 @@ async def _demo(
     try:
         port = args.port
         if rig is not None:
-            port = port or served.free_port()
+            port = port or netns.loopback_port()  # this process joined the namespace
             world = await served.start(rig, workdir, port)
             prepared = world.prepared
         else:

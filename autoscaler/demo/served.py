@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +46,6 @@ def open_rig(workdir: Path, scratch: Path) -> netns.Rig:
         rig.stop()
         raise
     return rig
-
-
-def free_port() -> int:
-    """A free port on 127.0.0.1 (inside the namespace once the process joined it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def start(rig: netns.Rig, workdir: Path, daemon_port: int) -> ServedWorld:
