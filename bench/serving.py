@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pathlib
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -32,26 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from autoscaler.policy import spec
-from autoscaler.serving.runtime_api import RuntimeApi
+from autoscaler.serving import haproxy_process
 from autoscaler.targets import kvm
 from autoscaler.targets.inventory import Record
 
 FIXTURE = pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "libvirt" / "host.xml"
-HAPROXY = """\
-global
-  stats socket {socket} mode 600 level admin
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend web
-backend web
-  balance roundrobin
-  option httpchk GET /health
-"""
 
 
 def free_port() -> int:
@@ -144,24 +127,13 @@ class Load:
 async def haproxy(workdir: pathlib.Path) -> AsyncIterator[tuple[str, int]]:
     """A private HAProxy on loopback; yields (admin socket, frontend port)."""
     socket_path, port = str(workdir / "admin.sock"), free_port()
-    (workdir / "haproxy.cfg").write_text(HAPROXY.format(socket=socket_path, port=port))
-    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    with (workdir / "haproxy.log").open("ab") as log:
-        process = subprocess.Popen(  # noqa: ASYNC220 (started once, before any load)
-            [binary, "-W", "-db", "-f", str(workdir / "haproxy.cfg")], stdout=log, stderr=log
-        )
+    text = haproxy_process.config(socket_path, port, haproxy_process.backend("web"))
+    server = haproxy_process.HaproxyProcess(workdir, text, socket_path)
+    await server.start()
     try:
-        api = RuntimeApi(socket_path, 2.0)
-        for _ in range(200):
-            try:
-                await api.ask("show backend")
-                break
-            except Exception:
-                await asyncio.sleep(0.05)
         yield socket_path, port
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()
 
 
 def policy(socket_path: str, port: int, pool: int, inter: float) -> spec.GroupPolicy:
@@ -219,81 +191,93 @@ def settings() -> kvm.KvmSettings:
     )
 
 
+@dataclass
+class World:
+    """One benchmark's group: its target, policy, member stand-ins and HAProxy frontend port."""
+
+    target: kvm.KvmTarget
+    group: spec.GroupPolicy
+    addresses: Addresses
+    front: int
+
+
+@asynccontextmanager
+async def world(
+    workdir: pathlib.Path, network: int, members: int, pool: int, inter: float
+) -> AsyncIterator[World]:
+    """`members` loopback stand-ins on 127.0.<network>.N, a private HAProxy and a started target."""
+    port = free_port()
+    stand_ins = [Member(f"127.0.{network}.{i + 1}", port) for i in range(members)]
+    for m in stand_ins:
+        await m.start()
+    try:
+        addresses = Addresses(list(stand_ins))
+        async with haproxy(workdir) as (socket_path, front):
+            group = policy(socket_path, port, pool, inter)
+            target = kvm.KvmTarget(
+                host_uri(workdir), settings=settings(), policies=[group], address_of=addresses
+            )
+            await target.start()
+            try:
+                yield World(target, group, addresses, front)
+            finally:
+                await target.close()
+    finally:
+        for m in stand_ins:
+            if m.runner:
+                await m.runner.cleanup()
+
+
 async def first_served(workdir: pathlib.Path, clones: int, pooled: bool, inter: float) -> list[float]:
     """Seconds from each clone request to the first request its member served (one at a time)."""
-    port = free_port()
-    members = [Member(f"127.0.1.{i + 1}", port) for i in range(clones)]
-    for m in members:
-        await m.start()
-    addresses = Addresses(list(members))
     seconds: list[float] = []
-    async with haproxy(workdir) as (socket_path, front):
-        group = policy(socket_path, port, clones if pooled else 0, inter)
-        target = kvm.KvmTarget(host_uri(workdir), settings=settings(), policies=[group], address_of=addresses)
-        await target.start()
-        load = Load(f"http://127.0.0.1:{front}/", workers=4, cap=200_000, seconds=clones * 10.0)
+    async with world(workdir, 1, clones, clones if pooled else 0, inter) as w:
+        load = Load(f"http://127.0.0.1:{w.front}/", workers=4, cap=200_000, seconds=clones * 10.0)
         runner = asyncio.create_task(load.run())
         try:
             if pooled:
-                await _fill(target, clones)
+                await _fill(w.target, clones)
             for _ in range(clones):
                 started = time.monotonic()
-                [name] = (await target.scale_out(group, 1)).done
-                record = target._cache.find("web", name)
+                [name] = (await w.target.scale_out(w.group, 1)).done
+                record = w.target._cache.find("web", name)
                 assert record is not None
-                await until(lambda uuid=record.uuid: _served(addresses, uuid))
-                member = addresses.by_uuid[record.uuid]
+                await until(lambda uuid=record.uuid: _served(w.addresses, uuid))
+                member = w.addresses.by_uuid[record.uuid]
                 assert member.first_at is not None
                 seconds.append(member.first_at - started)
         finally:
             runner.cancel()
-            await target.close()
-    for m in members:
-        if m.runner:
-            await m.runner.cleanup()
     return seconds
 
 
 async def scale_in_times(workdir: pathlib.Path, busy: bool, rounds: int) -> list[float]:
     """Seconds from a scale-in call to the domain gone, for idle or busy (1 s requests) members."""
-    port = free_port()
-    members = [Member(f"127.0.2.{i + 1}", port) for i in range(rounds + 1)]
-    for m in members:
-        await m.start()
-    addresses = Addresses(list(members))
+    from autoscaler.virt import ops
+
     seconds: list[float] = []
-    async with haproxy(workdir) as (socket_path, front):
-        group = policy(socket_path, port, 0, 0.2)
-        target = kvm.KvmTarget(host_uri(workdir), settings=settings(), policies=[group], address_of=addresses)
-        await target.start()
+    async with world(workdir, 2, rounds + 1, 0, 0.2) as w:
+        target, group = w.target, w.group
         gw = target.gateway(target.hosts[0])
-        from autoscaler.virt import ops
+        await target.scale_out(group, 1)  # a member that stays, so the load always has somewhere to go
+        for _ in range(rounds):
+            [name] = (await target.scale_out(group, 1)).done
+            await until(lambda: _ready_count(target) == 2)
+            load = None
+            if busy:
+                load = Load(f"http://127.0.0.1:{w.front}/?s=1", workers=4, cap=16, seconds=4.0)
+                runner = asyncio.create_task(load.run())
+                await asyncio.sleep(0.5)
+            started = time.monotonic()
+            await target.scale_in(group, [name])
 
-        try:
-            await target.scale_out(group, 1)  # a member that stays, so the load always has somewhere to go
-            for _ in range(rounds):
-                [name] = (await target.scale_out(group, 1)).done
-                await until(lambda: _ready_count(target) == 2)
-                load = None
-                if busy:
-                    load = Load(f"http://127.0.0.1:{front}/?s=1", workers=4, cap=16, seconds=4.0)
-                    runner = asyncio.create_task(load.run())
-                    await asyncio.sleep(0.5)
-                started = time.monotonic()
-                await target.scale_in(group, [name])
+            async def gone(n: str = name) -> bool:
+                return n not in {v.name for v in await gw.run(ops.list_domains, op="list")}
 
-                async def gone(n: str = name) -> bool:
-                    return n not in {v.name for v in await gw.run(ops.list_domains, op="list")}
-
-                await until(gone)
-                seconds.append(time.monotonic() - started)
-                if load is not None:
-                    await runner
-        finally:
-            await target.close()
-    for m in members:
-        if m.runner:
-            await m.runner.cleanup()
+            await until(gone)
+            seconds.append(time.monotonic() - started)
+            if load is not None:
+                await runner
     return seconds
 
 
@@ -319,34 +303,21 @@ def _ready_count(target: kvm.KvmTarget) -> int:
 
 async def ramp(workdir: pathlib.Path) -> tuple[int, int]:
     """Requests ok and failed while the group goes 1 -> 4 -> 1 under load (0.1 s requests)."""
-    port = free_port()
-    members = [Member(f"127.0.3.{i + 1}", port) for i in range(8)]
-    for m in members:
-        await m.start()
-    addresses = Addresses(list(members))
-    async with haproxy(workdir) as (socket_path, front):
-        group = policy(socket_path, port, 0, 0.2)
-        target = kvm.KvmTarget(host_uri(workdir), settings=settings(), policies=[group], address_of=addresses)
-        await target.start()
-        try:
-            await target.scale_out(group, 1)
-            await until(lambda: _ready_count(target) == 1)
-            load = Load(f"http://127.0.0.1:{front}/?s=0.1", workers=8, cap=5000, seconds=14.0)
-            runner = asyncio.create_task(load.run())
-            for size in (2, 3, 4, 3, 2, 1):
-                names = [r.name for r in sorted(target._cache.members("web"), key=lambda r: r.owner.created)]
-                active = [n for n in names if target._cache.find("web", n).owner.phase.value != "draining"]  # type: ignore[union-attr]
-                if size > len(active):
-                    await target.scale_out(group, size - len(active))
-                else:
-                    await target.scale_in(group, active[size:])
-                await asyncio.sleep(2.0)
-            await runner
-        finally:
-            await target.close()
-    for m in members:
-        if m.runner:
-            await m.runner.cleanup()
+    async with world(workdir, 3, 8, 0, 0.2) as w:
+        target, group = w.target, w.group
+        await target.scale_out(group, 1)
+        await until(lambda: _ready_count(target) == 1)
+        load = Load(f"http://127.0.0.1:{w.front}/?s=0.1", workers=8, cap=5000, seconds=14.0)
+        runner = asyncio.create_task(load.run())
+        for size in (2, 3, 4, 3, 2, 1):
+            names = [r.name for r in sorted(target._cache.members("web"), key=lambda r: r.owner.created)]
+            active = [n for n in names if target._cache.find("web", n).owner.phase.value != "draining"]  # type: ignore[union-attr]
+            if size > len(active):
+                await target.scale_out(group, size - len(active))
+            else:
+                await target.scale_in(group, active[size:])
+            await asyncio.sleep(2.0)
+        await runner
     return load.ok, load.failed
 
 

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from autoscaler import settings
+from autoscaler.serving import haproxy_process
 
 GROUP = "webmail"
 SOURCE = "loadgen"
@@ -111,23 +112,12 @@ serving:
 
 
 def haproxy_cfg(admin_socket: str, port: int) -> str:
-    """HAProxy for the served demo: a frontend on the namespace's loopback, an empty dynamic backend."""
-    return f"""\
-global
-  stats socket {admin_socket} mode 600 level admin
-defaults
-  mode http
-  timeout connect 3s
-  timeout client 30s
-  timeout server 30s
-  timeout check 5s
-frontend demo
-  bind 127.0.0.1:{port}
-  default_backend {HAPROXY_BACKEND}
-backend {HAPROXY_BACKEND}
-  balance roundrobin
-  option httpchk GET /health
-"""
+    """HAProxy for the served demo: a frontend on the namespace's loopback, an empty dynamic backend.
+
+    Timeouts suit guests under TCG, slower to connect and to answer a check than loopback servers.
+    """
+    backend = haproxy_process.backend(HAPROXY_BACKEND)
+    return haproxy_process.config(admin_socket, port, backend, HAPROXY_BACKEND, connect="3s", check="5s")
 
 
 def scrape_job(daemon_url: str) -> str:

@@ -5,7 +5,8 @@ Nothing here touches the machine's network or its libvirtd. `Rig.start(workdir)`
 1. starts a holder process (`unshare --net --mount --propagation private`) that bind-mounts
    private directories over /run/libvirt, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt
    and /etc/libvirt (a copy of the host's *.conf files only, QEMU running as root), brings `lo` up
-   and sleeps; every other process joins it with `nsenter`;
+   and waits for its owner to go (autoscaler/demo/holder.py: a kill -9 of the owner makes it kill
+   everything left inside); every other process joins it with `nsenter`;
 2. starts virtlogd and libvirtd inside it, each with its own pid file (`-p`: the default pid files
    live outside the bind mounts and would collide with the host's daemons);
 3. creates an isolated libvirt network (bridge `asbr0`, 10.77.0.1/24, dnsmasq DHCP on
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import ctypes
 import dataclasses
 import json
@@ -43,12 +43,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
+
+from autoscaler.demo import holder
 
 T = TypeVar("T")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -98,12 +101,23 @@ def _network_xml() -> str:
 </network>"""
 
 
-def guest_template_xml(name: str, images: pathlib.Path, golden: pathlib.Path, memory_mib: int = 128) -> str:
-    """The test guest as a template: TCG, direct kernel boot, a NIC on the rig's network.
+def guest_template_xml(
+    name: str,
+    images: pathlib.Path,
+    golden: pathlib.Path,
+    memory_mib: int = 128,
+    network: str | None = NETWORK,
+) -> str:
+    """The test guest as a template: TCG, direct kernel boot (test-image.md variant A), a NIC on `network`.
 
     Readiness shows on the virtio-serial channel org.example.ready and on a READY line in the
-    serial log; the HTTP service listens on port 80 of the DHCP address.
+    serial log; the HTTP service listens on port 80 of the DHCP address. With `network` None the
+    guest has no NIC (a boot on the system libvirt, which has no network of ours).
     """
+    nic = ""
+    if network is not None:
+        source = f"<source network='{network}'/>"
+        nic = f"    <interface type='network'>{source}<model type='virtio'/></interface>\n"
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>
@@ -121,8 +135,7 @@ def guest_template_xml(name: str, images: pathlib.Path, golden: pathlib.Path, me
       <source file='{golden}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <interface type='network'><source network='{NETWORK}'/><model type='virtio'/></interface>
-    <serial type='file'><source path='{images}/{name}.serial.log'/><target port='0'/></serial>
+{nic}    <serial type='file'><source path='{images}/{name}.serial.log'/><target port='0'/></serial>
     <channel type='unix'><source mode='bind'/><target type='virtio' name='org.example.ready'/></channel>
     <memballoon model='none'/>
   </devices>
@@ -180,8 +193,10 @@ class Process:
 class Rig:
     """One private namespace with libvirtd, an isolated DHCP network, a pool and the test guest."""
 
-    def __init__(self, workdir: pathlib.Path) -> None:
+    def __init__(self, workdir: pathlib.Path, scratch: pathlib.Path | None = None) -> None:
         self.workdir = workdir
+        self.scratch = scratch
+        """Removed by the holder when the owner dies without stopping the rig (None: nothing)."""
         self.images = workdir / "images"
         self.pool = f"as-rig-{workdir.name[-8:]}"
         self.network = NETWORK
@@ -199,15 +214,19 @@ class Rig:
     # --- start and stop ------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: pathlib.Path) -> Rig:
-        """A running rig in `workdir`: RigUnavailable when a part is missing, stopped again on error."""
+    def start(cls, workdir: pathlib.Path, scratch: pathlib.Path | None = None) -> Rig:
+        """A running rig in `workdir`: RigUnavailable when a part is missing, stopped again on error.
+
+        Should this process die without `stop()` (kill -9), the holder kills everything in the
+        namespaces and removes `scratch` (the owner's work directory, which holds `workdir`).
+        """
         missing = missing_parts()
         if missing:
             raise RigUnavailable(f"the namespace rig needs {', '.join(missing)}")
         built = subprocess.run([str(BUILDER)], check=False, capture_output=True, text=True, timeout=600)
         if built.returncode != 0:
             raise RigUnavailable(f"building the test image failed: {built.stderr.strip()[-300:]}")
-        rig = cls(workdir)
+        rig = cls(workdir, scratch)
         try:
             rig._start_all()
         except BaseException:
@@ -244,15 +263,17 @@ class Rig:
         self.golden.chmod(0o444)
 
     def _start_holder(self) -> None:
-        mounts = "".join(
-            f"mount --bind {self.workdir / name} {target} && " for name, target in PRIVATE_DIRS.items()
-        )
-        script = f"{mounts}ip link set lo up && echo up && exec sleep infinity"
-        self._holder = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        binds = [f"--bind={self.workdir / name}:{target}" for name, target in PRIVATE_DIRS.items()]
+        scratch = [f"--scratch={self.scratch}"] if self.scratch is not None else []
+        command = [sys.executable, "-m", "autoscaler.demo.holder", *binds, *scratch]
+        with (self.workdir / "holder.log").open("ab") as log:
+            self._holder = subprocess.Popen(
+                ["unshare", "--net", "--mount", "--propagation", "private", *command],
+                stdin=subprocess.PIPE,  # its end of file, when this process exits, empties the namespaces
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
         assert self._holder.stdout is not None
         with self._holder.stdout as output:
             first = output.readline().decode().strip()
@@ -291,6 +312,8 @@ class Rig:
         if self._holder is not None and self._holder.poll() is None:
             self._holder.kill()
             self._holder.wait(timeout=10)
+        if self._holder is not None and self._holder.stdin is not None:
+            self._holder.stdin.close()  # only now: its end of file would make the holder sweep
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
 
@@ -316,18 +339,13 @@ class Rig:
     def _kill_stragglers(self) -> None:
         """SIGKILL what still runs inside this namespace (a QEMU or dnsmasq a crash left behind).
 
-        Only processes whose network namespace is this rig's own are touched; they exist because
-        this rig created the namespace (the calling process, which may have joined it, is spared).
+        Only processes in this rig's own namespaces are touched; they exist because this rig
+        created the namespaces (the holder and the calling process, which may have joined, are spared).
         """
         if self._holder is None or self._holder.poll() is not None:
             return
-        ours = os.stat(self.netns_path).st_ino
-        for entry in pathlib.Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in (self._holder.pid, os.getpid()):
-                continue
-            with contextlib.suppress(OSError):
-                if os.stat(entry / "ns" / "net").st_ino == ours:
-                    os.kill(int(entry.name), signal.SIGKILL)
+        ours = holder.namespace_ids(self._holder.pid)
+        holder.kill_members(ours, [self._holder.pid, os.getpid()], deadline=10.0)
 
     # --- inside the namespace ------------------------------------------------------------------
 
@@ -351,6 +369,7 @@ class Rig:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
+                start_new_session=True,  # a terminal's Ctrl-C goes to the owner, which stops it in order
             )
         process = Process(name, popen, log)
         self.processes.append(process)
@@ -374,7 +393,7 @@ class Rig:
 
     def free_port(self) -> int:
         """A TCP port free on 127.0.0.1 inside the namespace."""
-        return self.call_sync(_free_port)
+        return self.call_sync(loopback_port)
 
     async def get(self, url: str, seconds: float = 5.0) -> tuple[int, str]:
         """(status, body) of an HTTP GET from inside the namespace; status 0 when it cannot connect."""
@@ -436,7 +455,8 @@ class Prometheus:
         return answer["data"]
 
 
-def _free_port() -> int:
+def loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 in the calling thread's network namespace."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

@@ -72,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
 def _open_rig(workdir: Path, choice: modes.Choice) -> tuple[netns.Rig | None, modes.Choice]:
     """The namespace for the served world; when it cannot be made, auto mode falls back to qemu."""
     try:
-        return served.open_rig(workdir / "rig"), choice
+        return served.open_rig(workdir / "rig", scratch=workdir), choice
     except (netns.RigUnavailable, netns.RigError, OSError, subprocess.SubprocessError) as exc:
         if choice.reason == "asked for":
             raise DemoUsageError(f"argument --mode: served cannot run here: {exc}") from exc
@@ -100,7 +100,7 @@ async def _demo(
     try:
         port = args.port
         if rig is not None:
-            port = port or served.free_port()
+            port = port or netns.loopback_port()  # this process joined the namespace
             world = await served.start(rig, workdir, port)
             prepared = world.prepared
         else:

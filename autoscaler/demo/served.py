@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.demo import config, host, netns
+from autoscaler.serving import haproxy_process
 
 FRONTEND_PORT = 8080
 """HAProxy's frontend inside the namespace (which is fresh, so the port is free)."""
@@ -33,10 +33,13 @@ class ServedWorld:
     prepared: host.DemoHost
 
 
-def open_rig(workdir: Path) -> netns.Rig:
-    """The namespace rig, started and joined by this (still single-threaded) process."""
+def open_rig(workdir: Path, scratch: Path) -> netns.Rig:
+    """The namespace rig, started and joined by this (still single-threaded) process.
+
+    Should the demo be killed outright, the rig's holder empties the namespace and removes `scratch`.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    rig = netns.Rig.start(workdir)
+    rig = netns.Rig.start(workdir, scratch=scratch)
     try:
         rig.join()
     except BaseException:
@@ -45,21 +48,16 @@ def open_rig(workdir: Path) -> netns.Rig:
     return rig
 
 
-def free_port() -> int:
-    """A free port on 127.0.0.1 (inside the namespace once the process joined it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def start(rig: netns.Rig, workdir: Path, daemon_port: int) -> ServedWorld:
     """HAProxy and Prometheus in the namespace, the template and the served policy's host."""
     admin_socket = workdir / "haproxy.sock"
     cfg = workdir / "haproxy.cfg"
     cfg.write_text(config.haproxy_cfg(str(admin_socket), FRONTEND_PORT), encoding="utf-8")
-    haproxy = rig.spawn("haproxy", ["haproxy", "-W", "-db", "-f", str(cfg)])
-    await _wait_for_socket(admin_socket, haproxy)
+    haproxy = rig.spawn("haproxy", haproxy_process.command(cfg))
+    try:
+        await haproxy_process.wait_answering(str(admin_socket), haproxy.alive, deadline=20.0)
+    except haproxy_process.HaproxyFailed as exc:
+        raise netns.RigError(f"{exc}:\n{haproxy.tail()}") from exc
     daemon_url = f"http://127.0.0.1:{daemon_port}"
     prometheus = await asyncio.to_thread(rig.start_prometheus, config.scrape_job(daemon_url))
     template = rig.write_template("as-demo-template")
@@ -75,15 +73,6 @@ async def start(rig: netns.Rig, workdir: Path, daemon_port: int) -> ServedWorld:
         prepared.golden, prepared.template, prepared.pool, str(admin_socket)
     )
     return ServedWorld(rig, f"http://127.0.0.1:{FRONTEND_PORT}/", prometheus.url, prepared)
-
-
-async def _wait_for_socket(path: Path, process: netns.Process, deadline: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not await asyncio.to_thread(path.exists):
-        if not process.alive() or loop.time() > end:
-            raise netns.RigError(f"haproxy did not open its admin socket:\n{process.tail()}")
-        await asyncio.sleep(0.1)
 
 
 def stop(rig: netns.Rig) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, WithJsonSchema
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -47,3 +48,26 @@ def positive(seconds: float) -> float:
     if seconds <= 0:
         raise ValueError("must be longer than 0s")
     return seconds
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_field),
+    WithJsonSchema({"type": "string", "pattern": PATTERN, "examples": ["90s", "5m", "1h"]}),
+]
+"""Seconds, written with a unit in YAML."""
+
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(parse_field),
+    AfterValidator(positive),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": PATTERN,
+            "not": {"pattern": ZERO_PATTERN},
+            "examples": ["90s", "5m", "1h"],
+        }
+    ),
+]
+"""Seconds above zero: an interval or timeout, where 0 would make a loop spin or give up at once."""

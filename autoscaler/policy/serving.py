@@ -13,29 +13,15 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    WithJsonSchema,
     model_validator,
 )
 
-from autoscaler.policy import durations
+from autoscaler.policy.durations import PositiveDuration
 
-PositiveDuration = Annotated[
-    float,
-    BeforeValidator(durations.parse_field),
-    AfterValidator(durations.positive),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": durations.PATTERN,
-            "not": {"pattern": durations.ZERO_PATTERN},
-            "examples": ["2s", "5m"],
-        }
-    ),
-]
-"""Seconds above zero (as `spec.PositiveDuration`; declared here because `spec` imports this module)."""
+SHORT_EXAMPLES = ["500ms", "2s", "10s"]
+"""Schema examples for the fields counted in seconds (checks, answers, retries)."""
 
 SERVER_PREFIX = r"^[A-Za-z0-9_.-]{1,40}$"
 LOOPBACK_TCP = re.compile(r"^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]):(\d{1,5})$")
@@ -65,7 +51,7 @@ AdminSocket = Annotated[str, AfterValidator(_admin_socket)]
 class HealthCheck(_Spec):
     """The HAProxy health check given to each member's server (`check inter rise fall`)."""
 
-    inter: PositiveDuration = Field(2.0, description="Interval between two checks.")
+    inter: PositiveDuration = Field(2.0, description="Interval between two checks.", examples=SHORT_EXAMPLES)
     rise: int = Field(2, ge=1, le=100, description="Consecutive passed checks before a server is UP.")
     fall: int = Field(3, ge=1, le=100, description="Consecutive failed checks before a server is DOWN.")
 
@@ -90,7 +76,9 @@ class Haproxy(_Spec):
         " template: claim pre-declared server-template slots with 'set server addr'.",
     )
     check: HealthCheck = Field(default_factory=HealthCheck, description="Health check of each server.")
-    command_timeout: PositiveDuration = Field(5.0, description="Longest wait for one runtime-API answer.")
+    command_timeout: PositiveDuration = Field(
+        5.0, description="Longest wait for one runtime-API answer.", examples=SHORT_EXAMPLES
+    )
 
 
 Balancer = Annotated[Haproxy, Field(discriminator="kind")]
@@ -164,7 +152,9 @@ class Serving(_Spec):
         " unless every balancer reports it idle.",
     )
     retry_interval: PositiveDuration = Field(
-        1.0, description="First pause before asking an unreachable balancer again (doubles, up to 30s)."
+        1.0,
+        description="First pause before asking an unreachable balancer again (doubles, up to 30s).",
+        examples=SHORT_EXAMPLES,
     )
 
     @model_validator(mode="after")

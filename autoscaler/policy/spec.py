@@ -23,27 +23,9 @@ from pydantic.json_schema import SkipJsonSchema
 from autoscaler.policy import durations
 from autoscaler.policy import serving as serving_spec
 
-Duration = Annotated[
-    float,
-    BeforeValidator(durations.parse_field),
-    WithJsonSchema({"type": "string", "pattern": durations.PATTERN, "examples": ["90s", "5m", "1h"]}),
-]
-"""Seconds, written with a unit in YAML."""
-
-PositiveDuration = Annotated[
-    float,
-    BeforeValidator(durations.parse_field),
-    AfterValidator(durations.positive),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": durations.PATTERN,
-            "not": {"pattern": durations.ZERO_PATTERN},
-            "examples": ["90s", "5m", "1h"],
-        }
-    ),
-]
-"""Seconds above zero: an interval or timeout, where 0 would make a loop spin or give up at once."""
+Duration = durations.Duration
+PositiveDuration = durations.PositiveDuration
+"""The duration types live in `durations`, which `serving` shares; named here for the models below."""
 
 
 def _known_zone(name: str) -> str:

@@ -42,9 +42,9 @@ __all__ = [
 
 
 def start(workdir: pathlib.Path) -> Rig:
-    """A running rig in `workdir`, or a skip naming what this machine lacks."""
+    """A running rig in `workdir` (removed with all it holds if pytest is killed), or a skip."""
     try:
-        return Rig.start(workdir)
+        return Rig.start(workdir, scratch=workdir)
     except RigUnavailable as exc:
         pytest.skip(str(exc))
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from autoscaler import model
+from autoscaler.demo import netns
 from autoscaler.policy import spec
 from autoscaler.targets import kvm, lifecycle
 from autoscaler.virt import ops, xml
@@ -18,33 +19,6 @@ from tests.targets.hosts import RecordingObserver, eventually
 pytestmark = [pytest.mark.integration_libvirt, pytest.mark.slow]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 IMAGE = ROOT / ".cache" / "test-image"
-
-
-def guest_template(images: pathlib.Path, golden: pathlib.Path) -> str:
-    """Direct kernel boot (test-image.md variant A), readiness on a virtio-serial channel."""
-    return f"""<domain type='qemu'>
-  <name>as-boot-template</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{images}/vmlinuz</kernel>
-    <initrd>{images}/initrd.img</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 no_timer_check</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='{golden}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <serial type='file'><source path='{images}/template.serial.log'/><target port='0'/></serial>
-    <channel type='unix'><source mode='bind'/><target type='virtio' name='org.example.ready'/></channel>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
 
 
 @pytest.fixture
@@ -61,7 +35,8 @@ async def test_real_guest_becomes_ready_through_its_channel(
     libvirt_host: libvirt_env.LibvirtEnv, guest_images: pathlib.Path
 ) -> None:
     template = guest_images / "boot-template.xml"
-    template.write_text(guest_template(guest_images, guest_images / "boot-golden.qcow2"))
+    golden = guest_images / "boot-golden.qcow2"
+    template.write_text(netns.guest_template_xml("as-boot-template", guest_images, golden, network=None))
     policy = spec.GroupPolicy.model_validate(
         {
             "group": "itlvboot",

@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 import yaml
 
+from autoscaler.serving import haproxy_process
 from autoscaler.serving.runtime_api import RuntimeApi
 from tests.integration import netns
 
@@ -57,22 +58,6 @@ serving:
   launch_timeout: 150s
   drain_timeout: 30s
   retry_interval: 500ms
-"""
-
-HAPROXY = """global
-  stats socket {socket} mode 600 level admin
-defaults
-  mode http
-  timeout connect 3s
-  timeout client 60s
-  timeout server 60s
-  timeout check 5s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend web
-backend web
-  balance roundrobin
-  option httpchk GET /health
 """
 
 
@@ -202,8 +187,10 @@ async def test_clones_behind_haproxy_scale_on_their_requests_and_drop_none(netns
     workdir.mkdir()
     socket = str(workdir / "haproxy.sock")
     front = rig.free_port()
-    (workdir / "haproxy.cfg").write_text(HAPROXY.format(socket=socket, port=front))
-    haproxy = rig.spawn("serving-haproxy", ["haproxy", "-W", "-db", "-f", str(workdir / "haproxy.cfg")])
+    web = haproxy_process.backend("web")
+    config = haproxy_process.config(socket, front, web, connect="3s", idle="60s", check="5s")
+    (workdir / "haproxy.cfg").write_text(config)
+    haproxy = rig.spawn("serving-haproxy", haproxy_process.command(workdir / "haproxy.cfg"))
     api = RuntimeApi(socket, 5.0)
     daemon = Daemon(rig, workdir, socket)
     job = (

@@ -9,11 +9,8 @@ requests it served, so a test can prove who got traffic and when.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,31 +20,23 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from autoscaler.serving import Member
+from autoscaler.serving import Member, haproxy_process
 from autoscaler.serving.runtime_api import RuntimeApi
 
-CONFIG = """\
-global
-  stats socket {socket} mode 600 level admin
-  stats timeout 30s
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 30s
-  timeout server 30s
-frontend fe
-  bind 127.0.0.1:{port}
-  default_backend web
-backend web
-  balance {balance}
-  option httpchk GET /health
-  server keep 127.0.0.1:1 disabled
+SLOTS = """\
 backend slots
   balance static-rr
   option httpchk GET /health
   default-server check disabled
   server-template tpl 1-4 127.0.0.1:1
 """
+"""Pre-declared server-template slots, for the driver's template mode."""
+
+
+def config(admin_socket: str, port: int, balance: str) -> str:
+    """Backend `web` (a disabled placeholder server so it is never empty) and the template slots."""
+    web = haproxy_process.backend("web", balance) + "  server keep 127.0.0.1:1 disabled\n"
+    return haproxy_process.config(admin_socket, port, web + SLOTS)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,16 +61,14 @@ async def wait_until(condition: object, deadline: float, what: str, step: float 
         await asyncio.sleep(step)
 
 
-class HaproxyServer:
+class HaproxyServer(haproxy_process.HaproxyProcess):
     """One HAProxy process in master-worker mode, private to a test."""
 
     def __init__(self, workdir: Path, balance: str = "roundrobin") -> None:
-        self.workdir = workdir
-        self.socket = str(workdir / "admin.sock")
         self.port = free_port()
-        self.config = workdir / "haproxy.cfg"
-        self.config.write_text(CONFIG.format(socket=self.socket, port=self.port, balance=balance))
-        self.process: subprocess.Popen[bytes] | None = None
+        socket_path = str(workdir / "admin.sock")
+        super().__init__(workdir, config(socket_path, self.port, balance), socket_path)
+        self.socket = socket_path
         self.api = RuntimeApi(self.socket, 5.0)
 
     @property
@@ -89,28 +76,10 @@ class HaproxyServer:
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
-        """Start the process (see `start`)."""
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        if not os.path.exists(binary):
+        """Start the process (see `start`); a skip when HAProxy is not installed."""
+        if haproxy_process.binary() is None:
             pytest.skip("haproxy is not installed (scripts/install-system-packages.sh)")
-        with (self.workdir / "haproxy.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [binary, "-W", "-db", "-f", str(self.config)], stdout=log, stderr=log
-            )
-
-    async def start(self) -> None:
-        """Start it and wait until the admin socket answers."""
-        self.spawn()
-        await self.wait_answering()
-
-    async def wait_answering(self) -> None:
-        async def answers() -> bool:
-            try:
-                return "web" in await self.api.backends()
-            except Exception:
-                return False
-
-        await wait_until(answers, 10.0, "the HAProxy admin socket")
+        super().spawn()
 
     async def reload(self) -> None:
         """A real reload (SIGUSR2 to the master): every dynamic server is gone afterwards."""
@@ -132,15 +101,6 @@ class HaproxyServer:
         return next(
             (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:")), ""
         )
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass
