@@ -199,7 +199,15 @@ class CoordinationSettings:
     request_timeout: PositiveDuration = 1.0
     """Per etcd request; a slow member is then skipped for the next endpoint."""
     campaign_interval: PositiveDuration = 0.25
-    """How often a standby looks whether the leader's key is gone (a clean stop hands over this fast)."""
+    """How often the leader proves through etcd that it still leads (a linearizable transaction);
+    also a standby's poll of the leader key when standby_watch is off."""
+    standby_watch: bool = True
+    """A standby watches the leader key and campaigns the moment it is deleted (a clean stop or an
+    expired lease), instead of asking etcd every campaign_interval; off: poll (e.g. behind a proxy
+    that cuts long HTTP streams)."""
+    standby_poll_interval: PositiveDuration = 5.0
+    """With standby_watch: how often a standby campaigns anyway, in case its watch missed the
+    deletion (a hung etcd member holding the stream). Bounds the take-over delay in that case."""
     on_unreachable_at_start: Literal["wait", "fail"] = "wait"
     """When no etcd member answers at startup: keep trying (and stay unready) or exit with an error."""
     start_timeout: PositiveDuration = 30.0

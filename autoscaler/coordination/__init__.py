@@ -51,7 +51,13 @@ class Coordinator:
         )
         self.client = etcd.Client(settings.endpoints, settings.request_timeout, auth)
         prefix = settings.prefix.rstrip("/")
-        timings = Timings(settings.lease_ttl, settings.margin, settings.campaign_interval)
+        timings = Timings(
+            settings.lease_ttl,
+            settings.margin,
+            settings.campaign_interval,
+            settings.standby_watch,
+            settings.standby_poll_interval,
+        )
         self.election = Election(self.client, f"{prefix}/leader", self.name, timings, self._changed)
         self.fence = Fence(self.client, self.election)
         self.store = EtcdMemoryStore(self.client, self.election, prefix)
@@ -157,6 +163,21 @@ class Coordinator:
             "leader_since": election.became_leader_at,
             "etcd": {"endpoints": list(self.settings.endpoints), "problem": election.unavailable()},
             "fenced_actions": dict(self.fence.refused),
+            "standby_watch": self._watch_status(),
+            "etcd_requests": sum(self.client.requests.values()),
+        }
+
+    def _watch_status(self) -> dict[str, Any] | None:
+        """The standby's watch of the leader key: on which member, how often it was reopened."""
+        follower = self.election.follower
+        if follower is None:
+            return None
+        return {
+            "following": follower.endpoint is not None,
+            "endpoint": follower.endpoint,
+            "reconnects": follower.reconnects,
+            "compactions": follower.compactions,
+            "problem": follower.problem or None,
         }
 
     def _remaining(self) -> float:
