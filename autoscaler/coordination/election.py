@@ -16,7 +16,7 @@ A standby instead watches the leader key for its deletion (the lease expired or 
 campaigns at once when it goes, and otherwise only every `standby_poll_interval` as a safety net
 for a watch stuck on a hung member. The watch only says when to campaign; the transaction alone
 decides who leads, so a lost, late or broken watch can delay a take-over but never make a second
-leader. Without the watch (`standby_watch: false`) a standby campaigns every `campaign_interval`.
+leader. Without the watch (`watch: false`) a standby campaigns every `campaign_interval`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from autoscaler import coordination
+from autoscaler import coordination, model
 from autoscaler.coordination import etcd as etcd_client
+from autoscaler.engine import memory
+from autoscaler.engine.deps import SharedPause
 from tests.coordination import rig
 from tests.coordination.test_election import settings, until
 
@@ -156,3 +158,29 @@ async def test_a_watch_resumed_after_compaction_makes_the_standby_check_and_go_o
     finally:
         etcd.start(watched)
         await asyncio.to_thread(etcd.wait_healthy, [watched])
+
+
+async def test_pauses_are_followed_through_the_watch_not_read_from_etcd_each_time(
+    pair: list[coordination.Coordinator],
+) -> None:
+    leader, standby = await _roles_now(pair)
+    board = leader.pauses
+    assert await board.read("web") == SharedPause(None, 0)
+    assert board.follower is not None
+    await until(lambda: board.follower is not None and board.follower.endpoint is not None, 5, "watching")
+    reads = board.reads
+    written = await standby.pauses.write("web", "maintenance")
+    await leader.store.save("web", memory.Saved(model.GroupMemory()))  # shares the prefix
+    end = time.monotonic() + 2
+    while (found := await board.read("web")) != SharedPause("maintenance", written):
+        assert time.monotonic() < end, f"the leader still reads {found}"
+        await asyncio.sleep(0.01)
+    assert board.reads == reads, "the leader asked etcd although its watch had the pause"
+    shown = board.shown("web")
+    assert shown is not None
+    assert shown["by"] == standby.name
+    assert time.time() - 60 < shown["at"] <= time.time()
+    resumed = await standby.pauses.write("web", None)
+    await until(lambda: board.shown("web") is None, 2, "the resume seen through the watch")
+    assert await board.read("web") == SharedPause(None, resumed)
+    assert board.reads == reads
