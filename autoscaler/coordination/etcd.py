@@ -90,19 +90,23 @@ class WatchMessage:
             raise CoordinationUnavailable(f"watch: not JSON: {line[:200]!r}") from exc
         result = data.get("result") if isinstance(data, dict) else None
         if not isinstance(result, dict):
-            raise CoordinationUnavailable(f"watch: {_message(data.get('error', data))}")
-        events = tuple(
-            WatchEvent(event.get("type") == "DELETE", KeyValue.parse(event["kv"]))
-            for event in result.get("events", [])
-        )
-        return cls(
-            revision=int(result.get("header", {}).get("revision", 0)),
-            created=bool(result.get("created", False)),
-            canceled=bool(result.get("canceled", False)),
-            compact_revision=int(result.get("compact_revision", 0)),
-            cancel_reason=str(result.get("cancel_reason", "")),
-            events=events,
-        )
+            error = data.get("error", data) if isinstance(data, dict) else data
+            raise CoordinationUnavailable(f"watch: {_message(error)}")
+        try:
+            events = tuple(
+                WatchEvent(event.get("type") == "DELETE", KeyValue.parse(event["kv"]))
+                for event in result.get("events", [])
+            )
+            return cls(
+                revision=int(result.get("header", {}).get("revision", 0)),
+                created=bool(result.get("created", False)),
+                canceled=bool(result.get("canceled", False)),
+                compact_revision=int(result.get("compact_revision", 0)),
+                cancel_reason=str(result.get("cancel_reason", "")),
+                events=events,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CoordinationUnavailable(f"watch: unexpected message {line[:200]!r}: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)

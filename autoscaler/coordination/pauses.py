@@ -94,9 +94,11 @@ class EtcdPauseBoard:
         except errors.CoordinationUnavailable as exc:
             raise OSError(f"etcd: {exc}") from exc
         found = result.ranges[0][0] if result.ranges and result.ranges[0] else None
+        follower = self.follower
+        if follower is not None and not follower.running:
+            self._known.clear()  # learnt through a watch that has ended: it may have missed changes
+            follower.follow(result.revision + 1)  # it delivers every change after this read
         self._learn(group, StoredPause.parse(found))
-        if self.follower is not None:
-            self.follower.follow(result.revision + 1)  # no-op once following: it keeps its place
         return self._known[group].pause
 
     async def write(self, group: str, reason: str | None) -> int:
@@ -118,7 +120,7 @@ class EtcdPauseBoard:
     async def _current(self) -> bool:
         """Whether what the watch delivered is certainly the key's present value."""
         follower = self.follower
-        if follower is None or follower.endpoint is None:
+        if follower is None or not follower.running or follower.endpoint is None:
             return False
         if follower.endpoint != self.client.endpoint:
             await follower.reopen()  # our requests left that member: it may be hung or cut off

@@ -90,18 +90,23 @@ class Follower:
         self.endpoint = None
 
     async def _run(self) -> None:
-        while True:
-            at_once = False
-            try:
-                at_once = await self._stream()
-            except CoordinationUnavailable as exc:
-                if self.problem != str(exc):
-                    log.info("etcd_watch_broken", key=self.key, error=str(exc), resume_at=self.next_revision)
-                self.problem = str(exc)
-            self.endpoint = None
-            if not at_once:
-                await asyncio.sleep(RETRY)
-            self.reconnects += 1
+        try:
+            while True:
+                at_once = False
+                try:
+                    at_once = await self._stream()
+                except CoordinationUnavailable as exc:
+                    if self.problem != str(exc):
+                        log.info(
+                            "etcd_watch_broken", key=self.key, error=str(exc), resume_at=self.next_revision
+                        )
+                    self.problem = str(exc)
+                self.endpoint = None
+                if not at_once:
+                    await asyncio.sleep(RETRY)
+                self.reconnects += 1
+        finally:
+            self.endpoint = None  # whatever ended the task, nothing is delivered any more
 
     async def _stream(self) -> bool:
         """Deliver one stream's events until etcd cancels it; whether to reopen it at once."""
