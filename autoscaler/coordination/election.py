@@ -11,12 +11,14 @@ margin. The keepalive runs in the same event loop as the actions on purpose: a s
 SIGSTOP, a blocking call) must let leadership lapse, not keep it alive.
 
 The leader repeats its campaign transaction every `campaign_interval`: a linearizable proof that
-etcd still has quorum and still names it (a keepalive alone is answered by a member's lessor).
-A standby instead watches the leader key for its deletion (the lease expired or was revoked) and
-campaigns at once when it goes, and otherwise only every `standby_poll_interval` as a safety net
-for a watch stuck on a hung member. The watch only says when to campaign; the transaction alone
-decides who leads, so a lost, late or broken watch can delay a take-over but never make a second
-leader. Without the watch (`watch: false`) a standby campaigns every `campaign_interval`.
+etcd still has quorum and still names it (a keepalive renews the lease but reads no key). A
+standby instead watches the leader key for its deletion (the lease expired or was revoked) and
+campaigns the moment it goes. Otherwise it campaigns only every `standby_poll_interval`, a
+safety net for a watch stuck on a hung member, whose stream goes silent without breaking (the
+watch also moves as soon as the standby's other requests time out there and go to another
+member). The watch only says when to campaign; the transaction alone decides who leads, so a
+lost, late or broken watch can delay a take-over but never make a second leader. Without the
+watch (`watch: false`) a standby campaigns every `campaign_interval`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from autoscaler.errors import CoordinationUnavailable
 log = structlog.get_logger("autoscaler.coordination")
 RETRY = 0.2
 """Seconds between two tries while etcd does not answer."""
+MOVED_CHECK = 0.5
+"""Seconds between a standby's looks whether its requests left the member its watch is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,7 @@ class Election:
                 await self.follower.stop()
 
     async def resign(self) -> None:
-        """Stop at once and revoke the lease, so a standby takes over within its campaign interval."""
+        """Stop at once and revoke the lease: a standby's watch sees the key deleted and it takes over."""
         self._resigned = True
         lease, self.lease = self.lease, 0
         was_leading = self.token != 0
@@ -208,16 +212,18 @@ class Election:
                 await follower.stop()  # the leader polls: its proof must be linearizable anyway
             await asyncio.wait({keeper}, timeout=self.timings.campaign_interval)
             return
-        if follower.running and follower.endpoint not in (None, self.client.endpoint):
-            await follower.reopen()  # requests moved to another member: a hung one may hold the watch
         follower.follow(revision + 1)
+        end = self.clock() + self.timings.standby_poll_interval
         gone = asyncio.create_task(self._key_gone.wait())
         try:
-            await asyncio.wait(
-                {keeper, gone},
-                timeout=self.timings.standby_poll_interval,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            while (left := end - self.clock()) > 0:
+                if follower.endpoint not in (None, self.client.endpoint):
+                    await follower.reopen()  # our requests left that member: it may be hung
+                done, _ = await asyncio.wait(
+                    {keeper, gone}, timeout=min(left, MOVED_CHECK), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    return
         finally:
             gone.cancel()
 

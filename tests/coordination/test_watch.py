@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -158,6 +159,28 @@ async def test_a_watch_resumed_after_compaction_makes_the_standby_check_and_go_o
     finally:
         etcd.start(watched)
         await asyncio.to_thread(etcd.wait_healthy, [watched])
+
+
+async def test_a_watch_held_by_a_hung_member_moves_with_the_standbys_requests(
+    etcd: rig.EtcdCluster, pair: list[coordination.Coordinator]
+) -> None:
+    leader, standby = await _roles_now(pair)
+    follower = standby.election.follower
+    assert follower is not None
+    assert follower.endpoint is not None
+    hung = etcd.endpoints.index(follower.endpoint)
+    process = etcd.members[hung].process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)  # the stream stays open and goes silent
+    try:
+        await _lease_lost(etcd, leader)
+        # the standby's keepalive times out on the hung member (every TTL / 3, 0.5 s timeout),
+        # its requests go to the next member, and so does its watch
+        await until(standby.acting, TTL, "the standby leads although its watch was on a hung member")
+        assert follower.reconnects >= 1
+    finally:
+        process.send_signal(signal.SIGCONT)
+    await asyncio.to_thread(etcd.wait_healthy, [hung])
 
 
 async def test_pauses_are_followed_through_the_watch_not_read_from_etcd_each_time(
