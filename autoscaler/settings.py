@@ -199,7 +199,16 @@ class CoordinationSettings:
     request_timeout: PositiveDuration = 1.0
     """Per etcd request; a slow member is then skipped for the next endpoint."""
     campaign_interval: PositiveDuration = 0.25
-    """How often a standby looks whether the leader's key is gone (a clean stop hands over this fast)."""
+    """How often the leader proves through etcd that it still leads (a linearizable transaction);
+    also a standby's poll of the leader key when watch is off."""
+    watch: bool = True
+    """Follow etcd keys through watches instead of polling them: a standby campaigns the moment
+    the leader key is deleted (a clean stop or an expired lease) instead of every
+    campaign_interval, and operator pauses are read from a watch instead of once per group and
+    tick. Off: poll (e.g. behind a proxy that cuts long HTTP streams)."""
+    standby_poll_interval: PositiveDuration = 5.0
+    """With watch: how often a standby campaigns anyway, in case its watch missed the
+    deletion (a hung etcd member holding the stream). Bounds the take-over delay in that case."""
     on_unreachable_at_start: Literal["wait", "fail"] = "wait"
     """When no etcd member answers at startup: keep trying (and stay unready) or exit with an error."""
     start_timeout: PositiveDuration = 30.0

@@ -32,6 +32,7 @@ from autoscaler.coordination.fence import Fence
 from autoscaler.coordination.ledger import EtcdLedger
 from autoscaler.coordination.pauses import EtcdPauseBoard
 from autoscaler.coordination.store import EtcdMemoryStore
+from autoscaler.coordination.watch import Follower
 from autoscaler.errors import CoordinationUnavailable
 from autoscaler.settings import CoordinationSettings
 from autoscaler.telemetry import coordination as telemetry
@@ -51,11 +52,17 @@ class Coordinator:
         )
         self.client = etcd.Client(settings.endpoints, settings.request_timeout, auth)
         prefix = settings.prefix.rstrip("/")
-        timings = Timings(settings.lease_ttl, settings.margin, settings.campaign_interval)
+        timings = Timings(
+            settings.lease_ttl,
+            settings.margin,
+            settings.campaign_interval,
+            settings.watch,
+            settings.standby_poll_interval,
+        )
         self.election = Election(self.client, f"{prefix}/leader", self.name, timings, self._changed)
         self.fence = Fence(self.client, self.election)
         self.store = EtcdMemoryStore(self.client, self.election, prefix)
-        self.pauses = EtcdPauseBoard(self.client, prefix, self.name)
+        self.pauses = EtcdPauseBoard(self.client, prefix, self.name, settings.watch)
         self.ledger = EtcdLedger(self.client, prefix)
         """The volumes any daemon created (the target's ownership ledger), shared through etcd."""
         self.changes = 0
@@ -96,6 +103,7 @@ class Coordinator:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.settings.request_timeout * 2):
                 await self.election.resign()
+        await self.pauses.close()
         await self.client.close()
 
     def on_change(self, listener: Callable[[bool], None]) -> None:
@@ -157,7 +165,16 @@ class Coordinator:
             "leader_since": election.became_leader_at,
             "etcd": {"endpoints": list(self.settings.endpoints), "problem": election.unavailable()},
             "fenced_actions": dict(self.fence.refused),
+            "watches": {
+                "leader_key": _watch_status(self.election.follower),
+                "pauses": _watch_status(self.pauses.follower),
+            },
+            "etcd_requests": dict(self.client.requests),
         }
+
+    def pause_shown(self, group: str) -> dict[str, Any] | None:
+        """Who paused `group` and when (reason, by, at), as stored in etcd; None when not paused."""
+        return self.pauses.shown(group)
 
     def _remaining(self) -> float:
         if not self.election.holding():
@@ -177,3 +194,16 @@ class Coordinator:
             leadership_changes=self.changes,
             fenced=dict(self.fence.refused),
         )
+
+
+def _watch_status(follower: Follower | None) -> dict[str, Any] | None:
+    """A watch: open on which member, how often it was reopened, what broke it last."""
+    if follower is None:
+        return None
+    return {
+        "following": follower.endpoint is not None,
+        "endpoint": follower.endpoint,
+        "reconnects": follower.reconnects,
+        "compactions": follower.compactions,
+        "problem": follower.problem or None,
+    }

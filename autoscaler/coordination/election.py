@@ -8,9 +8,17 @@ that compares it proves this daemon still holds the very leadership it won.
 Leadership is believed locally only until a conservative deadline: the monotonic time a keepalive
 was *sent* plus the TTL etcd granted (etcd started its countdown at or after that moment), less a
 margin. The keepalive runs in the same event loop as the actions on purpose: a stalled loop (a
-SIGSTOP, a blocking call) must let leadership lapse, not keep it alive. A campaign transaction
-is repeated every `campaign_interval`: for a standby it is the watch for a free key, for the
-leader a linearizable proof that etcd still has quorum and still names it.
+SIGSTOP, a blocking call) must let leadership lapse, not keep it alive.
+
+The leader repeats its campaign transaction every `campaign_interval`: a linearizable proof that
+etcd still has quorum and still names it (a keepalive renews the lease but reads no key). A
+standby instead watches the leader key for its deletion (the lease expired or was revoked) and
+campaigns the moment it goes. Otherwise it campaigns only every `standby_poll_interval`, a
+safety net for a watch stuck on a hung member, whose stream goes silent without breaking (the
+watch also moves as soon as the standby's other requests time out there and go to another
+member). The watch only says when to campaign; the transaction alone decides who leads, so a
+lost, late or broken watch can delay a take-over but never make a second leader. Without the
+watch (`watch: false`) a standby campaigns every `campaign_interval`.
 """
 
 from __future__ import annotations
@@ -25,11 +33,14 @@ from dataclasses import dataclass
 import structlog
 
 from autoscaler.coordination import etcd
+from autoscaler.coordination.watch import Follower
 from autoscaler.errors import CoordinationUnavailable
 
 log = structlog.get_logger("autoscaler.coordination")
 RETRY = 0.2
 """Seconds between two tries while etcd does not answer."""
+MOVED_CHECK = 0.5
+"""Seconds between a standby's looks whether its requests left the member its watch is on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,11 @@ class Timings:
     ttl: int = 5
     margin: float = 1.0
     campaign_interval: float = 0.25
+    """The leader's proof of leadership (and a standby's poll without the watch)."""
+    standby_watch: bool = True
+    """Whether a standby watches the leader key instead of polling it."""
+    standby_poll_interval: float = 5.0
+    """With the watch: how often a standby campaigns anyway, in case the watch missed the deletion."""
 
 
 class Election:
@@ -75,6 +91,13 @@ class Election:
         self.term = 0
         """Counts the times this daemon became leader."""
         self.became_leader_at: float | None = None
+        self.campaigns = 0
+        """Campaign transactions sent."""
+        self.follower: Follower | None = None
+        """The standby's watch of the leader key (None when polling)."""
+        if timings.standby_watch:
+            self.follower = Follower(client, key, self._key_changed, deletes_only=True)
+        self._key_gone = asyncio.Event()
         self._resigned = False
 
     # --- what the rest of the daemon asks --------------------------------------------------------
@@ -116,17 +139,21 @@ class Election:
 
     async def run(self) -> None:
         """Take part in the election until cancelled: one session (lease) after another."""
-        while not self._resigned:
-            try:
-                why = await self._session()
-            except CoordinationUnavailable as exc:
-                why = str(exc)
-                self._unanswered(why)
-                await asyncio.sleep(RETRY)
-            self._lease_ended(why)
+        try:
+            while not self._resigned:
+                try:
+                    why = await self._session()
+                except CoordinationUnavailable as exc:
+                    why = str(exc)
+                    self._unanswered(why)
+                    await asyncio.sleep(RETRY)
+                self._lease_ended(why)
+        finally:
+            if self.follower is not None:
+                await self.follower.stop()
 
     async def resign(self) -> None:
-        """Stop at once and revoke the lease, so a standby takes over within its campaign interval."""
+        """Stop at once and revoke the lease: a standby's watch sees the key deleted and it takes over."""
         self._resigned = True
         lease, self.lease = self.lease, 0
         was_leading = self.token != 0
@@ -144,8 +171,9 @@ class Election:
         keeper = asyncio.create_task(self._keep_alive(lease, granted), name="etcd-keepalive")
         try:
             while not keeper.done():
-                await self._campaign(lease)
-                await asyncio.wait({keeper}, timeout=self.timings.campaign_interval)
+                self._key_gone.clear()  # a deletion seen from here on is not missed
+                revision = await self._campaign(lease)
+                await self._until_next_campaign(keeper, revision)
             return keeper.result()
         finally:
             keeper.cancel()
@@ -172,8 +200,43 @@ class Election:
                 self._answered()
                 break
 
-    async def _campaign(self, lease: int) -> None:
-        """Try to take the key; learn who holds it. Errors are remembered, not raised."""
+    async def _until_next_campaign(self, keeper: asyncio.Task[str], revision: int) -> None:
+        """Wait for the next campaign: the leader's proof interval, or a standby's watch.
+
+        `revision` is the one the last campaign read the key at (0: it failed); a standby's watch
+        starts after it, so a deletion between the campaign and the watch's start is still seen.
+        """
+        follower = self.follower
+        if follower is None or self.token or not revision:
+            if follower is not None and self.token:
+                await follower.stop()  # the leader polls: its proof must be linearizable anyway
+            await asyncio.wait({keeper}, timeout=self.timings.campaign_interval)
+            return
+        follower.follow(revision + 1)
+        end = self.clock() + self.timings.standby_poll_interval
+        gone = asyncio.create_task(self._key_gone.wait())
+        try:
+            while (left := end - self.clock()) > 0:
+                if follower.endpoint not in (None, self.client.endpoint):
+                    await follower.reopen()  # our requests left that member: it may be hung
+                done, _ = await asyncio.wait(
+                    {keeper, gone}, timeout=min(left, MOVED_CHECK), return_when=asyncio.FIRST_COMPLETED
+                )
+                if done:
+                    return
+        finally:
+            gone.cancel()
+
+    def _key_changed(self, what: str, _event: etcd.WatchEvent | None) -> None:
+        """The watch saw the key deleted, or may have missed it: campaign now."""
+        if what != "put":
+            self._key_gone.set()
+
+    async def _campaign(self, lease: int) -> int:
+        """Try to take the key; learn who holds it; the revision read at (0: no answer).
+
+        Errors are remembered, not raised."""
+        self.campaigns += 1
         me = json.dumps({"name": self.name, "lease": lease})
         try:
             result = await self.client.txn(
@@ -184,9 +247,9 @@ class Election:
         except CoordinationUnavailable as exc:
             if "lease not found" in str(exc):  # etcd answered: our lease expired (the keeper ends it)
                 self._step_down()
-                return
+                return 0
             self._unanswered(str(exc))
-            return
+            return 0
         self._answered()
         found = result.ranges[-1] if result.ranges else []
         holder = found[0] if found else None
@@ -196,6 +259,7 @@ class Election:
             if self.token:
                 self.deposed("another daemon holds the leader key")
             self.leader = _name(holder.value) if holder is not None else None
+        return result.revision
 
     # --- transitions ------------------------------------------------------------------------------
 

@@ -5,17 +5,19 @@ pins clash between the Python etcd clients), and aiohttp is already the daemon's
 What the gateway leaves to us is done here: base64 keys and values, int64 fields as strings,
 default fields left out (`succeeded`, `TTL`), and endpoint rotation: a member that refuses, times
 out or answers "no leader" (503) is skipped for the next one, so one dead or hung member of three
-changes nothing.
+changes nothing. A watch is the gateway's streaming POST (`/v3/watch`): one JSON object per line
+for as long as the connection lasts; `watch.py` resumes it across breaks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import itertools
 import json
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,55 @@ class KeyValue:
             mod_revision=int(data.get("mod_revision", 0)),
             lease=int(data.get("lease", 0)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change a watch saw: a put, or a delete (whose key-value carries only key and revision)."""
+
+    deleted: bool
+    kv: KeyValue
+
+
+@dataclass(frozen=True, slots=True)
+class WatchMessage:
+    """One line of a watch stream."""
+
+    revision: int
+    """The header's revision (0 when the gateway left it out, as in a cancel)."""
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    """With `canceled`: the oldest revision etcd still has (what was asked for is compacted away)."""
+    cancel_reason: str = ""
+    events: tuple[WatchEvent, ...] = ()
+
+    @classmethod
+    def parse(cls, line: bytes) -> WatchMessage:
+        """From one line of the stream; CoordinationUnavailable when it is an error or not JSON."""
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise CoordinationUnavailable(f"watch: not JSON: {line[:200]!r}") from exc
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(result, dict):
+            error = data.get("error", data) if isinstance(data, dict) else data
+            raise CoordinationUnavailable(f"watch: {_message(error)}")
+        try:
+            events = tuple(
+                WatchEvent(event.get("type") == "DELETE", KeyValue.parse(event["kv"]))
+                for event in result.get("events", [])
+            )
+            return cls(
+                revision=int(result.get("header", {}).get("revision", 0)),
+                created=bool(result.get("created", False)),
+                canceled=bool(result.get("canceled", False)),
+                compact_revision=int(result.get("compact_revision", 0)),
+                cancel_reason=str(result.get("cancel_reason", "")),
+                events=events,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CoordinationUnavailable(f"watch: unexpected message {line[:200]!r}: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +157,17 @@ def get(key: str) -> dict[str, Any]:
     return {"request_range": {"key": b64(key)}}
 
 
+def prefix_end(prefix: str) -> str:
+    """The range end that makes a request cover every key starting with `prefix` (base64)."""
+    raw = bytearray(prefix.encode())
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        return b64(b"\0")
+    raw[-1] += 1
+    return b64(bytes(raw))
+
+
 def created_at(key: str, revision: int) -> dict[str, Any]:
     """A compare: the key's create revision equals `revision` (0: the key does not exist)."""
     return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": str(revision)}
@@ -135,6 +197,13 @@ class Client:
         self.authentications = 0
         """How many tokens were asked for (first ones and refreshes)."""
         self.last_error = ""
+        self.requests: collections.Counter[str] = collections.Counter()
+        """Requests sent, by path (`watch` counts streams opened)."""
+
+    @property
+    def endpoint(self) -> str:
+        """The member tried first: the one that answered last."""
+        return self.endpoints[self._current]
 
     async def close(self) -> None:
         """Close the HTTP session."""
@@ -191,6 +260,7 @@ class Client:
         self, endpoint: str, path: str, body: dict[str, Any], token: str | None
     ) -> dict[str, Any]:
         headers = {"Authorization": token} if token is not None else {}
+        self.requests[path] += 1
         try:
             async with self._http().post(f"{endpoint}/v3/{path}", json=body, headers=headers) as answer:
                 status, data = answer.status, await _content(answer)
@@ -276,6 +346,56 @@ class Client:
         data = await self.call("kv/range", {"key": b64(key)})
         kvs = data.get("kvs", [])
         return KeyValue.parse(kvs[0]) if kvs else None
+
+    async def watch(
+        self, key: str, start_revision: int, *, prefix: bool = False, deletes_only: bool = False
+    ) -> AsyncGenerator[WatchMessage, None]:
+        """One watch stream on the member that answered last, from `start_revision`, until it breaks.
+
+        The stream has no end of its own: it yields messages until the connection drops (then
+        CoordinationUnavailable, and the next member is tried first next time) or the caller stops
+        iterating. Only connecting is timed; an idle stream is normal.
+        """
+        endpoint = self.endpoint
+        request: dict[str, Any] = {
+            "key": b64(key),
+            "start_revision": str(start_revision),
+            "progress_notify": True,  # an idle watch still learns the revision (resumes after compaction)
+        }
+        if prefix:
+            request["range_end"] = prefix_end(key)
+        if deletes_only:
+            request["filters"] = ["NOPUT"]
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=None)
+        self.requests["watch"] += 1
+        try:
+            headers = {"Authorization": await self._token(endpoint)} if self.auth.username else {}
+            async with self._http().post(
+                f"{endpoint}/v3/watch", json={"create_request": request}, headers=headers, timeout=timeout
+            ) as answer:
+                if answer.status != 200:
+                    if answer.status == 401:
+                        self._tokens.pop(endpoint, None)
+                    raise _Unanswered(f"HTTP {answer.status}: {_message(await _content(answer))}")
+                async for line in _lines(answer):
+                    yield WatchMessage.parse(line)
+            raise _Unanswered("the member closed the watch stream")
+        except (_Unanswered, aiohttp.ClientError, TimeoutError, OSError, CoordinationUnavailable) as exc:
+            if self.endpoint == endpoint:
+                self._current = next(self._next)
+            problem = _connection_problem(exc) if not isinstance(exc, _Unanswered) else str(exc)
+            raise CoordinationUnavailable(f"watch on {endpoint}: {problem}") from exc
+
+
+async def _lines(answer: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The stream's lines, however long (a prefix watch may carry large values)."""
+    pending = b""
+    async for chunk in answer.content.iter_any():
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
 
 
 class _Unanswered(Exception):

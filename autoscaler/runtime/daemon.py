@@ -516,7 +516,7 @@ class Daemon:
         return {
             "ready": self.is_ready(),
             "group_names": [h.group for h in handlers],
-            "groups": [{**h.status(), "leader": leader} for h in handlers],
+            "groups": [{**h.status(), "leader": leader, **self._pause_shown(h)} for h in handlers],
             "coordination": self.coordinator.status() if self.coordinator is not None else None,
             "hosts": self._hosts_status(),
             "policy_problems": {f: [str(p) for p in found] for f, found in problems.items()},
@@ -525,6 +525,15 @@ class Daemon:
             "operator_api": self.http.operator_api() if self.http is not None else "starting",
             "settings_restart_required": self._settings_changed,
         }
+
+    def _pause_shown(self, group: handler.GroupHandler) -> dict[str, Any]:
+        """Who paused the group and when, when coordinated (the pause in etcd records both)."""
+        if self.coordinator is None or group.paused is None:
+            return {}
+        shown = self.coordinator.pause_shown(group.group)
+        if shown is None:
+            return {}
+        return {"paused_by": shown["by"], "paused_at": shown["at"]}
 
     async def targets(self) -> list[dict[str, Any]]:
         """Prometheus http_sd entries: every managed group's ready and draining members."""

@@ -7,6 +7,7 @@ and addresses, so an operator sees at a glance what each clone is and where to r
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import urllib.error
@@ -45,6 +46,8 @@ def render(status: dict[str, Any]) -> str:
             f"\ngroup {group['group']}: {group['state']}, {group['current']} member(s), "
             f"{group['ready']} ready (min {group['min']}, max {group['max']})"
         )
+        if group.get("paused"):
+            lines.append(f"  paused by operator: {group['paused']}{_paused_by(group)}")
         members = group.get("members", [])
         if members:
             lines.append(f"  {'NAME':<24} {'STATE':<9} {'ADDRESSES':<18} HOST")
@@ -56,6 +59,15 @@ def render(status: dict[str, Any]) -> str:
     for problems in (status.get("policy_problems") or {}).values():
         lines += [f"policy problem: {p}" for p in problems]
     return "\n".join(lines) + "\n"
+
+
+def _paused_by(group: dict[str, Any]) -> str:
+    """ " (through daemon B, 2026-12-06 12:40:05 UTC)" when the pause says who took it and when."""
+    by, at = group.get("paused_by"), group.get("paused_at")
+    said = [f"through daemon {by}"] if by else []
+    if isinstance(at, int | float):
+        said.append(datetime.datetime.fromtimestamp(at, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return f" ({', '.join(said)})" if said else ""
 
 
 def command(args: argparse.Namespace) -> int:

@@ -248,6 +248,36 @@ def test_fields_that_status_gains_later_are_shown_without_a_change(
         page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
 
 
+SHARED_PAUSE = """
+const realFetch = window.fetch;
+window.fetch = async (input, init) => {
+  const response = await realFetch(input, init);
+  if (String(input) !== "status") return response;
+  const status = await response.json();
+  for (const group of status.groups.filter((g) => g.group === "batch")) {
+    Object.assign(group, { state: "paused", paused: "kernel update", paused_by: "kvm-02",
+      paused_at: Date.now() / 1000 - 300 });
+  }
+  return new Response(JSON.stringify(status), { headers: { "Content-Type": "application/json" } });
+};
+"""
+"""A pause coordinated daemons share through etcd, which records the daemon that took it and when."""
+
+
+def test_a_shared_pause_says_which_daemon_took_it_and_when(page: WebDriver, daemon: rig.Daemon) -> None:
+    added = page.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SHARED_PAUSE})
+    try:
+        page.get(daemon.url + "/")
+        wait(page, lambda d: "through daemon kvm-02" in text_of(d, "tr[data-group=batch]"))
+        assert "5m" in text_of(page, "tr[data-group=batch]")
+        open_group(page, daemon, "batch")
+        head = wait(page, lambda d: "through daemon kvm-02" in (found := text_of(d, ".page-head")) and found)
+        assert "paused: kernel update (through daemon kvm-02, at " in head
+        assert "kvm-02" in text_of(page, "#facts")
+    finally:
+        page.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+
+
 MOVES = "return Array.from(document.querySelectorAll('details.decision .move'), (m) => m.textContent)"
 
 

@@ -143,6 +143,8 @@ class Cluster:
     prefix: str
     ttl: int = 3
     host_dead_after: float = 4.0
+    coordination: str = ""
+    """More `coordination:` settings, one `key: value` per line (indented like the others)."""
     daemons: dict[str, Daemon] = dataclasses.field(default_factory=dict)
 
     @property
@@ -182,7 +184,7 @@ coordination:
   margin: 0.75s
   request_timeout: 0.5s
   campaign_interval: 0.2s
-"""
+{self.coordination}"""
 
     def start(self, name: str) -> Daemon:
         port = rig.free_ports(1)[0]

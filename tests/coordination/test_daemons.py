@@ -21,6 +21,7 @@ import pytest
 
 from autoscaler.coordination import etcd as etcd_client
 from autoscaler.coordination.ledger import MIGRATED_SUFFIX, EtcdLedger
+from autoscaler.runtime import status
 from autoscaler.targets import ownership
 from autoscaler.virt import xml
 from tests.coordination import daemons, rig
@@ -213,6 +214,11 @@ def test_a_pause_sent_to_a_standby_holds_the_leader_and_outlives_it(cluster: Clu
     assert code == 200, body
     acting = cluster.daemons[leader]
     rig.wait_for(lambda: acting.group()["paused"] == "maintenance", 5, "the leader following the pause")
+    assert acting.group()["paused_by"] == standby  # who took the pause, and when, for every daemon
+    assert time.time() - 60 < acting.group()["paused_at"] <= time.time()
+    assert f"paused by operator: maintenance (through daemon {standby}, " in status.render(
+        acting.status() or {}
+    )
     defines = _defines(cluster)
     cluster.set_size(2, step=0.5)
     tick = acting.group()["last_decision"]["tick"]

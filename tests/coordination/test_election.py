@@ -198,7 +198,15 @@ async def test_a_pause_any_daemon_stores_is_read_by_every_other(pair: list[coord
     a, b = pair
     assert await a.pauses.read("web") == SharedPause(None, 0)
     paused_at = await b.pauses.write("web", "maintenance")  # a standby may write it: it is not fenced
-    assert await a.pauses.read("web") == SharedPause("maintenance", paused_at)
+    await read_until(a, SharedPause("maintenance", paused_at))
     resumed_at = await a.pauses.write("web", None)
     assert resumed_at > paused_at
-    assert await b.pauses.read("web") == SharedPause(None, resumed_at)
+    await read_until(b, SharedPause(None, resumed_at))
+
+
+async def read_until(daemon: coordination.Coordinator, expected: SharedPause) -> None:
+    """Read the pause until it is `expected` (a watched change arrives milliseconds after the write)."""
+    end = time.monotonic() + 2
+    while (found := await daemon.pauses.read("web")) != expected:
+        assert time.monotonic() < end, f"{daemon.name} reads {found}, not {expected}"
+        await asyncio.sleep(0.01)

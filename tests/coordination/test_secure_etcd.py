@@ -82,6 +82,8 @@ async def test_elects_keeps_fences_and_stores_memory_over_tls_as_an_etcd_user(
             await until(a.acting, 5, "A leads over TLS")
             await b.start()
             await until(lambda: b.election.leader == "A", 5, "B sees A")
+            watching = lambda: b.election.follower is not None and b.election.follower.endpoint  # noqa: E731
+            await until(watching, 5, "B watches the leader key over TLS as an etcd user")
             a.settled(a.term())
             end = time.monotonic() + 2 * TTL + 0.5  # keepalives renew the lease (and the token)
             while time.monotonic() < end:

@@ -16,6 +16,7 @@
   const SHOWN_GROUP_KEYS = new Set([
     "group", "file", "revision", "state", "until", "reason", "paused", "min", "max", "current", "ready",
     "members", "last_decision", "replacements", "forecast", "schedules", "leader", "leadership", "desired",
+    "paused_by", "paused_at",
   ]);
 
   const state = { status: null, route: null, timer: null, charts: {}, history: null, changesOnly: false };
@@ -307,7 +308,7 @@
       h("td", {}, h("a", { href: link, class: "group-link" }, h("b", { text: group.group })),
         h("div", { class: "muted small mono", text: group.file ? group.file.split("/").pop() : "" })),
       h("td", {}, pill(group.state), present(group.paused)
-        ? h("div", { class: "muted small", text: group.paused }) : ""),
+        ? h("div", { class: "muted small", text: group.paused + pausedBy(group) }) : ""),
       h("td", { class: "counts" },
         h("b", { text: fmtNumber(group.current) }), h("span", { class: "muted", text: " / " }),
         h("span", { text: fmtNumber(group.ready) }), h("span", { class: "muted", text: " / " }),
@@ -497,11 +498,20 @@
           : h("p", { class: "muted", text: "No member has become ready since the daemon started." })));
   }
 
+  /* " (through daemon B, at 12:40:05, 5m ago)": which daemon took a shared pause and when (coordinated daemons). */
+  function pausedBy(group) {
+    const said = [];
+    if (present(group.paused_by)) said.push("through daemon " + group.paused_by);
+    if (present(group.paused_at)) said.push("at " + fmtTime(group.paused_at) + ", " + ago(group.paused_at));
+    return said.length ? " (" + said.join(", ") + ")" : "";
+  }
+
   function factsPanel(group, status) {
     const rows = [
       ["Policy file", group.file, "mono"], ["Revision", group.revision ? String(group.revision).slice(0, 12) : "", "mono"],
       ["State reason", group.reason], ["Until", present(group.until) ? fmtTime(group.until) + " (" + ago(group.until) + ")" : ""],
-      ["Paused by operator", group.paused], ["Forecast load", fmtNumber(group.forecast, 2)],
+      ["Paused by operator", present(group.paused) ? group.paused + pausedBy(group) : ""],
+      ["Forecast load", fmtNumber(group.forecast, 2)],
       ["Leader", leaderOf(group, status)],
     ];
     for (const [key, value] of Object.entries(group)) {
@@ -537,7 +547,7 @@
     const loadAside = unit + (forecasting ? "" : " · no forecast (predictive off)") + " · last " + hours;
     return [
       h("div", { class: "page-head" }, h("h1", { text: group.group }), pill(group.state),
-        present(group.paused) ? h("span", { class: "muted", text: "paused: " + group.paused }) : lockHint(status),
+        present(group.paused) ? h("span", { class: "muted", text: "paused: " + group.paused + pausedBy(group) }) : lockHint(status),
         h("div", { class: "actions" }, actionButtons(group, status), reloadButton(status))),
       h("div", { class: "tiles" },
         tile("Current", fmtNumber(group.current), "min " + fmtNumber(group.min) + " · max " + fmtNumber(group.max)),
