@@ -175,3 +175,16 @@ async def test_the_restart_delay_starts_over_after_a_long_healthy_run(world: Wor
             await fakes.eventually(lambda: restarts() == 6)
     delays = [e["restart_in"] for e in logs if e["event"] == "handler_crashed"]
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 1.0]
+
+
+async def test_a_large_set_gets_its_tasks_in_slices_then_all(world: World) -> None:
+    groups = manager.GroupManager(world.deps)
+    names = [f"g{index:03d}" for index in range(250)]
+    groups.apply({name: loaded(make_policy(group=name)) for name in names})
+    runner = asyncio.create_task(groups.run())
+    await asyncio.sleep(0)  # run() starts and creates the first slice
+    assert 0 < len(groups._tasks) < len(names), "all tasks at once: one turn of the loop runs them all"
+    groups.apply({name: loaded(make_policy(group=name)) for name in names[1:]})
+    await fakes.eventually(lambda: len(groups._tasks) == len(names) - 1)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)

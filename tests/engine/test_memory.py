@@ -50,3 +50,17 @@ async def test_changes_are_written_at_once_history_only_now_and_then(tmp_path: P
     for _ in range(3):
         await store.save("web", later)
     assert await store.load("web") == later  # the history is refreshed every `refresh_every` saves
+
+
+async def test_a_restart_does_not_rewrite_what_it_read(tmp_path: Path) -> None:
+    saved = memory.Saved(model.GroupMemory(((1.0, 3),)).record_change(1.0, 1), paused="freeze")
+    await memory.MemoryStore(tmp_path).save("web", saved)
+    restarted = memory.MemoryStore(tmp_path)
+    assert await restarted.load("web") == saved
+    restarted.path("web").unlink()
+    moved = memory.Saved(model.GroupMemory(((1.0, 3), (2.0, 3)), saved.memory.changes, 1.0), "freeze")
+    await restarted.save("web", moved)
+    assert not restarted.path("web").exists(), "unchanged since it was read: no write"
+    resumed = memory.Saved(moved.memory)
+    await restarted.save("web", resumed)
+    assert await restarted.load("web") == resumed
