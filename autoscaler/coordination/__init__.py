@@ -193,7 +193,15 @@ class Coordinator:
             lease_remaining=self._remaining(),
             leadership_changes=self.changes,
             fenced=dict(self.fence.refused),
+            watch_reconnects={name: f.reconnects for name, f in self._followers()},
+            watch_compactions={name: f.compactions for name, f in self._followers()},
+            etcd_requests=dict(self.client.requests),
         )
+
+    def _followers(self) -> list[tuple[str, Follower]]:
+        """The watches this daemon keeps open, by the name the metrics give them."""
+        found = [("leader_key", self.election.follower), ("pauses", self.pauses.follower)]
+        return [(name, follower) for name, follower in found if follower is not None]
 
 
 def _watch_status(follower: Follower | None) -> dict[str, Any] | None:

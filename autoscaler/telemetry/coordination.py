@@ -29,6 +29,12 @@ class Snapshot:
     lease_remaining: float
     leadership_changes: int
     fenced: Mapping[str, int] = field(default_factory=dict)
+    watch_reconnects: Mapping[str, int] = field(default_factory=dict)
+    """Times each watch (leader_key, pauses) was reopened after its stream broke."""
+    watch_compactions: Mapping[str, int] = field(default_factory=dict)
+    """Times each watch's revision had been compacted away (it then re-reads the key)."""
+    etcd_requests: Mapping[str, int] = field(default_factory=dict)
+    """Requests sent to etcd, by gateway path."""
 
 
 class CoordinationCollector(Collector):
@@ -77,6 +83,33 @@ class CoordinationCollector(Collector):
         for op, count in sorted(s.fenced.items()):
             fenced.add_metric([op], float(count))
         yield fenced
+        yield from _etcd_traffic(s)
+
+
+def _etcd_traffic(s: Snapshot) -> Iterator[Metric]:
+    """How hard this daemon works etcd: requests by kind, and how often its watches broke."""
+    requests = CounterMetricFamily(
+        f"{PREFIX}_coordination_etcd_requests", "Requests sent to etcd, by gateway path.", labels=["path"]
+    )
+    for path, count in sorted(s.etcd_requests.items()):
+        requests.add_metric([path], float(count))
+    yield requests
+    reconnects = CounterMetricFamily(
+        f"{PREFIX}_coordination_watch_reconnects",
+        "Watches on etcd reopened after their stream broke (a member lost, etcd restarted).",
+        labels=["watch"],
+    )
+    for watch, count in sorted(s.watch_reconnects.items()):
+        reconnects.add_metric([watch], float(count))
+    yield reconnects
+    compactions = CounterMetricFamily(
+        f"{PREFIX}_coordination_watch_compactions",
+        "Watches whose revision etcd had compacted away; the key was read again.",
+        labels=["watch"],
+    )
+    for watch, count in sorted(s.watch_compactions.items()):
+        compactions.add_metric([watch], float(count))
+    yield compactions
 
 
 def register(registry: CollectorRegistry, snapshot: Callable[[], Snapshot]) -> None:

@@ -127,6 +127,7 @@ async def test_a_watch_broken_by_an_etcd_restart_resumes_and_still_sees_the_dele
     leader, standby = await _roles_now(pair)
     assert standby.election.follower is not None
     assert standby.election.follower.reconnects > reconnects
+    assert standby.snapshot().watch_reconnects["leader_key"] == standby.election.follower.reconnects
     await _lease_lost(etcd, leader)
     await until(standby.acting, 1.0, "the standby leads through its resumed watch")
 

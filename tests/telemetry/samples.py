@@ -49,5 +49,17 @@ def populate(m: metrics.Metrics) -> None:
     m.hook_ran("web", "launching", "abandon", "default_timeout")
     m.drain_ended("web", "idle", 4.2)
     m.loop_lagged(0.003)
-    leading = coordination.Snapshot("kvm1", True, True, "kvm1", ("web",), 3.2, 1, {"define": 1})
+    leading = coordination.Snapshot(
+        "kvm1",
+        True,
+        True,
+        "kvm1",
+        ("web",),
+        3.2,
+        1,
+        {"define": 1},
+        watch_reconnects={"leader_key": 2},
+        watch_compactions={"pauses": 1},
+        etcd_requests={"/v3/kv/txn": 40},
+    )
     coordination.register(m.registry, lambda: leading)

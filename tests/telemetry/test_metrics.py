@@ -218,3 +218,14 @@ def test_pooled_and_unmanaged_instances(registry: CollectorRegistry, m: metrics.
     assert registry.get_sample_value("autoscaler_unmanaged_instances", {"group": "old-group"}) == 3
     counts.clear()  # read at scrape time: the group's domains were removed by hand
     assert registry.get_sample_value("autoscaler_unmanaged_instances", {"group": "old-group"}) is None
+
+
+def test_coordination_exports_etcd_requests_and_watch_breaks(
+    registry: CollectorRegistry, m: metrics.Metrics
+) -> None:
+    populate(m)
+    get = registry.get_sample_value
+    assert get("autoscaler_coordination_etcd_requests_total", {"path": "/v3/kv/txn"}) == 40
+    assert get("autoscaler_coordination_watch_reconnects_total", {"watch": "leader_key"}) == 2
+    assert get("autoscaler_coordination_watch_compactions_total", {"watch": "pauses"}) == 1
+    assert get("autoscaler_coordination_fenced_actions_total", {"op": "define"}) == 1
