@@ -89,6 +89,8 @@ class GroupHandler:
         self.lifecycle = Lifecycle(_weakly(self._publish), deps.clock)
         self.paused: str | None = None
         """The operator's pause reason, None when not paused by an operator."""
+        self.paused_at: float | None = None
+        """When the operator paused the group here (a shared pause carries its own time)."""
         self.memory = model.GroupMemory()
         self.ticks = 0
         self.inventory: model.GroupInventory | None = None
@@ -178,11 +180,13 @@ class GroupHandler:
     def pause(self, reason: str) -> None:
         """Operator pause: keep deciding and journaling, stop acting (an in-flight action finishes)."""
         self.paused = reason or "paused by operator"
+        self.paused_at = self.deps.clock.now()
         log.info("group_paused", group=self.group, reason=self.paused)
 
     def resume(self) -> None:
         """Operator resume: leave PAUSED, and DISABLED too."""
         self.paused = None
+        self.paused_at = None
         if self.state is State.DISABLED:
             self.lifecycle.enter(State.IDLE)
         log.info("group_resumed", group=self.group)
@@ -226,7 +230,7 @@ class GroupHandler:
         if saved is not None:
             self.memory = saved.memory
             if self.deps.pauses is None:  # shared pauses are followed from the board instead
-                self.paused = saved.paused
+                self.paused, self.paused_at = saved.paused, saved.paused_at
 
     async def follow_pause(self) -> None:
         """Take the operator pause or resume another daemon stored (coordinated daemons only).
@@ -379,7 +383,9 @@ class GroupHandler:
         try:
             # Shielded: a drop or shutdown cancelling this task must not lose the record of an
             # action just taken (a restart would then act again with no cooldown).
-            await asyncio.shield(self.deps.store.save(self.group, memory.Saved(self.memory, self.paused)))
+            await asyncio.shield(
+                self.deps.store.save(self.group, memory.Saved(self.memory, self.paused, self.paused_at))
+            )
         except OSError as exc:
             path = str(self.deps.store.path(self.group))
             self._edges.mark("state_write", True, error=str(exc), path=path)
@@ -412,6 +418,7 @@ class GroupHandler:
             "until": self.until,
             "reason": self.reason,
             "paused": self.paused,
+            "paused_at": self.paused_at if self.paused is not None else None,
             "min": self.policy.min,
             "max": self.policy.max,
             "current": inventory.current,

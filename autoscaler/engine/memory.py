@@ -27,6 +27,8 @@ class Saved:
     """The decision core's memory."""
     paused: str | None = None
     """The operator's pause reason, or None when not paused by an operator."""
+    paused_at: float | None = None
+    """When the operator paused the group (Unix seconds), shown in /status."""
 
 
 def encode(saved: Saved) -> dict[str, Any]:
@@ -40,6 +42,7 @@ def encode(saved: Saved) -> dict[str, Any]:
         "last_down_at": memory.last_down_at,
         "last_fresh": [list(entry) for entry in memory.last_fresh],
         "paused": saved.paused,
+        "paused_at": saved.paused_at,
     }
 
 
@@ -59,7 +62,10 @@ def decode(data: dict[str, Any]) -> Saved | None:
     except (KeyError, TypeError, ValueError):
         return None
     paused = data.get("paused")
-    return Saved(memory, paused if isinstance(paused, str) else None)
+    if not isinstance(paused, str):
+        return Saved(memory)
+    at = data.get("paused_at")  # absent in files written before pauses were dated
+    return Saved(memory, paused, float(at) if isinstance(at, int | float) else None)
 
 
 _MOVING = frozenset({"recommendations", "last_fresh"})

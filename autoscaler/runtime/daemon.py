@@ -527,7 +527,8 @@ class Daemon:
         }
 
     def _pause_shown(self, group: handler.GroupHandler) -> dict[str, Any]:
-        """Who paused the group and when, when coordinated (the pause in etcd records both)."""
+        """Who paused the group and when, when coordinated (the pause in etcd records both; a
+        daemon alone shows the time its own memory file keeps)."""
         if self.coordinator is None or group.paused is None:
             return {}
         shown = self.coordinator.pause_shown(group.group)

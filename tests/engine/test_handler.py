@@ -219,17 +219,21 @@ async def test_memory_and_pause_survive_a_restart(world: World) -> None:
     world.load(50.0)
     web = world.handler()
     await web.tick()
+    paused_at = world.clock.now()
     web.pause("change freeze")
     await web.persist()
     saved = await world.deps.store.load("web")
     assert saved is not None
     assert saved.memory == web.memory
-    assert saved.paused == "change freeze"
+    assert (saved.paused, saved.paused_at) == ("change freeze", paused_at)
     world.clock.advance(3600)
     again = world.handler()
     entry = await again.tick()
     assert entry is not None
     assert (entry.state, again.paused) == ("paused", "change freeze")
+    assert again.status()["paused_at"] == paused_at  # when, not when the daemon restarted
+    again.resume()
+    assert again.status()["paused_at"] is None
 
 
 async def test_slot_timeout_returns_to_idle(world: World) -> None:

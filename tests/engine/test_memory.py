@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from autoscaler import model
@@ -15,10 +16,20 @@ async def test_round_trip(tmp_path: Path) -> None:
             ((1.0, 3), (2.0, 4)), (model.Change(2.0, 1),), last_up_at=2.0, last_fresh=(("cpu", 2.0, 4),)
         ),
         paused="freeze",
+        paused_at=1.8e9,
     )
     await store.save("web", saved)
     assert await store.load("web") == saved
     assert not list(store.directory.glob(".*tmp"))
+
+
+async def test_a_pause_saved_before_pauses_were_dated_reads_without_a_time(tmp_path: Path) -> None:
+    store = memory.MemoryStore(tmp_path)
+    store.directory.mkdir(parents=True)
+    data = memory.encode(memory.Saved(model.GroupMemory(), paused="freeze"))
+    del data["paused_at"]
+    store.path("web").write_text(json.dumps(data))
+    assert await store.load("web") == memory.Saved(model.GroupMemory(), paused="freeze")
 
 
 async def test_missing_or_damaged_files_read_as_none(tmp_path: Path) -> None:
