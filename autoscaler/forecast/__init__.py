@@ -37,6 +37,7 @@ def params_for(predictive: spec.Predictive) -> nearterm.Params:
         quantile=predictive.quantile,
         recent=predictive.recent,
         days=predictive.days,
+        window=predictive.slack,
         hold_after_peak=predictive.hold_after_peak,
     )
 

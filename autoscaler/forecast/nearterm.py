@@ -58,7 +58,7 @@ class Params:
     """How far back to look for comparable days."""
     hold_after_peak: float | None = None
     """Seconds a past day's peak is still held once its clock time has passed the newest known load
-    today (None: the full `window` either side)."""
+    today (None: the whole `window` behind too)."""
 
 
 DEFAULT = Params()

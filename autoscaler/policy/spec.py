@@ -389,11 +389,16 @@ class Predictive(Spec):
         180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
     )
     days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
+    slack: PositiveDuration = Field(
+        600.0,
+        description="How far from the same clock time a past day's load still counts (a ramp a little"
+        " early or late today); shorter holds less capacity for ramps that may come.",
+    )
     hold_after_peak: Duration | None = Field(
         None,
         description="How long the forecast keeps holding a past day's peak once its clock time has passed"
         " the newest known load today (a ramp late today is still covered); shorter lets go sooner."
-        " none: a 10-minute slack either side of the clock time.",
+        " none: the whole slack on that side too.",
     )
     miss_rate: float | None = Field(
         None,
