@@ -14,7 +14,11 @@ the past exactly as the daemon would.
 
 Reported per trace: the frontier (every controller and target), the ratios against each peer at
 the same target and the peer's SLO minutes interpolated at our instance-hours, where our
-over-provisioned instance-hours go (by the stage that held them), and the goals checked at 70 %.
+over-provisioned instance-hours go (by the stage that held them), the goals checked at 70 %, and
+what the trace allows at all: an instant controller (no boot, no evaluation interval) that knows
+each row's predecessor exactly and provisions a multiple of it, priced against HPA at 70 %; when
+even it cannot buy a tenth of HPA's SLO minutes within 1.1x HPA's instance-hours, the noise of the
+load, not a stage of the policy, is what holds the goal back.
 The traces are read from ../shared/traces relative to the repository root (or `--traces`) and
 are never copied into the repository; the plots and JSON go to bench/out/.
 """
@@ -27,6 +31,9 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import numpy as np
+from rich.table import Table
 
 from autoscaler import simulate
 from autoscaler.policy import files, spec
@@ -98,6 +105,34 @@ def _goals(rows: list[dict[str, object]]) -> str:
     )
 
 
+ONE_ROW_LATE = (1.0 / GOAL_TARGET, 1.6, 2.0, 2.5, 3.0)
+"""Multiples of the previous row's load the instant reference provisions."""
+
+
+def one_row_late(path: Path, window: str, hpa: sweep.Point, title: str) -> Table:
+    """The instant controller that knows the previous row: cost and misses per multiple, against HPA."""
+    trace = trace_mod.load_csv(path)
+    capacity = _capacity(path)
+    rows = metrics.window_mask(trace, window)
+    rows = np.ones(len(trace.times), dtype=np.bool_) if rows is None else rows
+    previous = np.concatenate([trace.values[:1], trace.values[:-1]])
+    out = Table(title=title)
+    for header in ("load x", "inst-hours", "/ hpa", "SLO-viol min", "/ hpa"):
+        out.add_column(header, justify="right")
+    for multiple in ONE_ROW_LATE:
+        supply = np.maximum(np.ceil(previous * multiple / capacity - 1e-9), 1)
+        hours = float(supply[rows].sum()) * trace.step / 3600.0
+        missed = float(np.count_nonzero(trace.values[rows] > supply[rows] * capacity)) * trace.step / 60.0
+        out.add_row(
+            f"{multiple:.2f}",
+            f"{hours:.0f}",
+            _x(hours / hpa.instance_hours),
+            f"{missed:.0f}",
+            _x(missed / hpa.slo_minutes) if hpa.slo_minutes > 0 else "n/a",
+        )
+    return out
+
+
 def _x(value: object) -> str:
     return "n/a" if value is None else f"{float(value):.2f}x"  # type: ignore[arg-type]
 
@@ -117,6 +152,10 @@ def _report(path: Path, points: list[sweep.Point], window: str, seconds: float) 
         where = f"{title}: policy at {ours.target:.0%}, over-provisioned instance-hours by stage"
         console.print(cli.attribution_table(ours.over_provisioned, where))
     console.print(_goals(rows))
+    hpa = min((p for p in points if p.name == "hpa"), key=lambda p: abs(p.target - GOAL_TARGET), default=None)
+    if hpa is not None:
+        where = f"{title}: an instant controller one row late, against HPA at {hpa.target:.0%}"
+        console.print(one_row_late(path, window, hpa, where))
     stem = f"{path.stem}-{window}"
     plot.frontier(OUT / f"{stem}-frontier.png", points, f"{path.name}, {window}")
     report = {"trace": path.name, "window": window, "boot_time": BOOT_TIME, **sweep.as_json(points)}

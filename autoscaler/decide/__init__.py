@@ -161,10 +161,11 @@ def _limited(
     now: float,
     trail: _Trail,
     windows: schedule.Bounds,
+    forecast: int | None,
 ) -> None:
     """Stages that slow, hold or bound the recommendation, in order."""
     current = inventory.current
-    trail.apply("stabilization", stages.stabilize(policy, current, recommendations, now))
+    trail.apply("stabilization", stages.stabilize(policy, current, recommendations, now, forecast))
     trail.apply("rate_limit", stages.rate_limit(policy, current, trail.count, memory.changes, now))
     trail.apply("churn_budget", stages.churn(policy, current, trail.count, memory.changes, now))
     trail.apply("cooldown", stages.cooldown(policy, memory, current, trail.count, now), held_from=trail.count)
@@ -190,7 +191,7 @@ def evaluate(
     windows = schedule.bounds(policy.schedules, now)
     trail.apply("schedule", stages.calendar(trail.count, windows))
     new_memory = _remember(policy, memory, current, trail.count, now, samples, anchors)
-    _limited(policy, inventory, memory, new_memory.recommendations, now, trail, windows)
+    _limited(policy, inventory, memory, new_memory.recommendations, now, trail, windows, forecast)
     act = not (policy.paused or policy.dry_run)
     if not act:
         trail.note("paused" if policy.paused else "dry_run", "decision recorded, not carried out")

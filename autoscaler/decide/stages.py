@@ -60,14 +60,27 @@ def calendar(desired: int, bounds: schedule.Bounds) -> StageResult:
 
 
 def stabilize(
-    policy: spec.GroupPolicy, current: int, recommendations: Sequence[tuple[float, int]], now: float
+    policy: spec.GroupPolicy,
+    current: int,
+    recommendations: Sequence[tuple[float, int]],
+    now: float,
+    forecast: int | None = None,
 ) -> StageResult:
-    """HPA rule: up takes the minimum over the up window, down the maximum over the down window."""
+    """HPA rule: up takes the minimum over the up window, down the maximum over the down window.
+
+    With `scale_down.pacing: forecast` and a forecast at hand, scale-in follows the forecast's fall
+    instead: the newest recommendation (the checks, already raised to the forecast floor) stands,
+    because the forecast vouches for the next lead time and the window would only repeat the past.
+    """
     desired = recommendations[-1][1]
     up_since = now - policy.scale_up.stabilization
     down_since = now - policy.scale_down.stabilization
     up = min(c for t, c in recommendations if t >= up_since or t == now)
     down = max(c for t, c in recommendations if t >= down_since or t == now)
+    if desired < current and down > desired and _paced_by_forecast(policy, forecast):
+        span = durations.format_seconds(policy.scale_down.stabilization)
+        why = f"scale-in follows the forecast's fall (needs {forecast}), not the {span} window's {down}"
+        return desired, why
     stable = up if up > current else down if down < current else current
     if stable == desired:
         return stable, None
@@ -76,6 +89,10 @@ def stabilize(
         return stable, f"lowest recommendation in the {span} scale-up window"
     span = durations.format_seconds(policy.scale_down.stabilization)
     return stable, f"highest recommendation in the {span} scale-down window"
+
+
+def _paced_by_forecast(policy: spec.GroupPolicy, forecast: int | None) -> bool:
+    return policy.scale_down.pacing == "forecast" and forecast is not None
 
 
 def _moved(changes: Sequence[model.Change], up: bool, since: float) -> int:

@@ -33,7 +33,13 @@ Params = nearterm.Params | seasonal.Params
 
 def params_for(predictive: spec.Predictive) -> nearterm.Params:
     """The near-term model as the policy's predictive section tunes it."""
-    return nearterm.Params(quantile=predictive.quantile, recent=predictive.recent, days=predictive.days)
+    return nearterm.Params(
+        quantile=predictive.quantile,
+        recent=predictive.recent,
+        days=predictive.days,
+        window=predictive.slack,
+        hold_after_peak=predictive.hold_after_peak,
+    )
 
 
 def calibration_for(predictive: spec.Predictive) -> shadow.Calibration | None:

@@ -25,6 +25,7 @@ compares the two.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
@@ -55,6 +56,9 @@ class Params:
     """With fewer usable past days the forecast is the base alone."""
     search_days: int = 35
     """How far back to look for comparable days."""
+    hold_after_peak: float | None = None
+    """Seconds a past day's peak is still held once its clock time has passed the newest known load
+    today (None: the whole `window` behind too)."""
 
 
 DEFAULT = Params()
@@ -128,7 +132,7 @@ def peak(
     if not np.isfinite(window).any():
         return None
     base = float(np.nanmax(window))
-    shifts = _shifts(series.step, start, params, zone)
+    shifts = _shifts(series.step, start, known, params, zone)
     targets = _peaks(series.values, series.index(start), series.index(end), shifts, limit)
     usable = np.flatnonzero(np.isfinite(targets).any(axis=1))[: params.days]
     if usable.size < params.min_days:
@@ -144,8 +148,16 @@ def peak(
     return max(base, min(base * growth, level))
 
 
-def _shifts(step: float, start: float, params: Params, zone: Zone) -> np.ndarray:
-    """Cells back to each comparable day (rows) at each slack offset (columns)."""
+def _shifts(step: float, start: float, known: float, params: Params, zone: Zone) -> np.ndarray:
+    """Cells back to each comparable day (rows) at each slack offset (columns).
+
+    An offset of +k cells reads a past day k cells earlier in its clock (today running late).
+    With `hold_after_peak` set, only offsets whose clock time is not yet `hold_after_peak` behind
+    the newest known load are kept: a peak that has passed today lets the floor go.
+    """
     lags = np.round(np.asarray(day_lags(start, params, zone)) / step).astype(np.int64)
-    slack = round(params.window / step)
-    return lags[:, None] + np.arange(-slack, slack + 1)[None, :]
+    ahead = behind = round(params.window / step)
+    if params.hold_after_peak is not None:
+        passed = math.floor((start - known + params.hold_after_peak) / step)
+        behind = max(0, min(behind, passed))
+    return lags[:, None] + np.arange(-ahead, behind + 1)[None, :]

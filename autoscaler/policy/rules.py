@@ -26,6 +26,7 @@ def problems(policy: spec.GroupPolicy) -> Found:
         yield ("max",), f"max ({policy.max}) is below min ({policy.min})"
     yield from _duplicate_names(policy)
     yield from _schedule_bounds(policy)
+    yield from _pacing(policy)
     for loc, part in _parts(policy):
         yield from _within(loc, _PART_RULES[type(part)](part))
 
@@ -96,6 +97,17 @@ def _schedule_bounds(policy: spec.GroupPolicy) -> Found:
             yield ("schedules", index, "min"), f"floor {window.min} is above the group's max ({policy.max})"
         if window.max is not None and window.max < policy.min:
             yield ("schedules", index, "max"), f"ceiling {window.max} is below the group's min ({policy.min})"
+
+
+def _pacing(policy: spec.GroupPolicy) -> Found:
+    if policy.scale_up.pacing != "window":
+        yield ("scale_up", "pacing"), "pacing: forecast applies to scale-in only (scale_down.pacing)"
+    if policy.scale_down.pacing == "forecast" and policy.predictive.mode != "active":
+        yield (
+            ("scale_down", "pacing"),
+            f"pacing: forecast needs predictive.mode: active (it is {policy.predictive.mode}):"
+            " without a forecast the stabilization window decides anyway",
+        )
 
 
 def warnings(policy: spec.GroupPolicy) -> Found:

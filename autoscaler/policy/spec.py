@@ -286,6 +286,13 @@ class Direction(Spec):
         0.0, description="After a change in this direction, wait this long before the next."
     )
     rate: RateLimit | None = Field(None, description="Rate limit for this direction; none means unlimited.")
+    pacing: Literal["window", "forecast"] = Field(
+        "window",
+        description="scale_down only: 'forecast' lets scale-in follow the forecast's fall (down to what the"
+        " checks want now and the forecast needs one lead time ahead) instead of holding the highest"
+        " recommendation of the stabilization window; the window still applies while there is no forecast."
+        " Needs predictive.mode: active.",
+    )
 
 
 def _default_up() -> Direction:
@@ -364,6 +371,17 @@ class Predictive(Spec):
         180.0, description="The forecast grows the peak load of this newest stretch; longer releases slower."
     )
     days: int = Field(10, ge=1, le=35, description="Comparable past days (weekday or weekend) to learn from.")
+    slack: PositiveDuration = Field(
+        600.0,
+        description="How far from the same clock time a past day's load still counts (a ramp a little"
+        " early or late today); shorter holds less capacity for ramps that may come.",
+    )
+    hold_after_peak: Duration | None = Field(
+        None,
+        description="How long the forecast keeps holding a past day's peak once its clock time has passed"
+        " the newest known load today (a ramp late today is still covered); shorter lets go sooner."
+        " none: the whole slack on that side too.",
+    )
     miss_rate: float | None = Field(
         None,
         gt=0,
