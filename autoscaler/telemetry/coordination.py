@@ -75,41 +75,35 @@ class CoordinationCollector(Collector):
         )
         changes.add_metric([], float(s.leadership_changes))
         yield changes
-        fenced = CounterMetricFamily(
-            f"{PREFIX}_coordination_fenced_actions",
+        yield _by_label(
+            "coordination_fenced_actions",
             "Mutating libvirt calls refused because leadership could not be proved.",
-            labels=["op"],
+            "op",
+            s.fenced,
         )
-        for op, count in sorted(s.fenced.items()):
-            fenced.add_metric([op], float(count))
-        yield fenced
-        yield from _etcd_traffic(s)
+        yield _by_label(
+            "coordination_etcd_requests", "Requests sent to etcd, by gateway path.", "path", s.etcd_requests
+        )
+        yield _by_label(
+            "coordination_watch_reconnects",
+            "Watches on etcd reopened after their stream broke (a member lost, etcd restarted).",
+            "watch",
+            s.watch_reconnects,
+        )
+        yield _by_label(
+            "coordination_watch_compactions",
+            "Watches whose revision etcd had compacted away; the key was read again.",
+            "watch",
+            s.watch_compactions,
+        )
 
 
-def _etcd_traffic(s: Snapshot) -> Iterator[Metric]:
-    """How hard this daemon works etcd: requests by kind, and how often its watches broke."""
-    requests = CounterMetricFamily(
-        f"{PREFIX}_coordination_etcd_requests", "Requests sent to etcd, by gateway path.", labels=["path"]
-    )
-    for path, count in sorted(s.etcd_requests.items()):
-        requests.add_metric([path], float(count))
-    yield requests
-    reconnects = CounterMetricFamily(
-        f"{PREFIX}_coordination_watch_reconnects",
-        "Watches on etcd reopened after their stream broke (a member lost, etcd restarted).",
-        labels=["watch"],
-    )
-    for watch, count in sorted(s.watch_reconnects.items()):
-        reconnects.add_metric([watch], float(count))
-    yield reconnects
-    compactions = CounterMetricFamily(
-        f"{PREFIX}_coordination_watch_compactions",
-        "Watches whose revision etcd had compacted away; the key was read again.",
-        labels=["watch"],
-    )
-    for watch, count in sorted(s.watch_compactions.items()):
-        compactions.add_metric([watch], float(count))
-    yield compactions
+def _by_label(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with one series per key of `counts`."""
+    family = CounterMetricFamily(f"{PREFIX}_{name}", documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], float(count))
+    return family
 
 
 def register(registry: CollectorRegistry, snapshot: Callable[[], Snapshot]) -> None:
