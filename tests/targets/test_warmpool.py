@@ -175,7 +175,8 @@ async def test_boot_once_pool_waits_for_the_first_boot_before_it_shuts_down(tmp_
     try:
         await eventually(lambda: full(target, 1, "running"))
         [pooled] = target._cache.pooled("web")
-        await eventually(lambda: pooled.last_probe > 0)
+        # read again each time: a refresh of the listing replaces the cached record
+        await eventually(lambda: any(r.last_probe > 0 for r in target._cache.pooled("web")))
         assert set((await pooled_in_libvirt(target)).values()) == {"running"}
 
         target.set_policies(
