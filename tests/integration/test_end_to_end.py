@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 import time
@@ -85,6 +86,7 @@ def libvirt_host() -> Iterator[libvirt_env.LibvirtEnv]:
         finally:
             libvirt_env._remove_leftover_domains(PREFIX)
             libvirt_env._remove_pool(pool)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _list_running() -> list[str]:
